@@ -1,0 +1,1 @@
+"""Pure functions from a study and predictions to figures, tables and HTML."""

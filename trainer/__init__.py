@@ -1,0 +1,1 @@
+"""Training side of hpsearch: data, model, training loop, metrics. Knows nothing of Optuna or wandb."""
