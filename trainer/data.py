@@ -5,12 +5,21 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from trainer.cache import UnreadableImageWarning, cache_dataset, decode_image, unreadable_reason
 from trainer.classes import CLASS_NAMES
+from trainer.errors import UserError
+from trainer.layout import discover_layout
+from trainer.split import check_fractions, split_indices
+
+DEFAULT_CACHE_DIR = Path("~/.cache/hpsearch")
 
 
 @dataclass(frozen=True)
@@ -34,13 +43,19 @@ class DataConfig:
     progress: bool = True
     """Show progress while the cache is built."""
 
+    def __post_init__(self) -> None:
+        if self.image_size < 1:
+            raise UserError(f"image_size={self.image_size!r}: must be >= 1")
+        check_fractions(self.val_fraction, self.test_fraction)
+
 
 @dataclass
 class Data:
     """Images as uint8 ``(N, 1, H, W)`` tensors and labels as int64 ``(N,)`` per split.
 
-    On the CPU the image tensors are views of the memory-mapped cache (no copy);
-    ``to(device)`` copies them once to an accelerator.
+    ``load_data`` copies each split once out of the memory-mapped cache into its own
+    tensor (together one dataset's worth of uint8); ``to(device)`` copies them once to
+    an accelerator.
     """
 
     train_x: torch.Tensor
@@ -80,6 +95,134 @@ class Data:
         )
 
 
-def load_data(config: DataConfig) -> Data:
-    """Discover the layout, decode once into the cache (or reuse it), split."""
-    raise NotImplementedError
+def load_data(config: DataConfig, device: torch.device | str | None = None) -> Data:
+    """Discover the layout, decode once into the cache (or reuse it), split.
+
+    Each split is copied out of the cache file with plain reads, a block of rows at a
+    time, rather than through the memory map, whose touched pages would count a second
+    time in the process's memory: the split tensors, about N * S * S bytes together
+    (1 GB for 20,000 images at 224 px), are the only image memory held. With ``device``
+    (e.g. 'cuda') the splits are filled on that device block by block, and the host
+    holds one block (1024 rows) at a time. Labels stay on the CPU. Mean and standard
+    deviation are exact, over every training pixel.
+    """
+    layout = discover_layout(config.root)
+    cache_dir = DEFAULT_CACHE_DIR if config.cache_dir is None else Path(config.cache_dir)
+    label_of = dict(layout.items)
+    cached = cache_dataset(
+        layout.root,
+        list(label_of),
+        config.image_size,
+        cache_dir,
+        workers=config.workers,
+        progress=config.progress,
+    )
+    if not cached.paths:
+        raise UserError(f"no readable images in {layout.root}")
+    labels = np.array([label_of[p] for p in cached.paths], dtype=np.int64)
+    lost = [CLASS_NAMES[i] for i in range(len(CLASS_NAMES)) if not (labels == i).any()]
+    if lost:
+        raise UserError(f"no readable images for class(es) {', '.join(lost)} in {layout.root}")
+    split = split_indices(labels, config.val_fraction, config.test_fraction, config.split_seed)
+    order = {"train": split.train, "val": split.val, "test": split.test}
+    target = torch.device("cpu" if device is None else device)
+    images = _read_rows(cached.file, len(cached.paths), config.image_size, order, target)
+    mean, std = pixel_mean_std(images["train"])
+    return Data(
+        train_x=images["train"],
+        train_y=torch.from_numpy(labels[split.train]),
+        val_x=images["val"],
+        val_y=torch.from_numpy(labels[split.val]),
+        test_x=images["test"],
+        test_y=torch.from_numpy(labels[split.test]),
+        mean=mean,
+        std=std,
+        image_size=config.image_size,
+        names={name: [cached.paths[i] for i in rows] for name, rows in order.items()},
+        source=str(layout.root),
+        synthetic=layout.synthetic,
+    )
+
+
+def _read_rows(
+    file: Path,
+    count: int,
+    size: int,
+    order: dict[str, np.ndarray],
+    device: torch.device,
+    block: int = 1024,
+) -> dict[str, torch.Tensor]:
+    """Copy the rows of each split (sorted indices) from the cache file into new tensors."""
+    out = {
+        name: torch.empty((len(rows), 1, size, size), dtype=torch.uint8, device=device)
+        for name, rows in order.items()
+    }
+    on_cpu = device.type == "cpu"
+    buffer = np.empty((min(block, count), size, size), dtype=np.uint8)
+    with open(file, "rb", buffering=0) as f:
+        for start in range(0, count, block):
+            stop = min(start + block, count)
+            view = buffer[: stop - start]
+            if f.readinto(memoryview(view).cast("B")) != view.nbytes:
+                raise UserError(f"image cache {file} is shorter than its index says; delete it")
+            for name, rows in order.items():
+                lo, hi = np.searchsorted(rows, [start, stop])
+                if hi == lo:
+                    continue
+                if on_cpu:
+                    out[name].numpy()[lo:hi, 0] = view[rows[lo:hi] - start]
+                else:
+                    out[name][lo:hi, 0].copy_(torch.from_numpy(view[rows[lo:hi] - start]))
+    return out
+
+
+def pixel_mean_std(images: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard deviation of uint8 pixels, scaled to [0, 1], with exact sums.
+
+    Sums of values and of squares are taken in 64-bit integers over blocks, so the result
+    does not depend on the block size or the device. An empty tensor gives (0.5, 0.25).
+    """
+    flat = images.reshape(-1)
+    n = flat.numel()
+    if n == 0:
+        return 0.5, 0.25
+    total = squares = 0
+    step = 1 << 22
+    for start in range(0, n, step):
+        if flat.device.type == "cpu":
+            chunk = flat[start : start + step].numpy().astype(np.uint32)
+            total += int(chunk.sum(dtype=np.uint64))
+            chunk *= chunk
+            squares += int(chunk.sum(dtype=np.uint64))
+        else:
+            chunk = flat[start : start + step].to(torch.int64)
+            total += int(chunk.sum())
+            squares += int((chunk * chunk).sum())
+    mean = total / n
+    var = max(squares / n - mean * mean, 0.0)
+    return mean / 255.0, var**0.5 / 255.0
+
+
+def load_images(
+    paths: Sequence[str | Path], image_size: int
+) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+    """Decode unlabelled images (no cache) the same way as the training images.
+
+    Returns the ``(N, S, S)`` uint8 array of the readable ones, their paths (as given,
+    as strings) and (path, reason) for each file left out, which is also warned about.
+    """
+    if image_size < 1:
+        raise UserError(f"image_size={image_size!r}: must be >= 1")
+    rows = np.empty((len(paths), image_size, image_size), dtype=np.uint8)
+    kept: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    for path in paths:
+        try:
+            rows[len(kept)] = decode_image(path, image_size)
+        except Exception as error:  # Pillow raises many types on malformed files
+            reason = unreadable_reason(Path(path), error)
+            skipped.append((str(path), reason))
+            warnings.warn(f"skipped {path}: {reason}", UnreadableImageWarning, stacklevel=2)
+            continue
+        kept.append(str(path))
+    return rows[: len(kept)].copy() if skipped else rows, kept, skipped

@@ -1,0 +1,82 @@
+"""What a dataset folder holds, as the loader sees it: for ``hpsearch data check``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trainer.cache import decode_image, unreadable_reason
+from trainer.classes import CLASS_NAMES
+from trainer.layout import discover_layout
+
+_KIND_TITLES = {
+    "competition": "competition layout (train/<class>/, test/)",
+    "radiography-database": "COVID-19 Radiography Database layout (<Class>/images/)",
+    "folder-per-class": "folder-per-class layout (<class>/)",
+}
+
+
+def check_dataset(path: str | Path, decode: bool = False) -> dict[str, Any]:
+    """Layout, images per class, test images, skipped files and the synthetic flag of ``path``.
+
+    With ``decode`` every image is also decoded (slow: one process, the full dataset) and
+    the unreadable ones are listed. The result is JSON-serialisable. A folder that is no
+    dataset raises :class:`~trainer.errors.UserError`.
+    """
+    layout = discover_layout(path)
+    counts = [0] * len(CLASS_NAMES)
+    for _, label in layout.items:
+        counts[label] += 1
+    report: dict[str, Any] = {
+        "path": str(path),
+        "root": str(layout.root),
+        "layout": layout.kind,
+        "synthetic": layout.synthetic,
+        "classes": [
+            {
+                "index": index,
+                "name": name,
+                "folder": layout.class_folders.get(index, ""),
+                "images": counts[index],
+            }
+            for index, name in enumerate(CLASS_NAMES)
+        ],
+        "images": len(layout.items),
+        "test_images": len(layout.test_items),
+        "skipped": [{"path": p, "reason": r} for p, r in layout.skipped],
+        "decoded": decode,
+        "unreadable": [],
+    }
+    if decode:
+        rel_paths = [p for p, _ in layout.items] + layout.test_items
+        for rel in rel_paths:
+            try:
+                decode_image(layout.root / rel, 8)
+            except Exception as error:  # Pillow raises many types on malformed files
+                reason = unreadable_reason(layout.root / rel, error)
+                report["unreadable"].append({"path": rel, "reason": reason})
+    return report
+
+
+def format_check(report: dict[str, Any]) -> str:
+    """Plain-text rendering of a :func:`check_dataset` report."""
+    lines = [f"dataset  {report['root']}", f"layout   {_KIND_TITLES[report['layout']]}"]
+    if report["synthetic"]:
+        lines.append("SYNTHETIC demo data (generated images, not real radiographs)")
+    lines.append("classes")
+    width = max(len(c["name"]) for c in report["classes"])
+    for c in report["classes"]:
+        lines.append(f"  {c['index']}  {c['name']:<{width}}  {c['images']:>7}  {c['folder']}/")
+    lines.append(f"     {'total':<{width}}  {report['images']:>7}")
+    if report["layout"] == "competition":
+        lines.append(f"test images (unlabelled): {report['test_images']}")
+    skipped = report["skipped"]
+    lines.append(f"skipped files: {len(skipped)}")
+    lines += [f"  {s['path']}  ({s['reason']})" for s in skipped]
+    if report["decoded"]:
+        bad = report["unreadable"]
+        lines.append(f"unreadable images: {len(bad)}")
+        lines += [f"  {s['path']}  ({s['reason']})" for s in bad]
+    else:
+        lines.append("images not decoded (unreadable files show when the cache is built)")
+    return "\n".join(lines)
