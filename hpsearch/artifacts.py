@@ -1,0 +1,130 @@
+"""Files attached to trials (checkpoints, exported models, reports) with Optuna's artifact store.
+
+The store keeps the bytes (a folder under the workdir by default); the study storage
+keeps which artifact belongs to which trial, so optuna-dashboard can list and serve
+them next to the trial. Each attached file is also named in a user attribute
+``"artifact:<file name>"`` -> artifact id, readable by ``optuna trials`` and plain code.
+
+Optuna refuses to change a finished trial. A file attached after the trial ended
+(an export, a report) is stored as an artifact of the study instead, and named in
+the study's user attribute ``"artifact:trial-<number>:<file name>"``;
+:func:`find_artifacts` returns both kinds for a trial.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hpsearch.paths import Workdir
+from trainer.errors import UserError
+
+ATTR_PREFIX = "artifact:"
+
+
+def open_artifact_store(workdir_or_path: Workdir | str | os.PathLike[str]):
+    """A ``FileSystemArtifactStore`` on ``Workdir.artifacts`` or on the folder given.
+
+    The folder is created if needed. URLs (``s3://``, ``gs://``) are not supported yet.
+    """
+    from optuna.artifacts import FileSystemArtifactStore
+
+    if isinstance(workdir_or_path, Workdir):
+        root = workdir_or_path.artifacts
+    else:
+        text = os.fspath(workdir_or_path)
+        if "://" in text:
+            raise UserError(f"artifact store {text!r}: only a local folder is supported")
+        root = Path(text).absolute()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create artifact folder {root}: {err.strerror}") from None
+    return FileSystemArtifactStore(root)
+
+
+def attach_file(study: Any, trial: Any, path: str | os.PathLike[str], artifact_store: Any) -> str:
+    """Upload ``path`` to ``artifact_store`` as an artifact of ``trial``; its artifact id.
+
+    ``trial`` is a trial id (``trial._trial_id``, not the trial number), a FrozenTrial
+    or a running ``optuna.Trial``. While the trial runs, the file becomes a trial
+    artifact and the trial gets user attr ``"artifact:<file name>"``; once it is
+    finished, see the module docstring.
+    """
+    import optuna
+
+    frozen = _frozen(study, trial)
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"cannot attach {path!r} to trial {frozen.number}: no such file")
+    storage = study._storage
+    name = os.path.basename(path)
+    if frozen.state.is_finished():
+        artifact_id = optuna.artifacts.upload_artifact(
+            artifact_store=artifact_store, file_path=path, study_or_trial=study
+        )
+        study.set_user_attr(f"{ATTR_PREFIX}trial-{frozen.number}:{name}", artifact_id)
+    else:
+        artifact_id = optuna.artifacts.upload_artifact(
+            artifact_store=artifact_store, file_path=path, study_or_trial=frozen, storage=storage
+        )
+        storage.set_trial_user_attr(frozen._trial_id, ATTR_PREFIX + name, artifact_id)
+    return artifact_id
+
+
+def find_artifacts(study: Any, trial: Any) -> list[Any]:
+    """Artifacts of ``trial`` (id, FrozenTrial or Trial) as ``optuna.artifacts.ArtifactMeta``.
+
+    Trial artifacts first, then those attached after the trial finished.
+    """
+    import optuna
+
+    frozen = _frozen(study, trial)
+    metas = list(optuna.artifacts.get_all_artifact_meta(frozen, storage=study._storage))
+    prefix = f"{ATTR_PREFIX}trial-{frozen.number}:"
+    later_ids = {v for k, v in study.user_attrs.items() if k.startswith(prefix)}
+    if later_ids:
+        metas += [
+            m for m in optuna.artifacts.get_all_artifact_meta(study) if m.artifact_id in later_ids
+        ]
+    return metas
+
+
+def dashboard_path(study: Any, trial: Any, artifact_id: str) -> str:
+    """optuna-dashboard's URL path that serves the artifact (append it to the server URL)."""
+    frozen = _frozen(study, trial)
+    trial_ids = {m.artifact_id for m in _trial_metas(study, frozen)}
+    if artifact_id in trial_ids:
+        return f"/artifacts/{study._study_id}/{frozen._trial_id}/{artifact_id}"
+    return f"/artifacts/{study._study_id}/{artifact_id}"
+
+
+def _trial_metas(study: Any, frozen: Any) -> list[Any]:
+    import optuna
+
+    return optuna.artifacts.get_all_artifact_meta(frozen, storage=study._storage)
+
+
+def _frozen(study: Any, trial: Any) -> Any:
+    """The FrozenTrial for a trial id, FrozenTrial or running Trial of ``study``."""
+    import optuna
+
+    if isinstance(trial, optuna.trial.FrozenTrial | optuna.Trial):
+        trial_id = trial._trial_id
+    elif isinstance(trial, int) and not isinstance(trial, bool):
+        trial_id = trial
+    else:
+        raise TypeError(
+            f"trial must be a trial id, FrozenTrial or Trial, not {type(trial).__name__}"
+        )
+    frozen = study._storage.get_trial(trial_id)
+    try:
+        owner = study._storage.get_trial_id_from_study_id_trial_number(
+            study._study_id, frozen.number
+        )
+    except KeyError:
+        owner = None
+    if owner != trial_id:
+        raise ValueError(f"trial id {trial_id} is not a trial of study {study.study_name!r}")
+    return frozen

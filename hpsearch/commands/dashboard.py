@@ -1,0 +1,73 @@
+"""``hpsearch dashboard``: optuna-dashboard on the study storage, with trial artifacts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from hpsearch.dashboard import DEFAULT_HOST, DEFAULT_PORT
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: expected 0-65535") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: expected 0-65535")
+    return value
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="study storage (default: $HPSEARCH_STORAGE, else sqlite:///hpsearch.db)",
+    )
+    parser.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="working directory whose artifacts/ folder holds the trial files "
+        "(default: $HPSEARCH_WORKDIR, else ./hpsearch-work)",
+    )
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default: {DEFAULT_HOST}, this machine only; "
+        "0.0.0.0 opens it to the network)",
+    )
+    parser.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpsearch.dashboard import serve
+    from hpsearch.paths import Workdir
+    from hpsearch.storage import resolve_storage_url
+
+    url = resolve_storage_url(args.storage)
+    _require_existing_sqlite(url)
+    workdir = Workdir.resolve(args.workdir)
+    serve(url, args.host, args.port, workdir.artifacts)
+    return 0
+
+
+def _require_existing_sqlite(url: str) -> None:
+    """A dashboard on a missing SQLite file would silently create an empty database."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from trainer.errors import UserError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return  # open_storage reports malformed URLs
+    if parsed.get_backend_name() != "sqlite":
+        return
+    database = parsed.database
+    if database and database != ":memory:" and not os.path.exists(database):
+        raise UserError(
+            f"no study storage at {database}: run a study first (hpsearch run) or give --storage"
+        )

@@ -1,0 +1,315 @@
+"""Weights & Biases tracking: one run per trial, grouped by study, offline unless asked.
+
+wandb is optional at run time: it is imported only when tracking is on, and a wandb
+problem (no service, no network, a full disk) never fails a trial. The first error
+warns once and switches tracking off for the rest of the process.
+
+optuna-integration's ``WeightsAndBiasesCallback`` is not used: it is a
+``study.optimize`` callback that logs once per finished trial through the global
+``wandb.run`` (per-epoch metrics would need its ``track_in_wandb`` decorator around an
+objective, and it is documented for ``n_jobs=1`` only). hpsearch workers claim trials
+themselves instead of calling ``optimize``, need a run open from the first epoch to the
+end of each trial, and must survive wandb errors; the callback raises them into the
+objective. The wandb calls below are the plain SDK: ``init`` / ``log`` / ``finish``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hpsearch.storage import redact
+
+log = logging.getLogger(__name__)
+
+MODES = ("off", "offline", "online")
+DEFAULT_PROJECT = "hpsearch"
+#: Seconds ``wandb.init`` may take before the trial gives up on tracking.
+INIT_TIMEOUT_S = 60
+
+
+class TrackingWarning(UserWarning):
+    """wandb failed; training goes on without tracking."""
+
+
+def resolve_wandb_mode(flag: str | None) -> str:
+    """``'off'``, ``'offline'`` or ``'online'``.
+
+    ``--wandb`` wins; else ``$WANDB_MODE`` when it names a mode (``disabled`` means
+    off); else online when ``$WANDB_API_KEY`` is set; else offline, which needs no
+    account and can be uploaded later with ``wandb sync``.
+    """
+    if flag is not None:
+        if flag not in MODES:
+            raise ValueError(f"wandb mode {flag!r} is not one of {', '.join(MODES)}")
+        return flag
+    env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env_mode in ("disabled", "off"):
+        return "off"
+    if env_mode in ("offline", "online"):
+        return env_mode
+    if os.environ.get("WANDB_API_KEY", "").strip():
+        return "online"
+    return "offline"
+
+
+class TrialTracker:
+    """One wandb run per trial for a worker process; no method ever raises.
+
+    Call :meth:`start` when a trial begins, :meth:`log_epoch` after each epoch and
+    :meth:`finish` when it ends. The same tracker serves all trials of a worker.
+    With ``mode='off'`` every call returns at once and wandb is never imported.
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        study_name: str,
+        sampler: str,
+        pruner: str,
+        workdir_wandb_dir: str | os.PathLike[str],
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"wandb mode {mode!r} is not one of {', '.join(MODES)}")
+        self.mode = mode
+        self.study_name = study_name
+        self.sampler = sampler
+        self.pruner = pruner
+        self.wandb_dir = Path(workdir_wandb_dir)
+        self._enabled = mode != "off"
+        self._run: Any = None
+        self._trial_number: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """False when off, or after the first wandb error."""
+        return self._enabled
+
+    @property
+    def run(self) -> Any:
+        """The open wandb run, if a trial is being tracked."""
+        return self._run
+
+    def start(
+        self, trial_number: int, config: Mapping[str, Any], params: Mapping[str, Any]
+    ) -> None:
+        """Open the trial's run: ``config`` (the full training config) updated with ``params``."""
+        if not self._enabled:
+            return
+        if self._run is not None:  # a previous trial was not finished: close it first
+            self.finish("failed", {})
+        try:
+            full_config = {**_clean(dict(config)), **_clean(dict(params))}
+            full_config["optuna"] = {
+                "study": self.study_name,
+                "trial_number": trial_number,
+                "sampler": self.sampler,
+                "pruner": self.pruner,
+                "searched": sorted(params),
+            }
+            self._run = _init_run(
+                self.mode,
+                self.wandb_dir,
+                name=f"{self.study_name}-trial-{trial_number}",
+                group=self.study_name,
+                job_type=self.sampler,
+                tags=[f"sampler:{self.sampler}", f"pruner:{self.pruner}"],
+                config=full_config,
+                silent=True,  # a line per trial would bury the progress display
+            )
+            self._run.define_metric("epoch")
+            self._run.define_metric("*", step_metric="epoch")
+            self._trial_number = trial_number
+        except Exception as err:
+            self._disable("start a run", err)
+
+    def log_epoch(self, row: Mapping[str, Any], epoch: int) -> None:
+        """Log one epoch's numeric metrics (losses, accuracy, AUC, lr, images/s)."""
+        if not self._enabled or self._run is None:
+            return
+        try:
+            self._run.log({**_numeric(row), "epoch": int(epoch)})
+        except Exception as err:
+            self._disable("log an epoch", err)
+
+    def finish(self, state: str, summary: Mapping[str, Any]) -> None:
+        """Close the run with the trial's final ``state`` and ``summary`` values.
+
+        ``state`` is ``'complete'``, ``'pruned'`` or ``'failed'``; a failed run exits
+        non-zero so wandb shows it as failed.
+        """
+        if not self._enabled or self._run is None:
+            return
+        run, self._run = self._run, None
+        try:
+            run.summary.update(
+                {
+                    **_clean(dict(summary)),
+                    "optuna/trial_number": self._trial_number,
+                    "optuna/state": state,
+                }
+            )
+            run.tags = (*run.tags, f"state:{state}")
+            run.finish(exit_code=0 if state in ("complete", "pruned") else 1)
+        except Exception as err:
+            self._disable("finish a run", err, run)
+
+    def _disable(self, what: str, err: Exception, run: Any = None) -> None:
+        self._enabled = False
+        warnings.warn(
+            f"wandb tracking is off for the rest of this process: could not {what} "
+            f"({type(err).__name__}: {err}); training goes on",
+            TrackingWarning,
+            stacklevel=3,
+        )
+        log.debug("wandb error", exc_info=err)
+        _finish_quietly(run if run is not None else self._run)
+        self._run = None
+
+
+def log_study_table(study: Any, mode: str, wandb_dir: str | os.PathLike[str]) -> bool:
+    """Log one run with a wandb Table of all trials of ``study``; True if it was logged.
+
+    Never raises: a wandb error warns and returns False.
+    """
+    if mode == "off":
+        return False
+    try:
+        import wandb
+
+        attrs = study.user_attrs.get("hpsearch", {})
+        columns, rows = trials_table(study)
+        run = _init_run(
+            mode,
+            Path(wandb_dir),
+            name=f"{study.study_name}-trials",
+            group=study.study_name,
+            job_type="study",
+            tags=[f"sampler:{attrs.get('sampler', '?')}", f"pruner:{attrs.get('pruner', '?')}"],
+            config={"study": study.study_name, "hpsearch": _clean(attrs)},
+            silent=False,  # says where the runs are and how to upload them
+        )
+        try:
+            run.log({"trials": wandb.Table(columns=columns, data=rows)})
+            run.summary.update(_study_summary(study))
+        finally:
+            run.finish()
+        return True
+    except Exception as err:
+        warnings.warn(
+            f"wandb: could not log the trials table ({type(err).__name__}: {err})",
+            TrackingWarning,
+            stacklevel=2,
+        )
+        log.debug("wandb error", exc_info=err)
+        return False
+
+
+def trials_table(study: Any) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows of the trials table: number, state, value, params, scalar attrs."""
+    trials = study.get_trials(deepcopy=False)
+    param_names = sorted({name for t in trials for name in t.params})
+    attr_names = sorted(
+        {k for t in trials for k, v in t.user_attrs.items() if _is_number(v) and k != "slot"}
+    )
+    columns = ["number", "state", "value", "duration_s", *param_names, *attr_names]
+    rows = []
+    for t in trials:
+        duration = t.duration.total_seconds() if t.duration is not None else None
+        row = [t.number, t.state.name.lower(), t.values[0] if t.values else None, duration]
+        row += [_cell(t.params.get(name)) for name in param_names]
+        row += [t.user_attrs.get(name) for name in attr_names]
+        rows.append(row)
+    return columns, rows
+
+
+def _study_summary(study: Any) -> dict[str, Any]:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    counts = {s.name.lower(): 0 for s in TrialState}
+    for t in trials:
+        counts[t.state.name.lower()] += 1
+    summary: dict[str, Any] = {f"n_{k}": v for k, v in counts.items() if v}
+    summary["n_trials"] = len(trials)
+    if counts["complete"]:
+        best = study.best_trial
+        summary.update(
+            {"best/number": best.number, "best/value": best.value, **_clean(best.params)}
+        )
+    return summary
+
+
+def _init_run(mode: str, wandb_dir: Path, *, silent: bool, **kwargs: Any) -> Any:
+    """``wandb.init`` for one short-lived run; runs go under ``wandb_dir/wandb/``."""
+    import wandb
+
+    wandb_dir.mkdir(parents=True, exist_ok=True)
+    settings = wandb.Settings(
+        console="off",  # the worker's own output stays in the terminal, not in the run
+        disable_git=True,
+        disable_code=True,
+        silent=silent,
+        init_timeout=INIT_TIMEOUT_S,
+    )
+    return wandb.init(
+        project=os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
+        dir=str(wandb_dir),
+        mode=mode,
+        # a worker may hold another run (or a caller's) open; never finish someone else's
+        reinit="create_new",
+        settings=settings,
+        **kwargs,
+    )
+
+
+def _finish_quietly(run: Any) -> None:
+    if run is None:
+        return
+    try:
+        run.finish(exit_code=1)
+    except Exception:
+        log.debug("wandb finish after an error failed too", exc_info=True)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _numeric(row: Mapping[str, Any]) -> dict[str, float | int]:
+    """The scalar numbers of an epoch row (numpy/torch scalars included)."""
+    out: dict[str, float | int] = {}
+    for key, value in row.items():
+        if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+            value = value.item()
+        if _is_number(value):
+            out[str(key)] = value
+    return out
+
+
+def _cell(value: Any) -> Any:
+    return value if value is None or isinstance(value, int | float | str | bool) else str(value)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-friendly copy for wandb config/summary, with URL passwords redacted."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_clean(v) for v in value]
+    if isinstance(value, str):
+        return redact(value) if "://" in value else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, int | float | bool):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    return str(value)
