@@ -1,0 +1,101 @@
+"""``hpsearch best``: the best trial; with ``--export DIR``, the final model and its report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--study", required=True, help="study name in the storage")
+    parser.add_argument("--storage", help="storage URL (default: $HPSEARCH_STORAGE or sqlite)")
+    parser.add_argument(
+        "--workdir", help="the search's working directory (default: ./hpsearch-work)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the best trial as JSON")
+    parser.add_argument(
+        "--export",
+        metavar="DIR",
+        help="write the final model (model.pt, model.onnx), predictions, metrics, report "
+        "and model card into DIR",
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="with --export: train again on train+validation with the best parameters for "
+        "the best epoch count, instead of using the trial's checkpoint",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import optuna
+
+    from hpsearch.export import best_summary, export_best
+    from hpsearch.paths import Workdir
+    from hpsearch.storage import open_storage, resolve_storage_url
+    from hpsearch.study import load_existing
+    from trainer.errors import UserError
+
+    if args.retrain and not args.export:
+        raise UserError("--retrain needs --export DIR (it trains the model to export)")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(resolve_storage_url(args.storage), heartbeat=False)
+    study = load_existing(args.study, storage)
+    workdir = Workdir.resolve(args.workdir)
+    summary = best_summary(study, workdir)
+    if args.export is None:
+        if args.json:
+            print(json.dumps(summary, indent=2, default=str))
+        else:
+            _print_summary(summary)
+        return 0
+
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    result = export_best(
+        study, Path(args.export), workdir, retrain=args.retrain, device=args.device, log=log
+    )
+    if result.png_message:
+        print(result.png_message, file=sys.stderr)
+    if args.json:
+        print(
+            json.dumps(
+                {**summary, "export": str(result.out_dir), "metrics": result.metrics},
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    m = result.metrics
+    low, high = m["accuracy_ci95"]
+    print(f"exported trial {summary['trial']} of study {summary['study']} to {result.out_dir}")
+    print(f"  files: {', '.join(p.name for p in result.files)}")
+    print(
+        f"  {m['split']} split ({m['n']} images): accuracy {m['accuracy']:.4f} "
+        f"(95 % CI {low:.4f}-{high:.4f}), macro AUC {_fmt(m['roc_auc']['macro'])}"
+    )
+    print(f"  ONNX vs PyTorch: max |dp| {m['onnx']['max_abs_prob_diff']:.2e}")
+    for note in m.get("notes", []):
+        print(f"  NOTE: {note}")
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _print_summary(s: dict) -> None:
+    data = "SYNTHETIC demo data" if s["synthetic"] else "real data"
+    print(f"study {s['study']} ({data}): best trial {s['trial']}")
+    print(f"  {s['metric']} (validation) = {_fmt(s['value'])}, {s['direction']}")
+    params = ", ".join(f"{k}={v}" for k, v in sorted(s["params"].items()))
+    print(f"  params: {params or '(none)'}")
+    print(f"  best epoch {s['best_epoch']} of {s['epochs_run']} run")
+    for key, value in s["validation_metrics"].items():
+        print(f"  {key:<28} {_fmt(value) if isinstance(value, float) else value}")
+    state = "" if s["checkpoint_exists"] else "  (missing: use --export DIR --retrain)"
+    print(f"  checkpoint: {s['checkpoint']}{state}")

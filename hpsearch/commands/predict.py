@@ -1,0 +1,46 @@
+"""``hpsearch predict``: a submission CSV for a folder of images, from an exported model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", required=True, metavar="DIR", help="folder written by hpsearch best --export"
+    )
+    parser.add_argument("--images", required=True, metavar="DIR", help="folder of images")
+    parser.add_argument("--out", required=True, metavar="CSV", help="submission file to write")
+    parser.add_argument(
+        "--proba", action="store_true", help="add the four class probabilities as columns"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N"
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpsearch.predict import predict_folder, write_submission
+    from trainer.errors import UserError
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise UserError(f"folder of --out {str(out.parent)!r} does not exist")
+    rows, unreadable, ignored = predict_folder(
+        Path(args.model), Path(args.images), device=args.device, batch_size=args.batch_size
+    )
+    for path, reason in unreadable:
+        print(f"warning: unreadable image {path}: {reason}", file=sys.stderr)
+    if unreadable:
+        print(
+            f"warning: {len(unreadable)} unreadable image(s) left out of the submission",
+            file=sys.stderr,
+        )
+    if ignored:
+        print(f"note: {len(ignored)} non-image file(s) in {args.images} ignored", file=sys.stderr)
+    write_submission(rows, out, proba=args.proba)
+    print(f"wrote {args.out}: {len(rows)} image(s)")
+    return 0

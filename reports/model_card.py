@@ -1,0 +1,153 @@
+"""MODEL_CARD.md: what the model is, what it was trained and measured on, and its limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reports.html import format_value
+
+SYNTHETIC_WARNING = (
+    "**SYNTHETIC demo data.** This model was trained and evaluated on generated images, "
+    "not on chest radiographs of patients. Its numbers say nothing about real X-rays."
+)
+
+
+def _cell(value: Any) -> str:
+    return format_value(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def split_wording(metrics: dict[str, Any]) -> str:
+    """One sentence that says which split the final numbers come from."""
+    if metrics["split"] == "test":
+        return (
+            f"held-out test split ({metrics['n']} images), never used for training "
+            "nor for choosing the trial"
+        )
+    return (
+        f"VALIDATION split ({metrics['n']} images) — the split the best trial was selected "
+        "on, because the study holds out no test split (test_fraction 0); these numbers "
+        "are optimistic"
+    )
+
+
+def render_model_card(export: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """The model card as Markdown.
+
+    ``export`` describes the model (study, trial, params, source, data, split sizes,
+    ONNX check); ``metrics`` is the content of ``metrics.json``.
+    """
+    data = export["data"]
+    synthetic = bool(data.get("synthetic"))
+    split = metrics["split"]
+    lines: list[str] = [f"# Model card: {export['study']} / trial {export['trial']}", ""]
+    if synthetic:
+        lines += [f"> {SYNTHETIC_WARNING}", ""]
+    lines += [
+        "## Model",
+        "",
+        f"- Architecture: torchvision `{export['arch']}`, one input channel "
+        f"({export['image_size']}×{export['image_size']} grayscale), 4-way output.",
+        "- Classes (index: name, competition order): "
+        + ", ".join(f"{i}: {n}" for i, n in enumerate(metrics["class_names"]))
+        + ".",
+        f"- Input normalization: pixel/255, then (x − {export['mean']:.4f}) / {export['std']:.4f}.",
+        f"- Weights: {export['source_text']}.",
+        f"- Files: `model.pt` (state_dict and metadata; `torch.load(..., weights_only=True)`), "
+        f"`model.onnx` (input `pixels`: float32 pixel values 0–255, shape N×1×"
+        f"{export['image_size']}×{export['image_size']}; output `probabilities`: the four "
+        "class probabilities; normalization and softmax are inside).",
+        "",
+        "## Data",
+        "",
+        f"- Source: `{data.get('root')}`"
+        + (" — **SYNTHETIC demo data** (generated images)." if synthetic else "."),
+        f"- Split: stratified, seed {data.get('split_seed')}, validation fraction "
+        f"{data.get('val_fraction')}, test fraction {data.get('test_fraction')}.",
+        "",
+        _table(
+            ["split", "images", "used for"],
+            [[k, v, export["split_use"].get(k, "")] for k, v in export["split_sizes"].items()],
+        ),
+        "",
+        "## Parameters",
+        "",
+        _table(["parameter", "value"], [[k, v] for k, v in sorted(export["params"].items())]),
+        "",
+        f"Best epoch: {export.get('best_epoch')} of {export.get('epochs_run')} run.",
+        "",
+        f"## Metrics ({split} split)",
+        "",
+        f"All numbers below come from the {split_wording(metrics)}; they are computed from "
+        "`predictions.csv` (see `metrics.json`).",
+        "",
+    ]
+    low, high = metrics["accuracy_ci95"]
+    auc = metrics["roc_auc"]
+    rows = [
+        ["accuracy", metrics["accuracy"], f"95 % CI {low:.4f}–{high:.4f} (Wilson)"],
+        ["balanced accuracy", metrics["balanced_accuracy"], ""],
+        ["macro F1", metrics["macro_f1"], ""],
+        ["ROC AUC, macro (mean of classes)", auc["macro"], ""],
+        ["ROC AUC, micro", auc["micro"], ""],
+    ]
+    rows += [[f"ROC AUC, {name}", v, "one vs rest"] for name, v in auc["per_class"].items()]
+    lines += [_table([f"metric ({split})", "value", "note"], rows), ""]
+    if metrics.get("per_class"):
+        header = list(metrics["per_class"][0].keys())
+        lines += [
+            f"Per class ({split} split):",
+            "",
+            _table(header, [[row.get(k) for k in header] for row in metrics["per_class"]]),
+            "",
+        ]
+    selection = export.get("selection_metrics") or {}
+    if selection:
+        lines += [
+            "Recorded by the search for the best epoch of this trial (validation split, "
+            "the split it was selected on):",
+            "",
+            _table(["metric (validation)", "value"], [[k, v] for k, v in selection.items()]),
+            "",
+        ]
+    onnx = export.get("onnx") or {}
+    if onnx.get("max_abs_prob_diff") is not None:
+        lines += [
+            f"ONNX check: max |p_onnx − p_torch| = {onnx['max_abs_prob_diff']:.2e} on "
+            f"{onnx['batch']} images ({onnx['exporter']} exporter).",
+            "",
+        ]
+    lines += [
+        "## Intended use",
+        "",
+        "Research and education: comparing training settings and search strategies for "
+        "chest X-ray classifiers. **Not for diagnosis** or any clinical decision.",
+        "",
+        "## Limitations",
+        "",
+    ]
+    if synthetic:
+        lines.append(
+            "- Trained on SYNTHETIC images: it has never seen a real radiograph and must "
+            "not be applied to one."
+        )
+    if split != "test":
+        lines.append(
+            "- No held-out test split: the reported numbers are on the validation split "
+            "that chose the trial, so they overestimate performance on new images."
+        )
+    lines += [
+        "- One dataset, one random split: no external validation across hospitals, "
+        "scanners or populations; dataset biases (source, age, labelling) carry over.",
+        "- Four classes only; an image of anything else still gets one of the four labels.",
+        f"- Images are reduced to {export['image_size']}×{export['image_size']} grayscale; "
+        "fine detail is lost.",
+        "- Probabilities are not calibrated beyond what the training gave.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,158 @@
+"""Assembling report.html (and the PNG copies of its figures) from its two parts.
+
+The final-model part renders ``metrics.json`` and ``predictions.csv`` only; the study
+part renders what the Optuna storage holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import plotly.graph_objects as go
+
+from reports.final import final_figures
+from reports.html import Markup, Section, definition_list, escape, render_page, table
+from reports.png import PngResult, write_pngs
+from reports.study import study_figures, study_info, trials_table
+
+REPORT_FILE = "report.html"
+SYNTHETIC_BANNER = (
+    "SYNTHETIC demo data — generated images, not radiographs of patients; "
+    "no number here says anything about real chest X-rays."
+)
+
+
+def report_title(study_name: str, synthetic: bool, part: str) -> str:
+    """Page title; says SYNTHETIC up front when the data are."""
+    prefix = "SYNTHETIC demo data — " if synthetic else ""
+    return f"{prefix}{part}: study {study_name}"
+
+
+def _split_sentence(metrics: dict[str, Any]) -> str:
+    split, n = metrics["split"], metrics["n"]
+    if split == "test":
+        return (
+            f"Every number in this part comes from the held-out test split ({n} images), which "
+            "was used neither for training nor for choosing the trial. They are computed from "
+            "predictions.csv (see metrics.json)."
+        )
+    return (
+        f"Every number in this part comes from the VALIDATION split ({n} images): the study "
+        "holds out no test split (test_fraction 0), so these are measured on the split that "
+        "chose the trial and are optimistic. They are computed from predictions.csv "
+        "(see metrics.json)."
+    )
+
+
+def final_sections(
+    frame: pd.DataFrame, metrics: dict[str, Any]
+) -> tuple[list[Section], dict[str, go.Figure]]:
+    """The final-model part: summary, confusion matrices, ROC curves, per-class table."""
+    split = metrics["split"]
+    model = metrics.get("model", {})
+    data = metrics.get("data", {})
+    auc = metrics["roc_auc"]
+    low, high = metrics["accuracy_ci95"]
+    figures = final_figures(frame, metrics)
+    notes = [Markup(f'<p class="note">{escape(_split_sentence(metrics))}</p>')]
+    notes += [Markup(f'<p class="note">{escape(n)}</p>') for n in metrics.get("notes", [])]
+    summary = [
+        ("study", model.get("study")),
+        ("trial", model.get("trial")),
+        ("weights", model.get("source_text")),
+        ("parameters", ", ".join(f"{k}={v}" for k, v in sorted(model.get("params", {}).items()))),
+        ("data", data.get("root")),
+        ("synthetic data", "YES — SYNTHETIC demo data" if data.get("synthetic") else "no"),
+        ("split sizes", ", ".join(f"{k} {v}" for k, v in data.get("split_sizes", {}).items())),
+        ("evaluated on", f"{split} split, {metrics['n']} images"),
+        (
+            f"accuracy ({split})",
+            f"{metrics['accuracy']:.4f}  (95 % CI {low:.4f}–{high:.4f}, Wilson)",
+        ),
+        (f"balanced accuracy ({split})", metrics["balanced_accuracy"]),
+        (f"macro F1 ({split})", metrics["macro_f1"]),
+        (f"ROC AUC macro ({split})", auc["macro"]),
+        (f"ROC AUC micro ({split})", auc["micro"]),
+    ]
+    onnx = metrics.get("onnx") or {}
+    if onnx.get("max_abs_prob_diff") is not None:
+        summary.append(
+            (
+                "ONNX vs PyTorch",
+                f"max |Δp| = {onnx['max_abs_prob_diff']:.2e} on {onnx['batch']} {split} images",
+            )
+        )
+    per_class = pd.DataFrame(metrics.get("per_class", []))
+    sections = [
+        Section(f"Final model ({split} split)", [*notes, definition_list(summary)]),
+        Section(
+            f"Confusion matrix ({split} split)",
+            [figures["confusion_counts"], figures["confusion_normalized"]],
+        ),
+        Section(f"ROC curves ({split} split)", [figures["roc"]]),
+        Section(
+            f"Per-class table ({split} split)",
+            [
+                table(
+                    per_class,
+                    caption=(
+                        f"One class vs the rest, {split} split; predicted_normal_rate = share "
+                        "of the class predicted as normal (missed as healthy)"
+                    ),
+                )
+            ],
+        ),
+    ]
+    return sections, figures
+
+
+def study_sections(study: optuna.Study) -> tuple[list[Section], dict[str, go.Figure]]:
+    """The study part: settings and counts, Optuna's figures, the trials table."""
+    info = study_info(study)
+    data = info["data"]
+    figs = study_figures(study)
+    summary = [
+        ("study", info["study"]),
+        ("objective", f"{info['metric']} on the validation split, {info['direction']}"),
+        ("sampler", info["sampler"]),
+        ("pruner", info["pruner"]),
+        ("study file", info["spec_file"]),
+        ("data", data.get("root")),
+        ("synthetic data", "YES — SYNTHETIC demo data" if info["synthetic"] else "no"),
+        ("trials", ", ".join(f"{k.lower()} {v}" for k, v in info["states"].items()) or "none"),
+        ("best trial", info["best_trial"]),
+        (f"best {info['metric']} (validation)", info["best_value"]),
+    ]
+    blocks: list[go.Figure | Markup | str] = [definition_list(summary)]
+    blocks.extend(figs.figures.values())
+    for key, why in figs.skipped.items():
+        blocks.append(Markup(f'<p class="skipped">{escape(key)}: skipped, {escape(why)}</p>'))
+    trials = trials_table(study)
+    sections = [
+        Section("Study", blocks),
+        Section(
+            "Trials",
+            [table(trials, caption=f"value = {info['metric']} (validation), at the best epoch")],
+        ),
+    ]
+    return sections, {f"study_{k}": v for k, v in figs.figures.items()}
+
+
+def write_report(
+    out_dir: Path,
+    title: str,
+    sections: Sequence[Section],
+    figures: dict[str, go.Figure],
+    *,
+    synthetic: bool,
+    pngs: bool = True,
+) -> PngResult:
+    """Write ``report.html`` into ``out_dir`` and each figure as ``<stem>.png`` beside it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    page = render_page(title, sections, banner=SYNTHETIC_BANNER if synthetic else None)
+    (out_dir / REPORT_FILE).write_text(page, encoding="utf-8")
+    return write_pngs(figures, out_dir) if pngs else PngResult()

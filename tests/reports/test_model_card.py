@@ -1,0 +1,50 @@
+"""MODEL_CARD.md says what the data were and which split every number is from."""
+
+from __future__ import annotations
+
+import pytest
+
+from reports.final import compute_metrics
+from reports.model_card import render_model_card
+from tests.reports.test_final import random_frame
+
+
+def _export(synthetic: bool, test_size: int) -> dict:
+    return {
+        "study": "demo",
+        "trial": 3,
+        "arch": "resnet18",
+        "image_size": 64,
+        "mean": 0.5,
+        "std": 0.2,
+        "source_text": "best checkpoint of trial 3",
+        "params": {"lr": 0.01, "optimizer": "sgd"},
+        "best_epoch": 2,
+        "epochs_run": 3,
+        "data": {
+            "root": "/d",
+            "synthetic": synthetic,
+            "split_seed": 0,
+            "val_fraction": 0.1,
+            "test_fraction": 0.1 if test_size else 0.0,
+        },
+        "split_sizes": {"train": 80, "validation": 10, "test": test_size},
+        "split_use": {"train": "training"},
+        "selection_metrics": {"val_accuracy": 0.7},
+        "onnx": {"max_abs_prob_diff": 1e-7, "batch": 8, "exporter": "torchscript"},
+    }
+
+
+@pytest.mark.parametrize("synthetic", [True, False])
+@pytest.mark.parametrize("split", ["test", "validation"])
+def test_card_names_data_and_split(synthetic: bool, split: str) -> None:
+    frame = random_frame(40, 0).assign(split=split)
+    metrics = compute_metrics(frame)
+    card = render_model_card(_export(synthetic, 40 if split == "test" else 0), metrics)
+    head = "\n".join(card.splitlines()[:4])
+    assert ("SYNTHETIC demo data" in head) is synthetic
+    assert f"## Metrics ({split} split)" in card
+    assert f"| accuracy | {metrics['accuracy']:.4g} |" in card
+    assert "Not for diagnosis" in card
+    assert ("VALIDATION split" in card) is (split == "validation")
+    assert "| lr | 0.01 |" in card

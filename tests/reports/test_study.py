@@ -1,0 +1,78 @@
+"""The study part: trials table and Optuna figures, also for studies that just started."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from reports.study import study_figures, study_info, trials_table
+from tests.reports.factory import data_attrs, make_study
+
+
+@pytest.fixture
+def study(tmp_path) -> optuna.Study:
+    return make_study(
+        f"sqlite:///{tmp_path / 's.db'}",
+        "demo",
+        data_attrs(tmp_path / "data", 0.2),
+        tmp_path / "work",
+        None,
+        {"epochs": 2},
+        {"val_accuracy": 0.6, "val_auc_macro": 0.7},
+    )
+
+
+def test_trials_table_has_every_trial_and_state(study: optuna.Study) -> None:
+    table = trials_table(study)
+    assert list(table["number"]) == [0, 1, 2, 3, 4]
+    states = list(table["state"])
+    assert states.count("COMPLETE") == 3
+    assert "PRUNED" in states
+    assert "FAIL (interrupted)" in states
+    for column in ("value", "best_epoch", "epochs_run", "lr", "optimizer"):
+        assert column in table.columns
+    best = table.loc[table["value"].idxmax()]
+    assert best["number"] == study.best_trial.number
+    assert best["epochs_run"] == len(study.best_trial.intermediate_values)
+
+
+def test_figures_cover_pruned_trials(study: optuna.Study) -> None:
+    figs = study_figures(study)
+    assert set(figs.figures) == {
+        "optimization_history",
+        "param_importances",
+        "parallel_coordinate",
+        "intermediate_values",
+        "slice",
+    }
+    assert figs.skipped == {}
+    curves = figs.figures["intermediate_values"].data
+    pruned = study.get_trials(states=(TrialState.PRUNED,))[0].number
+    # one curve per trial that reported, the pruned one included
+    assert len(curves) == 4
+    assert (
+        figs.figures["intermediate_values"].layout.yaxis.title.text == "val_accuracy (validation)"
+    )
+    assert any(f"Trial{pruned}" == (c.name or "").replace(" ", "") for c in curves)
+
+
+def test_young_study_skips_what_cannot_be_drawn(tmp_path) -> None:
+    study = optuna.create_study(study_name="young", storage=f"sqlite:///{tmp_path / 'y.db'}")
+    figs = study_figures(study)
+    assert figs.figures == {}
+    assert "no complete trial" in figs.skipped["optimization_history"]
+    study.add_trial(
+        create_trial(
+            value=0.5,
+            params={"lr": 0.01},
+            distributions={"lr": FloatDistribution(1e-4, 1.0)},
+            intermediate_values={1: 0.5},
+        )
+    )
+    figs = study_figures(study)
+    assert "needs at least 2 complete trials (has 1)" in figs.skipped["param_importances"]
+    assert "optimization_history" in figs.figures
+    assert study_info(study)["best_trial"] == 0
+    assert trials_table(study)["epochs_run"].tolist() == [1]
