@@ -1,1 +1,36 @@
-"""Training side of hpsearch: data, model, training loop, metrics. Knows nothing of Optuna or wandb."""
+"""Training side of hpsearch: data, model, training loop, metrics.
+
+Knows nothing of Optuna or wandb. Names are imported on first use, so that
+``from trainer.errors import UserError`` (the command line does it) does not load torch.
+"""
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "CLASS_NAMES": "trainer.classes",
+    "TrainConfig": "trainer.config",
+    "Data": "trainer.data",
+    "DataConfig": "trainer.data",
+    "load_data": "trainer.data",
+    "UserError": "trainer.errors",
+    "FitResult": "trainer.fit",
+    "fit": "trainer.fit",
+    "classification_metrics": "trainer.metrics",
+    "confusion": "trainer.metrics",
+    "per_class_table": "trainer.metrics",
+    "build_model": "trainer.model",
+    "load_model": "trainer.predict",
+    "predict_proba": "trainer.predict",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'trainer' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    # Importing trainer.fit binds the submodule to the name 'fit' here; the function wins.
+    globals()[name] = value
+    return value

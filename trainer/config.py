@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from trainer.errors import UserError
+from trainer.split import check_fractions
+
+DEFAULT_CACHE_DIR = Path("~/.cache/hpsearch")
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "densenet121")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -104,3 +108,30 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images are and how they are cut into splits."""
+
+    root: Path
+    """Dataset folder: competition, public-database or folder-per-class layout."""
+    image_size: int = 64
+    """Side in pixels of the square, one-channel images in the cache."""
+    val_fraction: float = 0.1
+    """Share of the labelled images used for validation (the original team used 10 %)."""
+    test_fraction: float = 0.0
+    """Share held out for the final evaluation; never used to select a trial."""
+    split_seed: int = 0
+    """Seed of the stratified split; the same seed gives the same split on any machine."""
+    cache_dir: Path | None = None
+    """Where decoded caches live; None means ``~/.cache/hpsearch``."""
+    workers: int | None = None
+    """Processes used to build the cache; None means all cores."""
+    progress: bool = True
+    """Show progress while the cache is built."""
+
+    def __post_init__(self) -> None:
+        if self.image_size < 1:
+            raise UserError(f"image_size={self.image_size!r}: must be >= 1")
+        check_fractions(self.val_fraction, self.test_fraction)

@@ -15,38 +15,10 @@ import torch
 
 from trainer.cache import UnreadableImageWarning, cache_dataset, decode_image, unreadable_reason
 from trainer.classes import CLASS_NAMES
+from trainer.config import DEFAULT_CACHE_DIR, DataConfig
 from trainer.errors import UserError
 from trainer.layout import discover_layout
-from trainer.split import check_fractions, split_indices
-
-DEFAULT_CACHE_DIR = Path("~/.cache/hpsearch")
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the images are and how they are cut into splits."""
-
-    root: Path
-    """Dataset folder: competition, public-database or folder-per-class layout."""
-    image_size: int = 64
-    """Side in pixels of the square, one-channel images in the cache."""
-    val_fraction: float = 0.1
-    """Share of the labelled images used for validation (the original team used 10 %)."""
-    test_fraction: float = 0.0
-    """Share held out for the final evaluation; never used to select a trial."""
-    split_seed: int = 0
-    """Seed of the stratified split; the same seed gives the same split on any machine."""
-    cache_dir: Path | None = None
-    """Where decoded caches live; None means ``~/.cache/hpsearch``."""
-    workers: int | None = None
-    """Processes used to build the cache; None means all cores."""
-    progress: bool = True
-    """Show progress while the cache is built."""
-
-    def __post_init__(self) -> None:
-        if self.image_size < 1:
-            raise UserError(f"image_size={self.image_size!r}: must be >= 1")
-        check_fractions(self.val_fraction, self.test_fraction)
+from trainer.split import split_indices
 
 
 @dataclass

@@ -1,0 +1,65 @@
+"""The ``hpsearch`` command line: one module per subcommand under ``hpsearch.commands``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from trainer.errors import UserError
+
+#: Subcommand -> (module under hpsearch.commands, one-line help). Modules are imported
+#: only when their command runs, so ``hpsearch status`` never pays for torch or wandb.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run", "run (or resume) a study: launch training trials on the study storage"),
+    "status": ("status", "trials by state, best so far, ETA"),
+    "best": ("best", "the best trial; --export DIR turns it into the final model and report"),
+    "report": ("report", "study report (history, importances, curves) as HTML/PNG"),
+    "predict": ("predict", "predict a folder of images with an exported model (submission CSV)"),
+    "dashboard": ("dashboard", "serve optuna-dashboard on the study storage"),
+    "data": ("data", "demo data generator and dataset checks"),
+    "bench": ("bench", "measure training throughput and memory as a trial would"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpsearch",
+        description="Hyperparameter searches for chest X-ray classifiers (Optuna + torchvision).",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.set_defaults(_module=module)
+        _command_module(module).configure(cmd)
+    return parser
+
+
+def _command_module(module: str):
+    return importlib.import_module(f"hpsearch.commands.{module}")
+
+
+def _version() -> str:
+    from hpsearch import __version__
+
+    return f"hpsearch {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(_command_module(args._module).run(args) or 0)
+    except UserError as err:
+        print(f"hpsearch {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hpsearch {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""``hpsearch data demo`` (synthetic dataset) and ``hpsearch data check`` (what a folder holds)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    demo = sub.add_parser(
+        "demo",
+        help="write the SYNTHETIC demo dataset (public database layout)",
+        description="Write synthetic chest radiographs in the COVID-19 Radiography "
+        "Database layout, four classes in its proportions. The images are synthetic.",
+    )
+    demo.add_argument("--out", required=True, help="folder to write (new, or a previous demo)")
+    demo.add_argument("--n", type=int, default=2000, help="number of images (default 2000)")
+    demo.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    demo.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    demo.add_argument("--workers", type=int, help="processes (default: all cores)")
+    check = sub.add_parser("check", help="layout, images per class, skipped files")
+    check.add_argument("path", help="dataset folder")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument(
+        "--decode", action="store_true", help="also decode every image to find unreadable ones"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.data_command == "demo":
+        from trainer.demo import write_demo_dataset
+        from trainer.errors import UserError
+
+        if args.workers is not None and args.workers < 1:
+            raise UserError("--workers must be >= 1")
+        result = write_demo_dataset(
+            Path(args.out), n=args.n, size=args.size, seed=args.seed, workers=args.workers
+        )
+        counts = ", ".join(f"{k} {v}" for k, v in result["counts"].items())
+        print(
+            f"wrote {args.n} SYNTHETIC images ({args.size} px, seed {args.seed}) to {args.out} "
+            f"in {result['seconds']:.1f} s: {counts}"
+        )
+        return 0
+    from trainer.datacheck import check_dataset, format_check
+
+    report = check_dataset(args.path, decode=args.decode)
+    print(json.dumps(report, indent=2) if args.json else format_check(report))
+    return 0

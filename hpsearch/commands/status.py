@@ -1,0 +1,71 @@
+"""``hpsearch status``: trials by state, best so far, time per trial, ETA."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--study", help="study name (default: every study in the storage)")
+    parser.add_argument("--storage", help="storage URL (default: $HPSEARCH_STORAGE or sqlite)")
+    parser.add_argument("--json", action="store_true", help="every trial as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import optuna
+
+    from hpsearch.storage import open_storage, redact, resolve_storage_url
+    from hpsearch.study import ATTR, load_existing
+    from hpsearch.summary import format_trials_table, study_status, trial_record
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = resolve_storage_url(args.storage)
+    storage = open_storage(url, heartbeat=False)
+    if args.study:
+        names = [args.study]
+    else:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        if not names:
+            print(f"no studies in {redact(url)}")
+            return 0
+    out = []
+    for name in names:
+        study = load_existing(name, storage)
+        attrs = study.user_attrs.get(ATTR, {})
+        status = study_status(study, attrs.get("n_slots"))
+        status["metric"] = attrs.get("metric")
+        status["scale"] = attrs.get("scale")
+        status["synthetic"] = attrs.get("data", {}).get("synthetic")
+        if args.json:
+            status["trials"] = [trial_record(t) for t in study.get_trials(deepcopy=False)]
+            out.append(status)
+            continue
+        _print_status(status, study, format_trials_table)
+    if args.json:
+        print(json.dumps(out if len(out) != 1 else out[0], indent=2, default=str))
+    return 0
+
+
+def _print_status(status: dict, study, format_trials_table) -> None:
+    states = ", ".join(f"{k} {v}" for k, v in sorted(status["states"].items())) or "no trials"
+    data = "SYNTHETIC demo data" if status.get("synthetic") else "real data"
+    total = status["n_slots"] if status["n_slots"] is not None else "?"
+    print(
+        f"study {status['study']} ({status.get('scale')} scale, {data}): "
+        f"{status['finished']}/{total} finished; {states}"
+    )
+    if status["mean_seconds_per_trial"] is not None:
+        eta = status["eta_seconds"]
+        print(
+            f"  {status['mean_seconds_per_trial']:.1f} s per finished trial"
+            + (f", ETA {eta / 60:.1f} min" if eta else "")
+        )
+    best = status["best"]
+    if best:
+        metric = status.get("metric") or "value"
+        print(
+            f"  best: trial {best['number']} {metric}={best['value']:.4f} "
+            f"(validation) params {best['params']}"
+        )
+    print(format_trials_table(study, status.get("metric") or "value"))

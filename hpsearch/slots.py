@@ -1,0 +1,228 @@
+"""Exactly-once trial claims on top of the Optuna storage.
+
+A study's budget is a fixed number of *slots* (a grid point each, or the k-th trial of
+a random/TPE search). A worker owns a slot only after a write that a single process can
+win: an INSERT under the table's primary key for a fresh slot, or a compare-and-set
+UPDATE on the previous owner's token for a slot whose trial died or was interrupted.
+Both are single statements, atomic on SQLite and PostgreSQL alike, so no slot is ever
+trained twice at once, none is skipped, and "is there work left?" has no race: a worker
+with nothing to claim either waits for the running slots or sees that all are done.
+
+The table lives in the study's own database beside Optuna's tables; Optuna's schema is
+untouched, so the storage stays a plain Optuna storage.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from dataclasses import dataclass
+
+import optuna
+import sqlalchemy as sa
+from optuna.trial import TrialState
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+#: A slot whose trial failed (an exception, not a dead process) is tried this many
+#: times in all before it counts as done.
+MAX_ATTEMPTS = 3
+
+_metadata = sa.MetaData()
+slots_table = sa.Table(
+    "hpsearch_slots",
+    _metadata,
+    sa.Column("study_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("token", sa.String(36), nullable=False),
+    sa.Column("trial_id", sa.Integer, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("claimed_at", sa.Float, nullable=False),
+)
+
+RUNNING, DONE, RELEASED, FAILED = "running", "done", "released", "failed"
+
+
+class Outcome(enum.Enum):
+    """What a worker learns when it asks for work."""
+
+    CLAIMED = "claimed"
+    WAIT = "wait"
+    """Nothing claimable now, but slots are running elsewhere and may come back."""
+    DONE = "done"
+    """Every slot is finished."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    slot: int
+    token: str
+    attempt: int
+    resumed: bool
+    """True when a previous attempt of this slot ran (its checkpoint may be resumed)."""
+
+
+def ensure_table(engine: sa.engine.Engine) -> None:
+    """Create the claims table once; concurrent creators are harmless."""
+    for attempt in range(5):
+        try:
+            _metadata.create_all(engine, checkfirst=True)
+            return
+        except (IntegrityError, OperationalError, sa.exc.ProgrammingError):
+            # Another process created it between our check and our CREATE.
+            if sa.inspect(engine).has_table(slots_table.name):
+                return
+            time.sleep(0.2 * (attempt + 1))
+    _metadata.create_all(engine, checkfirst=True)
+
+
+class SlotBoard:
+    """Claims and releases slots of one study."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        storage: optuna.storages.RDBStorage,
+        n_slots: int,
+        *,
+        claim_grace_s: float = 60.0,
+    ) -> None:
+        self.study = study
+        self.storage = storage
+        self.engine: sa.engine.Engine = storage.engine
+        self.study_id: int = study._study_id
+        self.n_slots = n_slots
+        self.claim_grace_s = claim_grace_s
+        ensure_table(self.engine)
+
+    # -- reading ---------------------------------------------------------------------------
+    def rows(self) -> list[sa.Row]:
+        with self.engine.connect() as conn:
+            query = sa.select(slots_table).where(slots_table.c.study_id == self.study_id)
+            return list(conn.execute(query.order_by(slots_table.c.slot)))
+
+    def _trial_state(self, trial_id: int | None) -> TrialState | None:
+        if trial_id is None:
+            return None
+        return self.storage.get_trial(trial_id).state
+
+    # -- claiming --------------------------------------------------------------------------
+    def claim(self) -> tuple[Outcome, Claim | None]:
+        """Claim a slot: a fresh one first, else one whose trial died or was interrupted."""
+        optuna.storages.fail_stale_trials(self.study)
+        rows = self.rows()
+        taken = {r.slot for r in rows}
+        for slot in range(self.n_slots):
+            if slot in taken:
+                continue
+            claim = self._insert(slot)
+            if claim is not None:
+                return Outcome.CLAIMED, claim
+        # Every slot has an owner row: look for work to take over, and repair rows
+        # whose trial finished but whose owner died before marking the slot done.
+        pending = False
+        for row in self.rows():
+            if row.status == DONE:
+                continue
+            state = self._trial_state(row.trial_id)
+            if row.status == RUNNING and state in (TrialState.COMPLETE, TrialState.PRUNED):
+                self._set_status(row.slot, row.token, DONE)
+                continue
+            if row.status == FAILED and row.attempts >= MAX_ATTEMPTS:
+                continue
+            if self._reclaimable(row, state):
+                claim = self._take_over(row)
+                if claim is not None:
+                    return Outcome.CLAIMED, claim
+            pending = True
+        return (Outcome.WAIT if pending else Outcome.DONE), None
+
+    def _reclaimable(self, row: sa.Row, state: TrialState | None) -> bool:
+        if row.status in (RELEASED, FAILED):
+            return True
+        if row.trial_id is None:
+            # Claimed, but its trial never started: the owner died in between.
+            return time.time() - row.claimed_at > self.claim_grace_s
+        return state == TrialState.FAIL  # failed by a heartbeat check: its process died
+
+    def _insert(self, slot: int) -> Claim | None:
+        token = str(uuid.uuid4())
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    slots_table.insert().values(
+                        study_id=self.study_id,
+                        slot=slot,
+                        token=token,
+                        trial_id=None,
+                        attempts=1,
+                        status=RUNNING,
+                        claimed_at=time.time(),
+                    )
+                )
+        except IntegrityError:
+            return None  # another worker won this slot
+        return Claim(slot=slot, token=token, attempt=1, resumed=False)
+
+    def _take_over(self, row: sa.Row) -> Claim | None:
+        token = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                slots_table.update()
+                .where(
+                    slots_table.c.study_id == self.study_id,
+                    slots_table.c.slot == row.slot,
+                    slots_table.c.token == row.token,
+                )
+                .values(
+                    token=token,
+                    trial_id=None,
+                    attempts=row.attempts + 1,
+                    status=RUNNING,
+                    claimed_at=time.time(),
+                )
+            )
+        if result.rowcount != 1:
+            return None  # someone else took it over first
+        return Claim(slot=row.slot, token=token, attempt=row.attempts + 1, resumed=True)
+
+    # -- while and after running -----------------------------------------------------------
+    def bind_trial(self, claim: Claim, trial_id: int) -> bool:
+        """Record which trial runs the slot; False if the claim was lost meanwhile."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                slots_table.update()
+                .where(
+                    slots_table.c.study_id == self.study_id,
+                    slots_table.c.slot == claim.slot,
+                    slots_table.c.token == claim.token,
+                )
+                .values(trial_id=trial_id)
+            )
+        return result.rowcount == 1
+
+    def finish(self, claim: Claim, status: str) -> None:
+        """Mark the slot done, released (interrupted: claim again) or failed."""
+        self._set_status(claim.slot, claim.token, status)
+
+    def _set_status(self, slot: int, token: str, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                slots_table.update()
+                .where(
+                    slots_table.c.study_id == self.study_id,
+                    slots_table.c.slot == slot,
+                    slots_table.c.token == token,
+                )
+                .values(status=status)
+            )
+
+    def counts(self) -> dict[str, int]:
+        """Slots by status, plus 'unclaimed'."""
+        rows = self.rows()
+        counts = {RUNNING: 0, DONE: 0, RELEASED: 0, FAILED: 0}
+        for row in rows:
+            counts[row.status] = counts.get(row.status, 0) + 1
+        counts["unclaimed"] = self.n_slots - len(rows)
+        return counts

@@ -1,0 +1,125 @@
+"""From a study file to an Optuna study: pruner, sampler per slot, creation and checks."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import optuna
+
+from hpsearch.spec import Param, StudySpec
+from trainer.errors import UserError
+
+ATTR = "hpsearch"
+
+
+def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    """The study file's pruner; pruning reads the per-epoch validation metric."""
+    kind, settings = spec.pruner.kind, dict(spec.pruner.settings)
+    if kind == "none":
+        return optuna.pruners.NopPruner()
+    if kind == "median":
+        return optuna.pruners.MedianPruner(**settings)
+    if kind == "percentile":
+        percentile = settings.pop("percentile", 25.0)
+        return optuna.pruners.PercentilePruner(percentile, **settings)
+    if kind == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(**settings)
+    if kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(**settings)
+    raise ValueError(f"unknown pruner kind {kind!r}")
+
+
+def sampler_for_slot(spec: StudySpec, scale: str, slot: int) -> optuna.samplers.BaseSampler:
+    """The sampler that creates the trial of ``slot``.
+
+    A grid slot is one fixed point; random and TPE draw with a seed derived from the
+    slot, so a search is reproducible whatever worker happens to run which slot.
+    """
+    seed = spec.seed * 1_000_003 + slot
+    if spec.sampler == "grid":
+        point = spec.grid_points(scale)[slot]
+        return optuna.samplers.PartialFixedSampler(point, optuna.samplers.RandomSampler(seed))
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, spec.budget(scale)))
+
+
+def suggest(trial: optuna.Trial, space: tuple[Param, ...]) -> dict[str, Any]:
+    """Ask the trial for every axis of the space (grid axes are categorical)."""
+    params: dict[str, Any] = {}
+    for p in space:
+        if not p.is_range:
+            params[p.name] = trial.suggest_categorical(p.name, list(p.values))
+        elif p.integer:
+            step = int(p.step) if p.step else 1
+            params[p.name] = trial.suggest_int(
+                p.name, int(p.low), int(p.high), step=step, log=p.log
+            )
+        else:
+            params[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
+    return params
+
+
+def study_attrs(spec: StudySpec, scale: str, data: dict[str, Any], workdir: str) -> dict[str, Any]:
+    """What the study records about itself (read back by status, best and report)."""
+    return {
+        "spec_file": str(spec.path),
+        "scale": scale,
+        "sampler": spec.sampler,
+        "pruner": spec.pruner.kind,
+        "metric": spec.metric,
+        "direction": spec.direction,
+        "fixed": spec.train_values(scale),
+        "space": [p.name for p in spec.space_at(scale)],
+        "data": data,
+        "workdir": workdir,
+        "n_slots": spec.budget(scale),
+    }
+
+
+def create_or_load(
+    name: str,
+    storage: optuna.storages.BaseStorage,
+    spec: StudySpec,
+    attrs: dict[str, Any],
+) -> optuna.Study:
+    """Create the study, or join the existing one if it is the same search."""
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction=spec.direction,
+        pruner=build_pruner(spec),
+        load_if_exists=True,
+    )
+    existing = study.user_attrs.get(ATTR)
+    if existing is None:
+        study.set_user_attr(ATTR, attrs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([spec.metric])  # optuna-dashboard labels its axes with it
+        return study
+    for key in ("scale", "sampler", "metric", "direction", "space", "n_slots"):
+        if existing.get(key) != attrs.get(key):
+            raise UserError(
+                f"study {name!r} already exists in this storage with a different {key} "
+                f"({existing.get(key)!r} there, {attrs.get(key)!r} now); "
+                "pass --name to start a new study"
+            )
+    if existing["data"].get("root") != attrs["data"].get("root"):
+        raise UserError(
+            f"study {name!r} already exists on other data ({existing['data'].get('root')}); "
+            "pass --name to start a new study"
+        )
+    return study
+
+
+def load_existing(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Load a study by name; a missing one is a UserError listing those present."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise UserError(
+            f"no study named {name!r} in this storage (present: {', '.join(names) or 'none'})"
+        ) from None

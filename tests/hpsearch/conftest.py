@@ -1,0 +1,100 @@
+"""Fixtures for orchestration tests: a tiny grid study, the CLI in a subprocess, storages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_URL = os.environ.get("HPSEARCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+TINY_GRID = """
+[study]
+sampler = "grid"
+metric = "val_accuracy"
+direction = "maximize"
+
+[pruner]
+kind = "{pruner}"
+
+[fixed]
+momentum = 0.9
+
+[space]
+lr = [0.0001, 0.001, 0.01, 0.1]
+optimizer = ["sgd", "adam"]
+batch_size = [16, 32]
+
+[scale.full]
+epochs = {epochs}
+image_size = 32
+"""
+
+
+@pytest.fixture
+def grid_file(tmp_path: Path):
+    def make(pruner: str = "none", epochs: int = 3, name: str = "tiny") -> Path:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(TINY_GRID.format(pruner=pruner, epochs=epochs))
+        return path
+
+    return make
+
+
+def fake_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        HPSEARCH_TRAINER_MODULE="tests.hpsearch.fake_trainer",
+        FAKE_TRAINER_LOG=str(tmp_path / "epochs.log"),
+        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+        HPSEARCH_HEARTBEAT_S="1",
+        HPSEARCH_GRACE_S="3",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 240, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "hpsearch.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
+
+
+def pg_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage_url(request, tmp_path: Path):
+    """A fresh storage: a SQLite file, or the PostgreSQL test database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'study.db'}"
+        return
+    if not pg_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_URL}")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_URL}")
+    yield PG_URL
+
+
+@pytest.fixture
+def study_name() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,98 @@
+"""A fast stand-in for the trainer (``HPSEARCH_TRAINER_MODULE``) for orchestration tests.
+
+It keeps the trainer's contract — ``load_data`` and ``fit`` with per-epoch callback,
+early stop, per-epoch checkpoint and resume — and replaces training by a short sleep
+and a deterministic learning curve computed from the parameters. Every epoch it
+appends a line to ``$FAKE_TRAINER_LOG`` so tests can count the epochs really trained.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainer.config import TrainConfig
+
+
+@dataclass
+class FakeData:
+    synthetic: bool = True
+    train_y: list[int] = field(default_factory=lambda: [0] * 8)
+    val_y: list[int] = field(default_factory=lambda: [0] * 2)
+    test_y: list[int] = field(default_factory=list)
+
+
+@dataclass
+class FakeResult:
+    best_epoch: int
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    epochs_run: int
+    stopped_early: bool
+    images_per_sec: float = 1000.0
+    wall_seconds: float = 0.0
+    device: str = "cpu (fake)"
+    best_checkpoint: Path | None = None
+    last_checkpoint: Path | None = None
+    peak_memory_mb: float = 0.0
+
+
+def load_data(config: Any, device: Any = None) -> FakeData:
+    return FakeData()
+
+
+def curve(config: TrainConfig, epoch: int) -> float:
+    """Accuracy after ``epoch``: best near lr=0.01, rising with epochs."""
+    quality = math.exp(-((math.log10(config.lr) + 2.0) ** 2))
+    bonus = 0.02 * (config.momentum or 0) + (0.01 if config.optimizer == "sgd" else 0.0)
+    return round(0.25 + 0.6 * quality * (1 - math.exp(-epoch / 2)) + bonus, 6)
+
+
+def fit(
+    config: TrainConfig, data: Any, on_epoch=None, *, checkpoint_dir=None, resume=True, log=None
+) -> FakeResult:
+    started = time.time()
+    history: list[dict[str, float]] = []
+    state_file = Path(checkpoint_dir) / "last.json" if checkpoint_dir else None
+    if state_file is not None:
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        if resume and state_file.exists():
+            history = json.loads(state_file.read_text())["history"]
+    delay = float(os.environ.get("FAKE_TRAINER_EPOCH_S", "0.05"))
+    stopped = False
+    for epoch in range(len(history) + 1, config.epochs + 1):
+        time.sleep(delay)
+        row = {"epoch": epoch, "val_accuracy": curve(config, epoch), "val_loss": 1.0 / epoch}
+        history.append(row)
+        if state_file is not None:
+            tmp = state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"history": history}))
+            os.replace(tmp, state_file)
+        log_path = os.environ.get("FAKE_TRAINER_LOG")
+        if log_path:
+            with open(log_path, "a") as fh:
+                slot = Path(checkpoint_dir).name if checkpoint_dir else "-"
+                fh.write(f"{os.getpid()} {slot} {config.lr} {config.optimizer} "
+                         f"{config.batch_size} {epoch}\n")
+        if on_epoch is not None and on_epoch(epoch, row):
+            stopped = True
+            break
+    best = max(history, key=lambda r: r["val_accuracy"])
+    best_ckpt = None
+    if checkpoint_dir:
+        best_ckpt = Path(checkpoint_dir) / "best.json"
+        best_ckpt.write_text(json.dumps(best))
+    return FakeResult(
+        best_epoch=int(best["epoch"]),
+        best_metrics=best,
+        history=history,
+        epochs_run=len(history),
+        stopped_early=stopped,
+        wall_seconds=time.time() - started,
+        best_checkpoint=best_ckpt,
+    )
