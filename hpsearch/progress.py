@@ -98,6 +98,8 @@ class Progress:
             row.update(status=f"stopped: {event.get('reason')}")
             self._line(f"worker {worker}: stopped ({event.get('reason')})")
         elif kind == "message":
+            if self._live is not None:  # printed above the live table
+                self._live.console.print(str(event.get("text")), markup=False, highlight=False)
             self._line(str(event.get("text")))
         if self._live is not None:
             self._live.update(self._table())
