@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -16,10 +17,17 @@ from typing import Any
 import optuna
 
 from hpsearch.paths import Workdir
+from hpsearch.resilience import (
+    disk_full_error,
+    is_disk_full,
+    is_storage_outage,
+    keep_heartbeat_alive,
+    wait_for_storage,
+)
 from hpsearch.slots import DONE, FAILED, RELEASED, Claim, Outcome, SlotBoard
 from hpsearch.spec import StudySpec, load_study_file
 from hpsearch.storage import open_storage
-from hpsearch.study import sampler_for_slot, suggest
+from hpsearch.study import build_pruner, sampler_for_slot, suggest
 from trainer.config import DataConfig
 
 Emit = Callable[[dict[str, Any]], None]
@@ -32,9 +40,18 @@ TRAINER_MODULE_ENV = "HPSEARCH_TRAINER_MODULE"
 
 
 def trainer_module() -> Any:
+    """The trainer's ``load_data`` and ``fit`` (or the stand-in named by the environment)."""
     import importlib
+    from types import SimpleNamespace
 
-    return importlib.import_module(os.environ.get(TRAINER_MODULE_ENV, "trainer"))
+    name = os.environ.get(TRAINER_MODULE_ENV)
+    if name:
+        return importlib.import_module(name)
+    # Explicit submodules: ``trainer.fit`` is both a module and the function in it.
+    from trainer.data import load_data
+    from trainer.fit import fit
+
+    return SimpleNamespace(load_data=load_data, fit=fit)
 
 
 @dataclass
@@ -105,7 +122,9 @@ def worker_main(ctx: WorkerContext, budget: TrialBudget, emit: Emit) -> dict[str
     if "seed" in ctx.extra:
         spec = dataclasses.replace(spec, seed=ctx.extra["seed"])
     storage = open_storage(ctx.storage_url)
-    study = optuna.load_study(study_name=ctx.study_name, storage=storage)
+    keep_heartbeat_alive(storage)
+    # load_study's default pruner is MedianPruner: pass the study file's own.
+    study = optuna.load_study(study_name=ctx.study_name, storage=storage, pruner=build_pruner(spec))
     board = SlotBoard(study, storage, spec.budget(ctx.scale))
     # On a GPU the uint8 splits are filled straight into device memory.
     data = impl.load_data(ctx.data, device="cuda" if ctx.device == "cuda" else None)
@@ -117,7 +136,7 @@ def worker_main(ctx: WorkerContext, budget: TrialBudget, emit: Emit) -> dict[str
         if not budget.take():
             emit({"kind": "worker_end", "worker": ctx.index, "reason": "n-trials reached"})
             break
-        outcome, claim = board.claim()
+        outcome, claim = wait_for_storage(board.claim, "claiming a trial", _message(ctx, emit))
         if outcome is Outcome.DONE:
             budget.give_back()
             emit({"kind": "worker_end", "worker": ctx.index, "reason": "study done"})
@@ -158,10 +177,55 @@ def run_claim(
         board.finish(claim, RELEASED)
         emit({"kind": "trial_end", "worker": ctx.index, "state": "interrupted", **objective.info})
         return "interrupted"
+    except Exception as err:
+        if not is_storage_outage(err):
+            raise
+        # The storage went away while Optuna started or told the trial.
+        state = _settle_after_outage(ctx, board, claim, objective.trial_id, emit)
+        emit({"kind": "trial_end", "worker": ctx.index, "state": state, **objective.info})
+        return state
     state = outcome["state"]
-    board.finish(claim, FAILED if state == "failed" else DONE)
+    if state in ("disk_full", "outage"):
+        # Not the trial's fault: release the slot without spending one of its attempts.
+        _finish(ctx, board, claim, RELEASED, emit)
+        emit({"kind": "trial_end", "worker": ctx.index, "state": "failed", **objective.info})
+        if state == "disk_full":
+            where = f"trial {objective.info.get('trial')}, slot {claim.slot}"
+            raise disk_full_error(objective.error, where, ctx.workdir) from None
+        return "failed"
+    _finish(ctx, board, claim, FAILED if state == "failed" else DONE, emit)
     emit({"kind": "trial_end", "worker": ctx.index, "state": state, **objective.info})
     return state
+
+
+def _message(ctx: WorkerContext, emit: Emit) -> Callable[[str], None]:
+    return lambda text: emit({"kind": "message", "text": f"worker {ctx.index}: {text}"})
+
+
+def _finish(ctx: WorkerContext, board: SlotBoard, claim: Claim, status: str, emit: Emit) -> None:
+    wait_for_storage(lambda: board.finish(claim, status), "recording a trial", _message(ctx, emit))
+
+
+def _settle_after_outage(
+    ctx: WorkerContext, board: SlotBoard, claim: Claim, trial_id: int | None, emit: Emit
+) -> str:
+    """Once the storage is back: keep the trial if it was recorded finished, else fail it
+    and release its slot, to be run again (from its checkpoint) by whichever worker."""
+    from optuna.trial import TrialState
+
+    def wait(action: Callable[[], Any]) -> Any:
+        return wait_for_storage(action, "recording a trial", _message(ctx, emit))
+
+    state = wait(lambda: board.storage.get_trial(trial_id).state) if trial_id is not None else None
+    if state in (TrialState.COMPLETE, TrialState.PRUNED):
+        _finish(ctx, board, claim, DONE, emit)
+        return "complete" if state == TrialState.COMPLETE else "pruned"
+    if state == TrialState.RUNNING:
+        # UpdateFinishedTrialError: another worker's heartbeat check failed it meanwhile.
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            wait(lambda: board.storage.set_trial_state_values(trial_id, TrialState.FAIL))
+    _finish(ctx, board, claim, RELEASED, emit)
+    return "failed"
 
 
 class TrialObjective:
@@ -180,12 +244,24 @@ class TrialObjective:
         self.ctx, self.spec, self.board, self.claim = ctx, spec, board, claim
         self.data, self.emit, self.outcome = data, emit, outcome
         self.info: dict[str, Any] = {"slot": claim.slot}
+        self.trial_id: int | None = None
+        self.error: BaseException | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:
+            # Wherever Ctrl-C lands in the trial, the trial is recorded as interrupted.
+            self.outcome["state"] = "interrupted"
+            trial.set_user_attr("interrupted", True)
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
         from trainer.config import TrainConfig
 
         fit = trainer_module().fit
         ctx, spec = self.ctx, self.spec
+        self.trial_id = trial._trial_id
         if not self.board.bind_trial(self.claim, trial._trial_id):
             raise RuntimeError(f"slot {self.claim.slot} was taken over by another worker")
         params = suggest(trial, spec.space_at(ctx.scale))
@@ -227,12 +303,15 @@ class TrialObjective:
         try:
             result = fit(config, self.data, on_epoch, checkpoint_dir=checkpoint_dir, resume=True)
         except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)
-            self.outcome["state"] = "interrupted"
             if tracker is not None:
                 tracker.finish("interrupted", {"optuna_trial_number": trial.number})
             raise
         except Exception as err:
+            self.error = err
+            if is_disk_full(err):
+                self.outcome["state"] = "disk_full"
+            elif is_storage_outage(err):
+                self.outcome["state"] = "outage"
             trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
             if tracker is not None:
                 tracker.finish("failed", {"optuna_trial_number": trial.number})

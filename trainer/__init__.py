@@ -2,6 +2,8 @@
 
 Knows nothing of Optuna or wandb. Names are imported on first use, so that
 ``from trainer.errors import UserError`` (the command line does it) does not load torch.
+The training function is imported from its module, ``from trainer.fit import fit``:
+as a package attribute, ``trainer.fit`` would be the module once it is imported.
 """
 
 from importlib import import_module
@@ -11,11 +13,10 @@ _EXPORTS = {
     "CLASS_NAMES": "trainer.classes",
     "TrainConfig": "trainer.config",
     "Data": "trainer.data",
-    "DataConfig": "trainer.data",
+    "DataConfig": "trainer.config",
     "load_data": "trainer.data",
     "UserError": "trainer.errors",
     "FitResult": "trainer.fit",
-    "fit": "trainer.fit",
     "classification_metrics": "trainer.metrics",
     "confusion": "trainer.metrics",
     "per_class_table": "trainer.metrics",
@@ -30,7 +31,4 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'trainer' has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name]), name)
-    # Importing trainer.fit binds the submodule to the name 'fit' here; the function wins.
-    globals()[name] = value
-    return value
+    return getattr(import_module(_EXPORTS[name]), name)

@@ -1,0 +1,414 @@
+"""The training loop: ``fit(config, data, on_epoch)`` trains, evaluates each epoch, checkpoints.
+
+Images stay uint8 on the training device and batches are built there, so an epoch costs
+one host synchronisation (the epoch's loss and the validation metrics), not one per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.batches import batches_per_epoch, train_batches
+from trainer.checkpoint import (
+    atomic_save,
+    cpu_state_dict,
+    remove_stale_temporaries,
+    run_fingerprint,
+)
+from trainer.config import TrainConfig
+from trainer.data import Data
+from trainer.errors import UserError
+from trainer.metrics import classification_metrics
+from trainer.model import build_model
+from trainer.optim import make_optimizer, make_scheduler
+from trainer.predict import predict_logits
+
+Row = dict[str, float]
+OnEpoch = Callable[[int, Row], Any]
+
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+@dataclass
+class FitResult:
+    """What a training run produced; ``history`` holds one row per epoch."""
+
+    best_epoch: int
+    """1-based epoch with the best ``config.monitor``."""
+    best_metrics: Row
+    history: list[Row]
+    epochs_run: int
+    """Epochs in ``history``, resumed ones included."""
+    stopped_early: bool
+    images_per_sec: float
+    """Training throughput over the epochs trained by this call, data handling included."""
+    wall_seconds: float
+    device: str
+    best_checkpoint: Path | None = None
+    last_checkpoint: Path | None = None
+    peak_memory_mb: float = 0.0
+    """CUDA: peak allocated by tensors; CPU: the process's peak resident memory."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' means the first CUDA device if there is one, else the CPU."""
+    if name == "auto":
+        if _has_cuda():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise UserError(f"device={name!r}: not a device name") from error
+    if device.type == "cuda":
+        if not _has_cuda():
+            raise UserError(f"device={name!r}: CUDA is not available here")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device.index >= torch.cuda.device_count():
+            raise UserError(f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise UserError(f"device={name!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return device
+
+
+def fit(
+    config: TrainConfig,
+    data: Data,
+    on_epoch: OnEpoch | None = None,
+    *,
+    checkpoint_dir: Path | None = None,
+    resume: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> FitResult:
+    """Train ``config.arch`` on ``data.train_*``, evaluating on ``data.val_*`` after each epoch.
+
+    After every epoch ``on_epoch(epoch, row)`` is called (1-based epoch, the history row);
+    a truthy return stops training. With ``checkpoint_dir``, ``last.pt`` is written every
+    epoch and ``best.pt`` (a self-contained model file) whenever ``config.monitor``
+    improves; with ``resume`` a matching ``last.pt`` continues where it ended, and gives
+    the same result as a run that was never interrupted. A diverged run (non-finite
+    training loss) stops after that epoch with ``diverged`` = 1 in its row.
+    """
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    _check_data(config, data)
+    threads = config.threads if device.type == "cpu" else None
+    with _torch_threads(threads):
+        run = _Run(config, data, device, checkpoint_dir, log or (lambda _message: None))
+        run.restore(resume)
+        run.train(on_epoch)
+        # Inside the block, so the reported device names this trial's thread count.
+        return run.result(time.perf_counter() - started)
+
+
+class _Run:
+    """State of one call to ``fit``; exists to keep ``fit`` itself short."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: Data,
+        device: torch.device,
+        checkpoint_dir: Path | None,
+        log: Callable[[str], None],
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.log = log
+        self.cuda = device.type == "cuda"
+        # NHWC: about 10 % faster for ResNet-18 on 2 CPU threads, and up to twice as fast
+        # on CUDA once batches are large enough not to be bound by kernel launches.
+        self.channels_last = config.channels_last
+        self.autocast_dtype = torch.bfloat16 if self.cuda else None
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True
+            torch.cuda.reset_peak_memory_stats(device)
+
+        self.fingerprint = run_fingerprint(config, data)
+        self.data = data.to(device)
+        self.val_y = self.data.val_y.cpu().numpy()
+
+        torch.manual_seed(config.seed)
+        model = build_model(
+            config.arch,
+            num_classes=len(data.class_names),
+            in_chans=data.train_x.shape[1],
+            pretrained=config.pretrained,
+            weights_path=config.weights_path,
+        ).to(device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.train_model: nn.Module = model
+        if config.compile and self.cuda:
+            self.train_model = torch.compile(model)
+
+        self.batches = batches_per_epoch(data.train_y.numel(), config.batch_size)
+        self.steps_per_epoch = math.ceil(self.batches / config.accumulate)
+        self.optimizer = make_optimizer(config, model.parameters(), fused=self.cuda)
+        self.scheduler = make_scheduler(self.optimizer, config, self.steps_per_epoch)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+        self.history: list[Row] = []
+        self.best_epoch: int | None = None
+        self.stopped_early = False
+        self.trained_images = 0
+        self.train_seconds = 0.0
+        self.dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            for stale in remove_stale_temporaries(self.dir):
+                self.log(f"removed {stale.name}, left by an interrupted checkpoint write")
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    def restore(self, resume: bool) -> None:
+        """Continue from ``last.pt`` when asked and it belongs to this run."""
+        if not resume or self.dir is None or not (self.dir / LAST).is_file():
+            return
+        path = self.dir / LAST
+        try:
+            saved = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as error:
+            raise UserError(f"cannot read checkpoint {path}: {type(error).__name__}") from error
+        if saved.get("fingerprint") != self.fingerprint:
+            raise UserError(
+                f"{path} was written with other settings or data; "
+                "use another checkpoint directory or do not resume"
+            )
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.history = list(saved["history"])
+        self.best_epoch = saved["best_epoch"]
+        self.log(f"resumed from {path} after epoch {len(self.history)}")
+
+    def save(self, improved: bool) -> None:
+        if self.dir is None:
+            return
+        epoch = len(self.history)
+        if improved:
+            atomic_save(self._best_payload(epoch), self.dir / BEST)
+        atomic_save(
+            {
+                "fingerprint": self.fingerprint,
+                "epoch": epoch,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "history": self.history,
+                "best_epoch": self.best_epoch,
+            },
+            self.dir / LAST,
+        )
+
+    def _best_payload(self, epoch: int) -> dict[str, Any]:
+        data = self.data
+        return {
+            "state_dict": cpu_state_dict(self.model),
+            "arch": self.config.arch,
+            "num_classes": len(data.class_names),
+            "in_chans": int(data.train_x.shape[1]),
+            "image_size": int(data.image_size),
+            "mean": float(data.mean),
+            "std": float(data.std),
+            "class_names": list(data.class_names),
+            "config": self.config.to_dict(),
+            "epoch": epoch,
+            "metrics": dict(self.history[-1]),
+        }
+
+    # -- training ----------------------------------------------------------------------
+
+    def train(self, on_epoch: OnEpoch | None) -> None:
+        if self.history and self.history[-1].get("diverged"):
+            return
+        for epoch in range(len(self.history) + 1, self.config.epochs + 1):
+            started = time.perf_counter()
+            train_loss, lr, images, seconds = self._train_epoch(epoch)
+            row = self._evaluate(epoch, train_loss)
+            row.update(
+                lr=lr,
+                images_per_sec=images / seconds,
+                epoch_seconds=time.perf_counter() - started,
+                diverged=0.0 if math.isfinite(train_loss) else 1.0,
+            )
+            self.history.append(row)
+            self.trained_images += images
+            self.train_seconds += seconds
+            improved = self._is_best(row)
+            if improved:
+                self.best_epoch = epoch
+            self.save(improved)
+            self.log(self._summary(row))
+            stop = on_epoch(epoch, row) if on_epoch is not None else False
+            if row["diverged"]:
+                self.log(f"training loss is {train_loss} at epoch {epoch}: stopping")
+            if stop or row["diverged"]:
+                self.stopped_early = epoch < self.config.epochs
+                break
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float, int, float]:
+        config = self.config
+        started = time.perf_counter()
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        images = 0
+        lr = self.optimizer.param_groups[0]["lr"]
+        for i, (x, y) in enumerate(self._batches(epoch)):
+            group_start = i - i % config.accumulate
+            group_size = min(config.accumulate, self.batches - group_start)
+            with self._autocast():
+                logits = self.train_model(x)
+            loss = self.criterion(logits.float(), y)
+            (loss / group_size).backward()
+            loss_sum += loss.detach() * y.shape[0]
+            images += y.shape[0]
+            if i + 1 - group_start == group_size:
+                lr = self.optimizer.param_groups[0]["lr"]
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scheduler.step()
+        train_loss = (loss_sum / images).item()  # the epoch's one synchronisation
+        return train_loss, float(lr), images, time.perf_counter() - started
+
+    def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        data = self.data
+        return train_batches(
+            data.train_x,
+            data.train_y,
+            self.config,
+            epoch,
+            mean=data.mean,
+            std=data.std,
+            channels_last=self.channels_last,
+        )
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def _evaluate(self, epoch: int, train_loss: float) -> Row:
+        data = self.data
+        logits = predict_logits(
+            self.model,
+            data.val_x,
+            data.mean,
+            data.std,
+            batch_size=self.config.eval_batch_size,
+            channels_last=self.channels_last,
+            autocast_dtype=self.autocast_dtype,
+        )
+        val_loss = F.cross_entropy(logits, data.val_y).item()
+        proba = torch.softmax(logits, dim=1).cpu().numpy()
+        metrics = classification_metrics(self.val_y, proba, loss=val_loss)
+        row: Row = {"epoch": epoch, "train_loss": train_loss}
+        row.update({f"val_{k}": v for k, v in metrics.items()})
+        return row
+
+    def _is_best(self, row: Row) -> bool:
+        if self.best_epoch is None:
+            return True
+        value = row[self.config.monitor]
+        best = self.history[self.best_epoch - 1][self.config.monitor]
+        if math.isnan(value):
+            return False
+        if math.isnan(best):
+            return True
+        return value < best if self.config.monitor == "val_loss" else value > best
+
+    def _summary(self, row: Row) -> str:
+        return (
+            f"epoch {row['epoch']}/{self.config.epochs}: train_loss {row['train_loss']:.4f} "
+            f"val_loss {row['val_loss']:.4f} val_accuracy {row['val_accuracy']:.4f} "
+            f"val_auc_macro {row['val_auc_macro']:.4f} lr {row['lr']:.3g} "
+            f"{row['images_per_sec']:.0f} img/s"
+        )
+
+    # -- result ------------------------------------------------------------------------
+
+    def result(self, wall_seconds: float) -> FitResult:
+        history = self.history
+        best_epoch = self.best_epoch or len(history)
+        if self.train_seconds > 0:
+            throughput = self.trained_images / self.train_seconds
+        else:  # nothing left to train: report the recorded epochs
+            throughput = sum(r["images_per_sec"] for r in history) / max(1, len(history))
+        stopped = self.stopped_early or (
+            len(history) < self.config.epochs and bool(history) and bool(history[-1]["diverged"])
+        )
+        best_path = self.dir / BEST if self.dir is not None else None
+        last_path = self.dir / LAST if self.dir is not None else None
+        return FitResult(
+            best_epoch=best_epoch,
+            best_metrics=dict(history[best_epoch - 1]) if history else {},
+            history=[dict(r) for r in history],
+            epochs_run=len(history),
+            stopped_early=stopped,
+            images_per_sec=throughput,
+            wall_seconds=wall_seconds,
+            device=self._device_name(),
+            best_checkpoint=best_path if best_path is not None and best_path.is_file() else None,
+            last_checkpoint=last_path if last_path is not None and last_path.is_file() else None,
+            peak_memory_mb=self._peak_memory_mb(),
+        )
+
+    def _device_name(self) -> str:
+        if self.cuda:
+            return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
+        return f"cpu ({torch.get_num_threads()} threads)"
+
+    def _peak_memory_mb(self) -> float:
+        if self.cuda:
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
+
+
+def _check_data(config: TrainConfig, data: Data) -> None:
+    for split in ("train", "val"):
+        x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
+        if x.dim() != 4 or x.dtype != torch.uint8:
+            shape = tuple(x.shape)
+            raise ValueError(f"{split}_x: expected uint8 (N, C, H, W), got {x.dtype} {shape}")
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"{split}_x has {x.shape[0]} images but {split}_y {y.shape[0]} labels")
+    if data.train_y.numel() < 2:
+        raise UserError(f"{data.train_y.numel()} training image(s): need at least 2")
+    if data.val_y.numel() == 0:
+        raise UserError("no validation images: use a validation fraction above 0")
+    side = min(data.train_x.shape[-2:])
+    if config.crop_padding >= side:
+        raise UserError(f"crop_padding={config.crop_padding}: must be below the image side {side}")
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _has_cuda() -> bool:
+    return torch.cuda.is_available() and torch.cuda.device_count() > 0
