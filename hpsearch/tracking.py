@@ -15,11 +15,13 @@ objective. The wandb calls below are the plain SDK: ``init`` / ``log`` / ``finis
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -257,15 +259,27 @@ def _init_run(mode: str, wandb_dir: Path, *, silent: bool, **kwargs: Any) -> Any
         silent=silent,
         init_timeout=INIT_TIMEOUT_S,
     )
-    return wandb.init(
-        project=os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
-        dir=str(wandb_dir),
-        mode=mode,
-        # a worker may hold another run (or a caller's) open; never finish someone else's
-        reinit="create_new",
-        settings=settings,
-        **kwargs,
-    )
+    with _argv_without_passwords():
+        return wandb.init(
+            project=os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
+            dir=str(wandb_dir),
+            mode=mode,
+            # a worker may hold another run (or a caller's) open; never finish someone else's
+            reinit="create_new",
+            settings=settings,
+            **kwargs,
+        )
+
+
+@contextlib.contextmanager
+def _argv_without_passwords() -> Iterator[None]:
+    """wandb records the command line with each run: hide a ``--storage`` URL's password."""
+    saved = sys.argv
+    sys.argv = [redact(arg) if "://" in arg else arg for arg in saved]
+    try:
+        yield
+    finally:
+        sys.argv = saved
 
 
 def _finish_quietly(run: Any) -> None:

@@ -178,12 +178,20 @@ def run_claim(
         emit({"kind": "trial_end", "worker": ctx.index, "state": "interrupted", **objective.info})
         return "interrupted"
     except Exception as err:
-        if not is_storage_outage(err):
+        if is_storage_outage(err):
+            # The storage went away while Optuna started or told the trial.
+            state = _settle_after_outage(ctx, board, claim, objective.trial_id, emit)
+            emit({"kind": "trial_end", "worker": ctx.index, "state": state, **objective.info})
+            return state
+        if not _failed_elsewhere(board, objective.trial_id):
             raise
-        # The storage went away while Optuna started or told the trial.
-        state = _settle_after_outage(ctx, board, claim, objective.trial_id, emit)
-        emit({"kind": "trial_end", "worker": ctx.index, "state": state, **objective.info})
-        return state
+        # This process was frozen or cut off for longer than the heartbeat grace period and
+        # another worker failed its trial: free the slot to be resumed from its checkpoint
+        # (a no-op when that worker has already taken it over).
+        _finish(ctx, board, claim, RELEASED, emit)
+        text = f"trial {objective.info.get('trial')} was failed by another worker (no heartbeat)"
+        _message(ctx, emit)(text)
+        return "failed"
     state = outcome["state"]
     if state in ("disk_full", "outage"):
         # Not the trial's fault: release the slot without spending one of its attempts.
@@ -204,6 +212,11 @@ def _message(ctx: WorkerContext, emit: Emit) -> Callable[[str], None]:
 
 def _finish(ctx: WorkerContext, board: SlotBoard, claim: Claim, status: str, emit: Emit) -> None:
     wait_for_storage(lambda: board.finish(claim, status), "recording a trial", _message(ctx, emit))
+
+
+def _failed_elsewhere(board: SlotBoard, trial_id: int | None) -> bool:
+    """True when the trial was finished, not by this worker: failed as stale by another."""
+    return trial_id is not None and board.storage.get_trial(trial_id).state.is_finished()
 
 
 def _settle_after_outage(

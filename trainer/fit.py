@@ -376,8 +376,25 @@ class _Run:
     def _peak_memory_mb(self) -> float:
         if self.cuda:
             return torch.cuda.max_memory_allocated(self.device) / 2**20
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
+        return peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, in MiB.
+
+    On Linux this is ``VmHWM``, which starts afresh when a program is executed:
+    ``getrusage``'s ``ru_maxrss`` carries the parent's peak over into a child started by
+    fork + exec, so a trial launched by a large process would report the launcher's memory.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
 
 
 def _check_data(config: TrainConfig, data: Data) -> None:

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -67,12 +68,17 @@ def run(args: argparse.Namespace) -> int:
     workdir = Workdir.resolve(args.workdir).make()
     scale = "full" if args.data else "demo"
     devices, workers, threads = _plan_devices(args)
-    storage = open_storage(url)
     wandb_mode = _wandb_mode(args.wandb)
+    # Every input is checked before anything is written to the storage: a database
+    # server is opened now (an unreachable one fails before the data is prepared), a
+    # SQLite file is created only once the data has loaded.
+    storage = _open_server_storage(url)
 
     data_root = Path(args.data).absolute() if args.data else _demo_data(spec, workdir)
     data_config = _data_config(spec, scale, data_root, workdir)
     info = _prepare_data(data_config)
+    if storage is None:
+        storage = open_storage(url)
     attrs = study_attrs(
         spec,
         scale,
@@ -121,12 +127,12 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         for ctx in contexts:
             ctx.extra["seed"] = args.seed
-    interrupted = False
+    interrupted, errors, died = False, [], []
     try:
         if workers == 1 and not devices:
             interrupted = _run_inline(contexts[0], args.n_trials, progress)
         else:
-            interrupted = _run_processes(contexts, args.n_trials, progress)
+            interrupted, errors, died = _run_processes(contexts, args.n_trials, progress)
     finally:
         progress.close()
     _summary(study, spec.metric, name)
@@ -135,7 +141,39 @@ def run(args: argparse.Namespace) -> int:
     if interrupted:
         print("interrupted: completed trials are saved; run the same command again to resume")
         return 130
+    if errors:
+        raise UserError(errors[0])
+    if died:
+        left = _open_slots(study, storage, total)
+        codes = ", ".join(f"worker {i}: exit code {code}" for i, code in died)
+        print(
+            f"hpsearch run: {len(died)} worker process(es) died ({codes}); "
+            + (
+                f"{left} trial(s) left: run the same command again to finish them"
+                if left
+                else "their trials were run again by the others"
+            ),
+            file=sys.stderr,
+        )
+        return 1 if left else 0
     return 0
+
+
+def _open_server_storage(url: str) -> Any:
+    """The storage when it is a database server, else None after checking the SQLite URL."""
+    from sqlalchemy.engine import make_url
+
+    from hpsearch.storage import normalize_url, open_storage, redact
+    from trainer.errors import UserError
+
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() != "sqlite":
+        return open_storage(url)
+    if parsed.database and parsed.database != ":memory:":
+        folder = Path(parsed.database).absolute().parent
+        if not folder.is_dir():
+            raise UserError(f"storage {redact(url)}: folder {folder} does not exist")
+    return None
 
 
 def _plan_devices(args: argparse.Namespace) -> tuple[list[str], int, int]:
@@ -231,6 +269,17 @@ def _finished_slots(study: Any, storage: Any, total: int) -> int:
     return SlotBoard(study, storage, total).counts()[DONE]
 
 
+def _open_slots(study: Any, storage: Any, total: int) -> int:
+    """Slots that a later run would still train (not done, attempts not used up)."""
+    from hpsearch.slots import DONE, FAILED, MAX_ATTEMPTS, SlotBoard
+
+    rows = SlotBoard(study, storage, total).rows()
+    closed = sum(
+        r.status == DONE or (r.status == FAILED and r.attempts >= MAX_ATTEMPTS) for r in rows
+    )
+    return total - closed
+
+
 def _run_inline(ctx: Any, n_trials: int | None, progress: Any) -> bool:
     from hpsearch.worker import TrialBudget, worker_main
 
@@ -245,16 +294,26 @@ def _child(ctx: Any, limit: int | None, shared: Any, queue: Any) -> None:
     from hpsearch.worker import TrialBudget, worker_main
     from trainer.errors import UserError
 
+    # Ctrl-C at a terminal reaches every process of the group. Workers ignore it; the run
+    # sends each one a single SIGTERM (which the worker treats like Ctrl-C) instead, so a
+    # second signal never lands while a worker is recording its interrupted trial.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         worker_main(ctx, TrialBudget(limit, shared), queue.put)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except UserError as err:
-        queue.put({"kind": "message", "text": f"worker {ctx.index}: error: {err}"})
+        queue.put(
+            {"kind": "message", "text": f"worker {ctx.index}: error: {err}", "error": str(err)}
+        )
         raise SystemExit(2) from None
 
 
-def _run_processes(contexts: list[Any], n_trials: int | None, progress: Any) -> bool:
+def _run_processes(
+    contexts: list[Any], n_trials: int | None, progress: Any
+) -> tuple[bool, list[str], list[tuple[int, int]]]:
+    """Run the workers as processes; (interrupted, workers' errors, (worker, exit code) of
+    those that died)."""
     import multiprocessing as mp
     import queue as queue_mod
 
@@ -268,10 +327,16 @@ def _run_processes(contexts: list[Any], n_trials: int | None, progress: Any) -> 
     for proc in procs:
         proc.start()
     interrupted = False
+    errors: list[str] = []
+
+    def show(event: dict[str, Any]) -> None:
+        if event.get("error"):
+            errors.append(event["error"])
+        progress.handle(event)
 
     def drain(timeout: float) -> None:
         with contextlib.suppress(queue_mod.Empty):
-            progress.handle(events.get(timeout=timeout))
+            show(events.get(timeout=timeout))
 
     try:
         while any(p.is_alive() for p in procs):
@@ -279,27 +344,32 @@ def _run_processes(contexts: list[Any], n_trials: int | None, progress: Any) -> 
     except KeyboardInterrupt:
         interrupted = True
         for proc in procs:
-            if proc.is_alive() and proc.pid:
-                os.kill(proc.pid, signal.SIGINT)
+            if proc.is_alive():
+                proc.terminate()
         deadline = time.time() + 60
         while any(p.is_alive() for p in procs) and time.time() < deadline:
             try:
                 drain(0.5)
             except KeyboardInterrupt:
-                break
+                break  # a second Ctrl-C: stop now
         for proc in procs:
             if proc.is_alive():
-                proc.terminate()
+                proc.kill()
     for proc in procs:
         proc.join()
     while True:
         try:
-            progress.handle(events.get_nowait())
+            show(events.get_nowait())
         except (queue_mod.Empty, OSError, ValueError):
             break
     if any(p.exitcode == 130 for p in procs):
         interrupted = True
-    return interrupted
+    died = (
+        []
+        if interrupted
+        else [(i, p.exitcode) for i, p in enumerate(procs) if p.exitcode not in (0, 2, 130)]
+    )
+    return interrupted, errors, died
 
 
 def _summary(study: Any, metric: str, name: str) -> None:
