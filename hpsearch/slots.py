@@ -18,6 +18,7 @@ import enum
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 import sqlalchemy as sa
@@ -170,11 +171,7 @@ class SlotBoard:
         with self.engine.begin() as conn:
             result = conn.execute(
                 slots_table.update()
-                .where(
-                    slots_table.c.study_id == self.study_id,
-                    slots_table.c.slot == row.slot,
-                    slots_table.c.token == row.token,
-                )
+                .where(*self._owned(row.slot, row.token))
                 .values(
                     token=token,
                     trial_id=None,
@@ -187,17 +184,21 @@ class SlotBoard:
             return None  # someone else took it over first
         return Claim(slot=row.slot, token=token, attempt=row.attempts + 1, resumed=True)
 
+    def _owned(self, slot: int, token: str) -> tuple[Any, ...]:
+        """WHERE clauses matching ``slot`` only while ``token`` owns it (compare-and-set)."""
+        return (
+            slots_table.c.study_id == self.study_id,
+            slots_table.c.slot == slot,
+            slots_table.c.token == token,
+        )
+
     # -- while and after running -----------------------------------------------------------
     def bind_trial(self, claim: Claim, trial_id: int) -> bool:
         """Record which trial runs the slot; False if the claim was lost meanwhile."""
         with self.engine.begin() as conn:
             result = conn.execute(
                 slots_table.update()
-                .where(
-                    slots_table.c.study_id == self.study_id,
-                    slots_table.c.slot == claim.slot,
-                    slots_table.c.token == claim.token,
-                )
+                .where(*self._owned(claim.slot, claim.token))
                 .values(trial_id=trial_id)
             )
         return result.rowcount == 1
@@ -209,13 +210,7 @@ class SlotBoard:
     def _set_status(self, slot: int, token: str, status: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                slots_table.update()
-                .where(
-                    slots_table.c.study_id == self.study_id,
-                    slots_table.c.slot == slot,
-                    slots_table.c.token == token,
-                )
-                .values(status=status)
+                slots_table.update().where(*self._owned(slot, token)).values(status=status)
             )
 
     def counts(self) -> dict[str, int]:
