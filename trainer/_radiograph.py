@@ -1,0 +1,534 @@
+"""Draws one synthetic frontal chest radiograph; the demo dataset is made of these.
+
+The picture is built as a density map (soft tissue, bone, minus the air in the lungs),
+then "exposed": blurred, windowed, gamma-corrected, noised and quantised. Findings fill
+part of the lung air with fluid, so they whiten the lung, hide the vessels they cover
+(dense consolidation) or leave them visible (ground glass), as on real films.
+
+Coordinates: U runs to the image right, V downwards, both about [-1, 1] over the image;
+the patient's right is on the image left (U < 0). Random rotation, scale and shift turn
+these into pixel positions.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from trainer.classes import CLASS_NAMES
+
+_COVID, _OPACITY, _PNEUMONIA, _NORMAL = (
+    CLASS_NAMES.index(c) for c in ("covid", "lung_opacity", "pneumonia", "normal")
+)
+
+# Difficulty. Severity ~ Beta(a, b) in [0, 1]; each pattern grows from almost nothing at
+# severity 0, so the mildest cases look normal. The other entries scale the strength of
+# the findings per class and of the look-alikes that every class shares.
+_TUNING: dict = {
+    "severity_beta": (3.0, 1.2),
+    "gain": {_COVID: 1.0, _OPACITY: 1.0, _PNEUMONIA: 1.0},
+    "vessels": 0.6,
+    "breast": 0.5,
+    "exposure": 1.0,
+}
+
+
+# --------------------------------------------------------------------------- array helpers
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates in [-1, 1]: u to the image right, v downwards."""
+    c = ((np.arange(size, dtype=np.float32) + 0.5) / size) * 2 - 1
+    u = np.ascontiguousarray(np.broadcast_to(c[None, :], (size, size)))
+    v = np.ascontiguousarray(np.broadcast_to(c[:, None], (size, size)))
+    return u, v
+
+
+@functools.lru_cache(maxsize=64)
+def _gauss_kernel(sigma: float) -> tuple[float, ...]:
+    r = max(1, math.ceil(2.5 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    return tuple((k / k.sum()).tolist())
+
+
+def _blur(img: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Separable Gaussian blur with edge padding.
+
+    Shifted sums rather than a matrix product: BLAS threads cost more than they save on
+    images this small, and timings would depend on the machine's load.
+    """
+    if sigma_px < 0.05:
+        return img
+    kernel = _gauss_kernel(round(sigma_px, 2))
+    r = len(kernel) // 2
+    n, m = img.shape
+    p = np.pad(img, ((r, r), (0, 0)), mode="edge")
+    rows = kernel[0] * p[:n]
+    for i in range(1, len(kernel)):
+        rows += kernel[i] * p[i : i + n]
+    p = np.pad(rows, ((0, 0), (r, r)), mode="edge")
+    out = kernel[0] * p[:, :m]
+    for i in range(1, len(kernel)):
+        out += kernel[i] * p[:, i : i + m]
+    return out
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], k: int) -> np.ndarray:
+    """Zero-mean random field of about unit variance with about k/2 bumps per side."""
+    lattice = Image.fromarray(rng.standard_normal((k, k), dtype=np.float32), mode="F")
+    return np.asarray(lattice.resize(shape[::-1], Image.Resampling.BICUBIC), np.float32)
+
+
+def _ramp(d: np.ndarray, width: float) -> np.ndarray:
+    """0 outside, 1 inside, linear across ``width`` around the boundary d = 0."""
+    t = d * (1.0 / width)
+    t += 0.5
+    np.maximum(t, 0.0, out=t)
+    np.minimum(t, 1.0, out=t)
+    return t
+
+
+Window = tuple[slice, slice]
+
+
+class _Frame:
+    """Maps anatomy coordinates to pixels and back (patient position, collimation)."""
+
+    def __init__(self, rng: np.random.Generator, size: int) -> None:
+        self.size = size
+        self.theta = rng.normal(0.0, 0.045)
+        self.scale = rng.uniform(0.9, 1.08)
+        self.tx, self.ty = rng.normal(0.0, 0.035), rng.normal(0.02, 0.035)
+        u, v = _grid(size)
+        c, s = math.cos(self.theta), math.sin(self.theta)
+        du, dv = u - self.tx, v - self.ty
+        self.U = (c * du + s * dv) * (1.0 / self.scale)
+        self.V = (-s * du + c * dv) * (1.0 / self.scale)
+        self.px = 2.0 / (size * self.scale)  # one pixel in anatomy units
+
+    def to_pixels(self, U, V):
+        """Pixel (column, row) positions of anatomy points; arrays or floats."""
+        c, s = math.cos(self.theta), math.sin(self.theta)
+        u = self.tx + self.scale * (c * U - s * V)
+        v = self.ty + self.scale * (s * U + c * V)
+        return (u + 1) * 0.5 * self.size - 0.5, (v + 1) * 0.5 * self.size - 0.5
+
+    def window(self, u0: float, u1: float, v0: float, v1: float) -> Window:
+        """Pixel rows and columns that hold the anatomy rectangle [u0, u1] x [v0, v1]."""
+        x, y = self.to_pixels(np.array([u0, u1, u0, u1]), np.array([v0, v0, v1, v1]))
+        n = self.size
+        rows = slice(max(0, math.floor(y.min()) - 1), min(n, math.ceil(y.max()) + 2))
+        cols = slice(max(0, math.floor(x.min()) - 1), min(n, math.ceil(x.max()) + 2))
+        return rows, cols
+
+
+def _empty(win: Window) -> bool:
+    return win[0].start >= win[0].stop or win[1].start >= win[1].stop
+
+
+def _add_blob(
+    target: np.ndarray, frame: _Frame, cu: float, cv: float, ru: float, rv: float, amp: float
+) -> None:
+    """Add a Gaussian bump centred at (cu, cv) with radii (ru, rv) to ``target``."""
+    win = frame.window(cu - 3 * ru, cu + 3 * ru, cv - 3 * rv, cv + 3 * rv)
+    if _empty(win):
+        return
+    du = (frame.U[win] - cu) * (1 / ru)
+    dv = (frame.V[win] - cv) * (1 / rv)
+    target[win] += amp * np.exp(-0.5 * (du * du + dv * dv))
+
+
+def _draw_segments(frame: _Frame, seg: np.ndarray, canvas: Image.Image | None = None):
+    """Draw rows (U0, V0, U1, V1, width in pixels, value) as lines on an F-mode image."""
+    size = frame.size
+    canvas = canvas or Image.new("F", (size, size), 0.0)
+    draw = ImageDraw.Draw(canvas)
+    x0, y0 = frame.to_pixels(seg[:, 0], seg[:, 1])
+    x1, y1 = frame.to_pixels(seg[:, 2], seg[:, 3])
+    widths = np.maximum(1, np.rint(seg[:, 4])).astype(int).tolist()
+    for a, b, c, d, w, val in zip(
+        x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist(), widths, seg[:, 5].tolist(), strict=True
+    ):
+        draw.line((a, b, c, d), fill=val, width=w)
+    return canvas
+
+
+def _tree(
+    rng: np.random.Generator, root: tuple[float, float], side: int, n: int, levels: int, px: float
+) -> np.ndarray:
+    """Segments of a branching tree growing laterally from ``root`` (vessels, bronchi)."""
+    ang = np.linspace(-1.5, 1.3, n) + rng.normal(0, 0.18, n)
+    x0, y0 = np.full(n, root[0]), np.full(n, root[1])
+    length = rng.uniform(0.11, 0.19, n)
+    width = np.full(n, 0.04)
+    rows = []
+    for _ in range(levels):
+        x1 = x0 + side * length * np.cos(ang)
+        y1 = y0 + length * np.sin(ang)
+        value = np.minimum((width * 25) ** 1.3, 1.0)
+        rows.append(np.stack([x0, y0, x1, y1, width / px, value], axis=1))
+        m = len(ang)
+        keep = rng.random(2 * m) > 0.12
+        spread = rng.uniform(0.25, 0.55, m)
+        ang = np.concatenate([ang - spread, ang + spread])[keep]
+        ang += rng.normal(0, 0.1, len(ang))
+        x0, y0 = np.concatenate([x1, x1])[keep], np.concatenate([y1, y1])[keep]
+        length = np.concatenate([length, length])[keep] * rng.uniform(0.6, 0.85, len(ang))
+        width = np.concatenate([width, width])[keep] * 0.72
+    return np.concatenate(rows)
+
+
+# --------------------------------------------------------------------------- anatomy
+
+
+class _Anatomy:
+    """One patient's chest as maps on the pixel grid: soft tissue, bone, lung air, vessels."""
+
+    def __init__(self, rng: np.random.Generator, frame: _Frame) -> None:
+        self.frame = frame
+        size = frame.size
+        U, V, px = frame.U, frame.V, frame.px
+        self.W = rng.uniform(0.74, 0.9)  # half-width of the thorax at the costophrenic angles
+        self.apex = rng.uniform(-0.82, -0.66)
+        dome_r = rng.uniform(0.22, 0.5)  # depth of inspiration
+        self.dome = {-1: dome_r, 1: dome_r + rng.uniform(0.0, 0.09)}
+        self.mid = rng.uniform(0.07, 0.11)  # half-width of the upper mediastinum
+        spine_u = rng.normal(0.0, 0.015)
+
+        # Body outline and soft tissue, thicker in the middle and below the diaphragm.
+        body_w = self.W + rng.uniform(0.1, 0.2) - 0.08 * (V + 0.1) ** 2
+        rel = np.abs(U) / body_w
+        soft = _ramp(body_w - np.abs(U), 4 * px) * (0.75 - 0.2 * np.minimum(rel * rel, 1.0))
+        soft += 0.05 * _ramp(V - 0.5 * (self.dome[-1] + self.dome[1]) - 0.1, 0.4)
+
+        # Heart and mediastinum: each lung's medial border widens below the hila.
+        hila_v = self.apex + rng.uniform(0.45, 0.55) * (self.dome[-1] - self.apex)
+        ctr = rng.uniform(0.4, 0.55)  # cardiothoracic ratio
+        right = rng.uniform(0.1, 0.19)
+        extent = {-1: right, 1: ctr * 2 * self.W - right}
+        top = {-1: hila_v + rng.uniform(0.02, 0.1), 1: hila_v - rng.uniform(0.0, 0.08)}
+        self.heart_border = {s: (top[s], extent[s]) for s in (-1, 1)}
+        knob_v, knob_w = self.apex + rng.uniform(0.3, 0.4), rng.uniform(0.03, 0.06)
+
+        # Lungs: an ellipse cut by the diaphragm dome and the mediastinum.
+        self.lung_params = {}
+        air = np.zeros((size, size), np.float32)
+        lung = np.zeros((size, size), np.float32)
+        for s in (-1, 1):
+            w_lung = self.W * rng.uniform(0.97, 1.03)
+            a_c = 0.45 * w_lung
+            ax = w_lung - a_c
+            v_c = self.dome[s] - 0.05
+            ay = v_c - self.apex
+            curv = rng.uniform(0.7, 1.5)
+            self.lung_params[s] = (a_c, ax, v_c, ay)
+            lo, hi = sorted((0.0, s * (w_lung + 0.03)))
+            win = frame.window(lo, hi, self.apex - 0.03, self.dome[s] + curv * ax * ax + 0.03)
+            if _empty(win):
+                continue
+            a, v = s * U[win], V[win]
+            r2 = ((a - a_c) * (1 / ax)) ** 2 + ((v - v_c) * (1 / ay)) ** 2
+            inside = (1 - r2) * (0.5 * min(ax, ay))
+            np.minimum(inside, (self.dome[s] + curv * (a - a_c) ** 2 - v) * 0.8, out=inside)
+            # Heart border: a quarter ellipse from its top to its widest point near the dome.
+            t = np.clip((v - top[s]) * (1 / (self.dome[s] - 0.04 - top[s])), 0, 1)
+            border = self.mid + (extent[s] - self.mid) * np.sqrt(1 - (1 - t) ** 2)
+            if s == 1:  # aortic knob
+                border += knob_w * np.exp(-(((v - knob_v) * (1 / 0.06)) ** 2))
+            np.minimum(inside, a - border, out=inside)
+            mask = _ramp(inside, 2.0 * px)
+            lung[win] += mask
+            # Thicker lung (darker) in the middle of each field, thinner at the apex.
+            depth = (0.75 + 0.25 * np.clip(1 - r2, 0, 1)) * _ramp(v - self.apex - 0.12, 0.45)
+            air[win] += mask * np.maximum(depth, 0.35)
+        air *= 0.42 * (1 + 0.08 * _smooth_noise(rng, air.shape, 6))
+
+        # Trachea, and gas in the stomach under the left dome.
+        carina = self.apex + rng.uniform(0.3, 0.4)
+        win = frame.window(spine_u - 0.05, spine_u + 0.05, -1.3, carina + 0.03)
+        if not _empty(win):
+            tr = _ramp(0.028 - np.abs(U[win] - spine_u), 1.5 * px)
+            air[win] += 0.15 * tr * _ramp(carina - V[win], 3 * px)
+        if rng.random() < 0.5:
+            bubble = np.zeros_like(air)
+            gv = self.dome[1] + rng.uniform(0.1, 0.16)
+            _add_blob(bubble, frame, rng.uniform(0.25, 0.5), gv, rng.uniform(0.06, 0.1), 0.04, 1.0)
+            air += 0.2 * _ramp(bubble - 0.5, 0.5)
+
+        self.hila = {
+            s: (s * (self.mid + rng.uniform(0.07, 0.11)), hila_v + rng.uniform(-0.03, 0.03))
+            for s in (-1, 1)
+        }
+        for hu, hv in self.hila.values():
+            _add_blob(soft, frame, hu, hv, 0.05, 0.07, 0.05)
+        self.lung, self.air, self.soft = lung, air, soft
+        self.ribs, self.bone = self._bones(rng, U, V, px, spine_u)
+        segments = [_tree(rng, self.hila[s], s, int(rng.integers(5, 8)), 4, px) for s in (-1, 1)]
+        vessels = np.asarray(_draw_segments(frame, np.concatenate(segments)), np.float32)
+        self.vessels = _blur(vessels, 0.7 * size / 128)
+
+    def lateral_edge(self, s: int, V: float) -> float:
+        """Distance from the midline of lung s's lateral border at height V."""
+        a_c, ax, v_c, ay = self.lung_params[s]
+        return a_c + ax * math.sqrt(max(0.0, 1 - ((V - v_c) / ay) ** 2))
+
+    def point(self, s: int, t: float, q: float) -> tuple[float, float]:
+        """A point of lung s at height fraction t (0 apex, 1 base) and lateral fraction q."""
+        V = self.apex + t * (self.dome[s] - self.apex)
+        return s * (self.mid + q * (self.lateral_edge(s, V) - self.mid)), V
+
+    def _bones(self, rng, U: np.ndarray, V: np.ndarray, px: float, spine_u: float):
+        """Ribs (seen against aerated lung) and the other bones, as two maps."""
+        a = np.abs(U - spine_u)
+        # Posterior ribs: parallel arcs from the spine, rising, then curving down laterally.
+        spacing = (self.dome[-1] - self.apex) / rng.uniform(7.5, 9.0)
+        slope, bend = rng.uniform(0.35, 0.55), rng.uniform(0.7, 1.0)
+        curve = V + slope * a - bend * a * a + 0.02 * rng.normal() * np.sign(U)
+        phase = (curve - self.apex + 0.06) * (1 / spacing)
+        thick = rng.uniform(0.38, 0.5)  # share of the spacing covered by bone
+        dist = np.abs(phase - np.floor(phase) - 0.5)
+        band = _ramp(thick * 0.5 - dist, max(0.08, 2.5 * px / spacing))
+        band -= 0.5 * _ramp(thick * 0.5 - 1.6 * px / spacing - dist, 0.1)  # bright cortex
+        band *= _ramp(phase, 0.3) * _ramp(10.5 - phase, 0.3)
+        band *= _ramp(self.W + 0.1 - a, 4 * px) * _ramp(a - 0.05, 4 * px)
+        # Anterior ribs: fainter, sloping down towards the midline.
+        phase = (V - 0.55 * a + rng.uniform(0, 1) * spacing) * (1 / (spacing * 1.1))
+        dist = np.abs(phase - np.floor(phase) - 0.5)
+        ant = _ramp(0.2 - dist, 0.15) * _ramp(a - 0.25, 0.1) * _ramp(self.W - a, 0.1)
+        ant *= _ramp(self.dome[-1] - V, 0.2)
+        ribs = 0.05 * band + 0.02 * ant
+        # Clavicles, rising from the sternum towards the shoulders.
+        cl_v = self.apex + rng.uniform(0.0, 0.1) - 0.22 * a + 0.12 * a * a
+        clav = _ramp(0.035 - np.abs(V - cl_v), 2 * px) * _ramp(0.7 - a, 0.1) * _ramp(a - 0.04, 0.05)
+        # Spine: a column of vertebrae behind the mediastinum.
+        vert = 0.75 + 0.25 * np.cos(V * (2 * math.pi / (spacing * rng.uniform(0.9, 1.1))))
+        return ribs, 0.13 * clav + 0.08 * _ramp(0.065 - a, 3 * px) * vert
+
+
+# --------------------------------------------------------------------------- findings
+
+
+def _ground_glass(rng: np.random.Generator, anat: _Anatomy, severity: float) -> np.ndarray:
+    """COVID-19: hazy patches, bilateral, peripheral, mostly in the lower zones."""
+    frame = anat.frame
+    fill = np.zeros_like(frame.U)
+    n = 2 + round(4 * severity * rng.uniform(0.5, 1.2))
+    first = int(rng.choice((-1, 1)))
+    sides = [first, -first] + [int(rng.choice((-1, 1))) for _ in range(n)]
+    if rng.random() < 0.15:
+        sides = [first] * len(sides)  # occasionally one-sided
+    for s in sides[:n]:
+        cu, cv = anat.point(s, rng.beta(3.2, 1.4), rng.beta(4.0, 1.3))
+        r = rng.uniform(0.11, 0.17) * (0.6 + 0.8 * severity)
+        ru, rv = r * rng.uniform(0.7, 1.2), r * rng.uniform(0.8, 1.5)
+        _add_blob(fill, frame, cu, cv, ru, rv, rng.uniform(0.7, 1.0))
+    texture = 1 + 0.3 * _smooth_noise(rng, fill.shape, 20)
+    return np.minimum(fill, 1.0) * texture * (0.15 + 0.8 * severity)
+
+
+def _consolidation(rng: np.random.Generator, anat: _Anatomy, severity: float) -> np.ndarray:
+    """Lung opacity: dense lobar or focal consolidation with fuzzy edges, often one side."""
+    frame = anat.frame
+    U, V = frame.U, frame.V
+    fill = np.zeros_like(U)
+    s0 = int(rng.choice((-1, 1)))
+    irregular = 0.3 * _smooth_noise(rng, fill.shape, 12)
+    for s in (s0,) if rng.random() < 0.75 else (s0, -s0):
+        kinds, p = ("lower", "upper", "middle", "focal"), (0.3, 0.2, 0.1, 0.4)
+        kind = rng.choice(kinds, p=p)
+        region = np.zeros_like(U)
+        if kind == "focal":
+            cu, cv = anat.point(s, rng.uniform(0.2, 0.85), rng.uniform(0.25, 0.85))
+            r = (0.1 + 0.12 * severity) * rng.uniform(0.8, 1.2)
+            ru, rv = r * rng.uniform(0.8, 1.3), r * rng.uniform(0.8, 1.3)
+        elif kind == "middle":  # middle lobe or lingula: against the heart border
+            top, extent = anat.heart_border[s]
+            cu, cv = s * (extent + 0.06), top + 0.55 * (anat.dome[s] - top)
+            ru, rv = 0.1 + 0.1 * severity, 0.1 + 0.12 * severity
+        elif kind == "lower":  # lower lobe: above the dome, whose outline it hides
+            cu, cv = anat.point(s, rng.uniform(0.85, 0.95), rng.uniform(0.35, 0.65))
+            ru, rv = 0.14 + 0.16 * severity, 0.12 + 0.2 * severity
+        else:  # upper lobe
+            cu, cv = anat.point(s, rng.uniform(0.2, 0.35), rng.uniform(0.3, 0.6))
+            ru, rv = 0.13 + 0.12 * severity, 0.1 + 0.12 * severity
+        _add_blob(region, frame, cu, cv, ru, rv, 1.0)
+        region = _ramp(region + irregular - 0.4, 0.45)
+        if kind == "upper" and s == -1 and rng.random() < 0.6:
+            # The right upper lobe stops sharply at the horizontal fissure.
+            fissure = cv + rv * rng.uniform(0.6, 1.2)
+            region *= _ramp(fissure - V, 0.025)
+        density = rng.uniform(0.88, 0.97)
+        fill += region * _ramp(s * U, 0.05) * density
+    if rng.random() < 0.25:
+        fill += _effusion(anat, s0, severity)
+    return fill
+
+
+def _effusion(anat: _Anatomy, s: int, severity: float) -> np.ndarray:
+    """Pleural fluid: fills the costophrenic angle with a meniscus rising laterally."""
+    U, V = anat.frame.U, anat.frame.V
+    a_c, ax, _, _ = anat.lung_params[s]
+    lateral = np.clip((s * U - anat.mid) * (1 / (ax + a_c - anat.mid)), 0, 1)
+    level = anat.dome[s] + 0.2 - (0.12 + 0.25 * severity) * (0.4 + 0.9 * lateral * lateral)
+    return 0.8 * _ramp(V - level, 0.06) * _ramp(s * U, 0.05)
+
+
+def _interstitial(rng: np.random.Generator, anat: _Anatomy, severity: float) -> np.ndarray:
+    """Viral pneumonia: streaky opacities around both hila, central, over a perihilar haze."""
+    frame = anat.frame
+    rows = []
+    fill = np.zeros_like(frame.U)
+    for s in (-1, 1):
+        hu, hv = anat.hila[s]
+        k = int((25 + 50 * severity) * rng.uniform(0.8, 1.2))
+        # Short lines scattered around the hilum, mostly pointing away from it.
+        ang = rng.uniform(-1.8, 1.6, k)
+        r0 = 0.3 * rng.beta(1.3, 2.0, k) + 0.03
+        x0, y0 = hu + s * r0 * np.cos(ang), hv + r0 * np.sin(ang)
+        turn = ang + rng.normal(0, 0.6, k)
+        length = rng.uniform(0.04, 0.11, k)
+        x1, y1 = x0 + s * length * np.cos(turn), y0 + length * np.sin(turn)
+        width = rng.uniform(0.01, 0.02, k) / frame.px
+        rows.append(np.stack([x0, y0, x1, y1, width, rng.uniform(0.4, 0.8, k)], axis=1))
+        r = 0.18 + 0.12 * severity
+        _add_blob(fill, frame, hu + s * 0.08, hv + 0.05, r * 1.1, r * 1.3, rng.uniform(0.6, 1.0))
+    streaks = np.asarray(_draw_segments(frame, np.concatenate(rows)), np.float32)
+    streaks = _blur(streaks, 1.1 * frame.size / 128)
+    return (0.5 * fill + 0.9 * streaks) * (0.25 + 1.1 * severity)
+
+
+_FINDINGS = {_COVID: _ground_glass, _OPACITY: _consolidation, _PNEUMONIA: _interstitial}
+
+
+# --------------------------------------------------------------------------- acquisition
+
+
+def _draw_marker(img: Image.Image, rng: np.random.Generator) -> None:
+    """Burn a side marker (an 'L' or 'R', sometimes boxed) into a top corner."""
+    size = img.size[0]
+    h = max(5, round(size * rng.uniform(0.05, 0.08)))
+    w = max(3, round(h * 0.65))
+    stroke = max(1, round(h / 7))
+    x = round(size * rng.uniform(0.04, 0.14))
+    x = size - x - w if rng.random() < 0.5 else x
+    y = round(size * rng.uniform(0.03, 0.12))
+    value = int(rng.integers(215, 256))
+    draw = ImageDraw.Draw(img)
+    if rng.random() < 0.5:
+        draw.line([(x, y), (x, y + h), (x + w, y + h)], fill=value, width=stroke)
+    else:
+        mid = y + h // 2
+        draw.line([(x, y + h), (x, y), (x + w - 1, y), (x + w, y + 1)], fill=value, width=stroke)
+        draw.line([(x + w, y + 1), (x + w, mid - 1), (x + w - 1, mid)], fill=value, width=stroke)
+        draw.line([(x + w - 1, mid), (x, mid)], fill=value, width=stroke)
+        draw.line([(x + w // 3, mid), (x + w, y + h)], fill=value, width=stroke)
+    if rng.random() < 0.4:
+        m = stroke + 2
+        draw.rectangle((x - m, y - m, x + w + m, y + h + m), outline=value)
+
+
+def _leads(rng: np.random.Generator, frame: _Frame) -> np.ndarray:
+    """ECG electrodes and their wires: monitoring, unrelated to the class."""
+    size = frame.size
+    canvas = Image.new("F", (size, size), 0.0)
+    draw = ImageDraw.Draw(canvas)
+    k = int(rng.integers(2, 5))
+    xs, ys = frame.to_pixels(rng.uniform(-0.8, 0.8, k), rng.uniform(-0.8, 0.3, k))
+    r = max(1.5, size * 0.022)
+    for x, y in zip(xs.tolist(), ys.tolist(), strict=True):
+        draw.ellipse((x - r, y - r, x + r, y + r), outline=1.0, width=max(1, round(r / 2.5)))
+        pts = [(x, y)]
+        dx, dy = rng.uniform(-0.15, 0.15) * size, rng.uniform(0.05, 0.2) * size
+        for _ in range(3):
+            dx, dy = dx + rng.normal(0, 0.05) * size, dy + rng.normal(0, 0.05) * size
+            pts.append((pts[-1][0] + dx, pts[-1][1] + dy))
+        draw.line(pts, fill=0.6, width=max(1, round(size / 200)))
+    return np.asarray(canvas, np.float32)
+
+
+def severity_of(rng: np.random.Generator) -> float:
+    """How marked a case's findings are, in [0, 1]; many mild, a few nearly invisible."""
+    return float(rng.beta(*_TUNING["severity_beta"]))
+
+
+def render_case(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
+    """One synthetic chest radiograph of class ``label`` (competition index), uint8 (size, size).
+
+    Anatomy, acquisition and the severity of the findings are all drawn from ``rng``.
+    """
+    if label not in range(len(CLASS_NAMES)):
+        raise ValueError(f"label must be a class index 0..{len(CLASS_NAMES) - 1}, got {label}")
+    if not 32 <= size <= 1024:
+        raise ValueError(f"size must be between 32 and 1024 pixels, got {size}")
+    return _render(rng, label, size)
+
+
+def _render(
+    rng: np.random.Generator, label: int, size: int, severity: float | None = None
+) -> np.ndarray:
+    frame = _Frame(rng, size)
+    anat = _Anatomy(rng, frame)
+    drawn = severity_of(rng)
+    severity = drawn if severity is None else severity
+    fill = (
+        _FINDINGS[label](rng, anat, severity) * _TUNING["gain"][label]
+        if label in _FINDINGS
+        else np.zeros_like(frame.U)
+    )
+
+    # Breast and nipple shadows: soft tissue over the lower zones, in any class.
+    soft = anat.soft
+    if rng.random() < 0.35:
+        b = rng.uniform(0.03, 0.08) * _TUNING["breast"]
+        for s in (-1, 1):
+            cu, cv = anat.point(s, rng.uniform(0.85, 1.05), rng.uniform(0.7, 1.0))
+            r = rng.uniform(0.3, 0.42)
+            soft = soft + b * _ramp(r - np.hypot(frame.U - cu, (frame.V - cv) * 1.3), r)
+    if rng.random() < 0.25:
+        for s in (-1, 1):
+            cu, cv = anat.point(s, rng.uniform(0.75, 0.95), rng.uniform(0.4, 0.7))
+            _add_blob(soft, frame, cu, cv, 0.018, 0.018, 0.12)
+
+    # Where fluid fills the airspaces the vessels vanish, but aerated bronchi stay dark.
+    np.clip(fill, 0, 0.95, out=fill)
+    vessels = anat.vessels
+    aerated = 1 - fill * (1 - 0.6 * vessels * fill)
+    air = anat.air * aerated
+    vessel_contrast = rng.uniform(0.45, 0.65) * _TUNING["vessels"]
+    # Ribs stand out against aerated lung, much less against soft tissue or fluid.
+    ribs = anat.ribs * (0.35 + 1.55 * np.minimum(air, 0.42))
+    density = soft + anat.bone + ribs - air * (1 - vessel_contrast * vessels)
+    if rng.random() < 0.1:
+        density += 0.25 * _leads(rng, frame)
+    density = _blur(density, rng.uniform(0.45, 0.95) * size / 128)
+
+    # Exposure and processing: window, heel effect, gamma, noise, collimator shutters.
+    # Like a modality's automatic windowing: the darkest and brightest 1 % set the window,
+    # so how much of the image is dense does not set its overall brightness.
+    spread = _TUNING["exposure"]
+    q_lo, q_hi = np.quantile(density[::3, ::3], (0.01, 0.99))
+    width = q_hi - q_lo
+    lo = q_lo + width * spread * rng.uniform(-0.15, 0.1)
+    hi = q_hi + width * spread * rng.uniform(-0.1, 0.2)
+    img = (density - lo) * (1 / (hi - lo))
+    img *= 1 + rng.normal(0, 0.05) * frame.V + rng.normal(0, 0.03) * frame.U
+    np.clip(img, 0, 1, out=img)
+    img **= math.exp(spread * rng.uniform(-0.29, 0.3))
+    img += rng.uniform(0.005, 0.025) * rng.standard_normal((size, size), dtype=np.float32)
+    img += rng.uniform(0.0, 0.02) * _smooth_noise(rng, img.shape, 32)
+    if rng.random() < 0.15:
+        edge, width = int(rng.integers(0, 4)), int(size * rng.uniform(0.02, 0.06))
+        band = slice(0, width) if edge < 2 else slice(size - width, size)
+        value = rng.uniform(0.0, 0.1) if rng.random() < 0.7 else rng.uniform(0.8, 1.0)
+        img[(band, slice(None)) if edge % 2 == 0 else (slice(None), band)] = value
+
+    img *= 255
+    img += 0.5
+    pixels = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), mode="L")
+    if rng.random() < 0.8:
+        _draw_marker(pixels, rng)
+    return np.asarray(pixels)
