@@ -1,0 +1,290 @@
+"""Trainer throughput against the original team's pipeline, in one run on the same data.
+
+Three measurements on one machine, on one synthetic demo dataset:
+
+* **trainer**: ``trainer.load_data`` + ``trainer.fit`` (one-channel ResNet-18, uint8 images
+  decoded once, batches built with tensor ops); images/s from ``FitResult``, which counts
+  the training loop of every epoch, batch building included (the cache build and the
+  per-epoch validation are outside it, and timed separately).
+* **plain**: the original pipeline written plainly: torchvision ``ImageFolder`` over a
+  folder-per-class view (symlinks) of the same PNGs, decoded by PIL every epoch into
+  3-channel tensors (Resize, CenterCrop, RandomHorizontalFlip, ToTensor, Normalize), a
+  ``DataLoader`` with worker processes, torchvision ``resnet18`` with ``fc`` -> 4 classes,
+  SGD lr 1e-3, momentum 0.5, weight decay 1e-2; the same image size, batch size, epochs
+  and 90/10 split. images/s over the training loops of all epochs.
+* **ceiling**: forward + backward alone on one random batch that stays in memory, for the
+  one-channel model and the 3-channel one: what the model costs with no data handling.
+
+Both training runs use the same hyperparameters (the original team's), so they do the
+same arithmetic per image apart from the stem's input channels.
+
+Usage (about 4 minutes on 2 idle cores; each extra round adds about 1.5)::
+
+    python benchmarks/throughput_cpu.py --rounds 3
+    python benchmarks/throughput_cpu.py --n 400 --epochs 1 --only trainer plain   # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, random_split
+from torchvision import datasets, models, transforms
+
+from trainer.classes import class_index
+from trainer.config import TrainConfig
+from trainer.data import DataConfig, load_data
+from trainer.demo import write_demo_dataset
+from trainer.fit import fit
+
+# The original team's normalisation constants (grayscale pixel statistics of their data).
+ORIGINAL_MEAN, ORIGINAL_STD = 0.5501, 0.1796
+
+
+def original_hparams(batch_size: int, epochs: int) -> dict:
+    return {
+        "arch": "resnet18",
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "optimizer": "sgd",
+        "lr": 1e-3,
+        "momentum": 0.5,
+        "weight_decay": 1e-2,
+        "device": "cpu",
+    }
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def bench_trainer(root: Path, cache: Path, args: argparse.Namespace) -> dict:
+    """Cache build, split loading and ``fit``, each timed."""
+    started = time.perf_counter()
+    data = load_data(
+        DataConfig(root=root, image_size=args.image_size, cache_dir=cache, progress=False)
+    )
+    load_seconds = time.perf_counter() - started
+    config = TrainConfig(**original_hparams(args.batch_size, args.epochs))
+    result = fit(config, data)
+    return {
+        "images_per_sec": result.images_per_sec,
+        "epoch_images_per_sec": [row["images_per_sec"] for row in result.history],
+        "train_images_per_epoch": int(data.train_y.numel()),
+        "cache_and_load_seconds": load_seconds,
+        "fit_seconds": result.wall_seconds,
+        "device": result.device,
+    }
+
+
+def folder_per_class(root: Path, out: Path) -> Path:
+    """A folder-per-class view of the demo data (symlinks), the layout ImageFolder reads.
+
+    ImageFolder numbers classes by sorted folder name; that ordering problem of the
+    original does not change the speed measured here.
+    """
+    for path in sorted(root.glob("*/images/*.png")):
+        folder = out / str(class_index(path.parent.parent.name))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / path.name).symlink_to(path.resolve())
+    return out
+
+
+def bench_plain(root: Path, args: argparse.Namespace) -> dict:
+    """The original pipeline: PIL decode + transforms per image per epoch, 3 channels."""
+    size = args.image_size
+    transform = transforms.Compose(
+        [
+            transforms.Resize(size),
+            transforms.CenterCrop(size),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize([ORIGINAL_MEAN] * 3, [ORIGINAL_STD] * 3),
+        ]
+    )
+    dataset = datasets.ImageFolder(str(root), transform=transform)
+    generator = torch.Generator().manual_seed(0)
+    n_val = len(dataset) // 10
+    train, _val = random_split(dataset, [len(dataset) - n_val, n_val], generator=generator)
+    loader = DataLoader(
+        train, batch_size=args.batch_size, shuffle=True, num_workers=args.loader_workers
+    )
+    torch.manual_seed(0)
+    model = models.resnet18(weights=None)
+    model.fc = nn.Linear(model.fc.in_features, 4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.5, weight_decay=1e-2)
+    criterion = nn.CrossEntropyLoss()
+    per_epoch, images, seconds = [], 0, 0.0
+    for _epoch in range(args.epochs):
+        model.train()
+        started, seen = time.perf_counter(), 0
+        for x, y in loader:
+            optimizer.zero_grad()
+            loss = criterion(model(x), y)
+            loss.backward()
+            optimizer.step()
+            seen += y.shape[0]
+        elapsed = time.perf_counter() - started
+        per_epoch.append(seen / elapsed)
+        images, seconds = images + seen, seconds + elapsed
+    return {
+        "images_per_sec": images / seconds,
+        "epoch_images_per_sec": per_epoch,
+        "train_images_per_epoch": len(train),
+        "loader_workers": args.loader_workers,
+    }
+
+
+def bench_ceiling(in_chans: int, args: argparse.Namespace) -> dict:
+    """Forward + backward of ResNet-18 on one resident random batch (no optimizer, no data)."""
+    torch.manual_seed(0)
+    model = models.resnet18(weights=None)
+    model.fc = nn.Linear(model.fc.in_features, 4)
+    if in_chans != 3:
+        model.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    model.train()
+    x = torch.randn(args.batch_size, in_chans, args.image_size, args.image_size)
+    y = torch.randint(0, 4, (args.batch_size,))
+    criterion = nn.CrossEntropyLoss()
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        criterion(model(x), y).backward()
+
+    for _ in range(2):
+        step()
+    started = time.perf_counter()
+    for _ in range(args.ceiling_steps):
+        step()
+    return {
+        "images_per_sec": args.ceiling_steps * args.batch_size / (time.perf_counter() - started)
+    }
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=2000, help="synthetic images (default 2000)")
+    parser.add_argument(
+        "--source-size", type=int, default=128, help="side of the generated PNGs (default 128)"
+    )
+    parser.add_argument("--image-size", type=int, default=64, help="training side (default 64)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--loader-workers", type=int, default=2, help="DataLoader workers (plain)")
+    parser.add_argument("--ceiling-steps", type=int, default=8)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate trainer and plain this many times (order swapped every round), so "
+        "that load from other processes on a shared machine hits both alike",
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=("ceiling", "trainer", "plain"), help="run only these parts"
+    )
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    args = parser.parse_args()
+    parts = args.only or ["ceiling", "trainer", "plain"]
+
+    out: dict = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "settings": {k: v for k, v in vars(args).items() if k != "json"},
+        "load_average": {"start": load_average()},
+    }
+    print(
+        f"{out['cpu']}, {out['cores']} cores, torch {out['torch']} "
+        f"({out['torch_threads']} threads), load average {out['load_average']['start']:.2f}",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
+        root = Path(tmp) / "demo"
+        made = write_demo_dataset(root, n=args.n, size=args.source_size, progress=False)
+        out["demo_seconds"] = made["seconds"]
+        print(
+            f"wrote {args.n} SYNTHETIC {args.source_size}-px images in {made['seconds']:.1f} s",
+            flush=True,
+        )
+        if "ceiling" in parts:
+            result = {
+                "one_channel": bench_ceiling(1, args),
+                "three_channel": bench_ceiling(3, args),
+                "load_average_after": load_average(),
+            }
+            out["ceiling"] = result
+            print(f"ceiling: {_describe('ceiling', result)}", flush=True)
+        plain_root = folder_per_class(root, Path(tmp) / "plain") if "plain" in parts else None
+        runs = {
+            "trainer": lambda: bench_trainer(root, Path(tmp) / "cache", args),
+            "plain": lambda: bench_plain(plain_root, args),
+        }
+        for round_ in range(args.rounds):
+            order = ("trainer", "plain") if round_ % 2 == 0 else ("plain", "trainer")
+            for part in order:
+                if part not in parts:
+                    continue
+                result = runs[part]()
+                result["load_average_after"] = load_average()
+                out.setdefault(part, []).append(result)
+                print(f"round {round_ + 1} {part}: {_describe(part, result)}", flush=True)
+
+    if "trainer" in out and "plain" in out:
+        ratios = [
+            t["images_per_sec"] / p["images_per_sec"]
+            for t, p in zip(out["trainer"], out["plain"], strict=True)
+        ]
+        mean = {
+            k: statistics.fmean(r["images_per_sec"] for r in out[k]) for k in ("trainer", "plain")
+        }
+        out["mean_images_per_sec"] = mean
+        out["ratio_trainer_to_plain_per_round"] = ratios
+        out["ratio_trainer_to_plain"] = mean["trainer"] / mean["plain"]
+        print(
+            f"mean trainer {mean['trainer']:.1f} img/s, plain {mean['plain']:.1f} img/s: "
+            f"trainer / plain = {out['ratio_trainer_to_plain']:.2f}x (goal >= 1.35x); "
+            f"per round: {', '.join(f'{r:.2f}' for r in ratios)}"
+        )
+    out["load_average"]["end"] = load_average()
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+
+
+def _describe(part: str, result: dict) -> str:
+    load = f"(load average {result['load_average_after']:.2f} after)"
+    if part == "ceiling":
+        one = result["one_channel"]["images_per_sec"]
+        three = result["three_channel"]["images_per_sec"]
+        return (
+            f"forward+backward {one:.1f} img/s (1 channel), {three:.1f} img/s (3 channels) {load}"
+        )
+    epochs = ", ".join(f"{v:.1f}" for v in result["epoch_images_per_sec"])
+    extra = ""
+    if part == "trainer":
+        extra = f"; cache build + load {result['cache_and_load_seconds']:.1f} s"
+    return f"{result['images_per_sec']:.1f} img/s (epochs: {epochs}){extra} {load}"
+
+
+if __name__ == "__main__":
+    main()

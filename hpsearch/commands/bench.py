@@ -1,0 +1,197 @@
+"""``hpsearch bench``: training throughput and memory of one trial, measured as a trial runs.
+
+The data go through the same path as a trial's (layout discovery, decode-once cache,
+split) and training is ``trainer.fit``. The cache is built (or found) first and timed on
+its own, so the images/s figure is steady-state training, batch building included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="dataset folder, or 'demo' for freshly generated SYNTHETIC images (in a temp folder)",
+    )
+    parser.add_argument(
+        "--image-size", type=int, required=True, help="image side in pixels, as in a trial"
+    )
+    parser.add_argument(
+        "--arch", default="resnet18", help="resnet18 (default), resnet34, resnet50, densenet121"
+    )
+    parser.add_argument("--batch-size", type=int, default=128, help="default 128")
+    parser.add_argument("--epochs", type=int, default=2, help="default 2")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--demo-n", type=int, default=2000, help="images generated for --data demo (default 2000)"
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        help="train on only this many batches per epoch (and validate on as many images); "
+        "the whole dataset is still loaded and held, so memory figures stay those of a trial",
+    )
+    parser.add_argument("--threads", type=int, help="CPU threads for training (default: torch's)")
+    parser.add_argument("--workers", type=int, help="processes that decode images (default: all)")
+    parser.add_argument(
+        "--workdir", help="where the image cache lives for --data PATH (default ./hpsearch-work)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainer.errors import UserError
+    from trainer.fit import resolve_device
+
+    for name in ("image_size", "batch_size", "epochs", "demo_n", "max_steps", "threads", "workers"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')}={value}: must be >= 1")
+    if args.data == "demo" and args.demo_n < 4:
+        raise UserError(f"--demo-n={args.demo_n}: the demo needs at least 4 images (one a class)")
+    config = _train_config(args)  # bad settings fail before any data are written
+    resolve_device(config.device)
+    if args.data == "demo":
+        with tempfile.TemporaryDirectory(prefix="hpsearch-bench-") as tmp:
+            result = _bench_demo(args, config, Path(tmp))
+    else:
+        from hpsearch.paths import Workdir
+
+        result = measure(args, config, Path(args.data), Workdir.resolve(args.workdir).make().cache)
+    print(json.dumps(result, indent=2) if args.json else format_result(result))
+    return 0
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from trainer.config import TrainConfig
+
+    return TrainConfig(
+        arch=args.arch,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        device=args.device,
+        threads=args.threads,
+    )
+
+
+def _bench_demo(args: argparse.Namespace, config: Any, tmp: Path) -> dict[str, Any]:
+    from trainer.demo import write_demo_dataset
+
+    # Generated at the benchmark's size (the generator's range is 32-1024 px), so the
+    # cache build decodes without resizing.
+    size = min(max(args.image_size, 32), 1024)
+    made = write_demo_dataset(
+        tmp / "data", n=args.demo_n, size=size, workers=args.workers, progress=not args.json
+    )
+    result = measure(args, config, tmp / "data", tmp / "cache")
+    result["demo_seconds"] = round(made["seconds"], 3)
+    return result
+
+
+def measure(args: argparse.Namespace, config: Any, root: Path, cache_dir: Path) -> dict[str, Any]:
+    """Build or reuse the cache, load the splits, train with ``config``; the figures as a dict."""
+    import time
+
+    from trainer.cache import cache_dataset
+    from trainer.data import DataConfig, load_data
+    from trainer.fit import fit, peak_rss_mb, resolve_device
+    from trainer.layout import discover_layout
+
+    device = resolve_device(config.device)
+    progress = not args.json
+    layout = discover_layout(root)
+    cached = cache_dataset(
+        layout.root,
+        [rel for rel, _ in layout.items],
+        args.image_size,
+        cache_dir,
+        workers=args.workers,
+        progress=progress,
+    )
+    from_cache = cached.from_cache
+    build_seconds = None if from_cache else round(cached.build_seconds, 3)
+    del cached  # the memory map was never read; load_data reads the file itself
+
+    started = time.perf_counter()
+    data = load_data(
+        DataConfig(
+            root=root,
+            image_size=args.image_size,
+            cache_dir=cache_dir,
+            workers=args.workers,
+            progress=progress,
+        )
+    )
+    load_seconds = time.perf_counter() - started
+    rss_after_load = peak_rss_mb()
+    held_mb = (
+        sum(t.numel() * t.element_size() for t in (data.train_x, data.val_x, data.test_x)) / 2**20
+    )
+    trained = _limit(data, args.max_steps * args.batch_size) if args.max_steps else data
+
+    result = fit(config, trained)
+    cuda_peak = result.peak_memory_mb if device.type == "cuda" else None
+    return {
+        "device": result.device,
+        "arch": config.arch,
+        "image_size": args.image_size,
+        "batch_size": config.batch_size,
+        "epochs": result.epochs_run,
+        "train_images": int(trained.train_y.numel()),
+        "val_images": int(trained.val_y.numel()),
+        "dataset_images": int(data.train_y.numel() + data.val_y.numel() + data.test_y.numel()),
+        "synthetic": data.synthetic,
+        "images_per_sec": round(result.images_per_sec, 2),
+        "epoch_images_per_sec": [round(r["images_per_sec"], 2) for r in result.history],
+        "cache_from_existing": from_cache,
+        "cache_build_seconds": build_seconds,
+        "load_seconds": round(load_seconds, 3),
+        "fit_seconds": round(result.wall_seconds, 3),
+        "dataset_uint8_mb": round(held_mb, 3),
+        "peak_rss_after_load_mb": round(rss_after_load, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "cuda_peak_allocated_mb": None if cuda_peak is None else round(cuda_peak, 1),
+    }
+
+
+def _limit(data: Any, images: int) -> Any:
+    """The same data with the train and validation splits cut to ``images`` rows (views)."""
+    from dataclasses import replace
+
+    return replace(
+        data,
+        train_x=data.train_x[:images],
+        train_y=data.train_y[:images],
+        val_x=data.val_x[:images],
+        val_y=data.val_y[:images],
+    )
+
+
+def format_result(r: dict[str, Any]) -> str:
+    """The figures as a few readable lines."""
+    data = f"{r['dataset_images']} images" + (" (SYNTHETIC)" if r["synthetic"] else "")
+    built = r["cache_build_seconds"]
+    cache = "reused" if built is None else f"built in {built:.1f} s"
+    lines = [
+        f"device      {r['device']}",
+        f"data        {data}, {r['image_size']} px; train {r['train_images']}, "
+        f"val {r['val_images']}",
+        f"model       {r['arch']}, batch {r['batch_size']}, {r['epochs']} epoch(s)",
+        f"cache       {cache}; splits loaded in {r['load_seconds']:.1f} s "
+        f"({r['dataset_uint8_mb']:.0f} MiB uint8)",
+        f"training    {r['images_per_sec']:.1f} images/s (per epoch: "
+        + ", ".join(f"{v:.1f}" for v in r["epoch_images_per_sec"])
+        + ")",
+        f"memory      peak RSS {r['peak_rss_mb']:.0f} MiB "
+        f"({r['peak_rss_after_load_mb']:.0f} MiB after loading)",
+    ]
+    if r["cuda_peak_allocated_mb"] is not None:
+        lines.append(f"            CUDA peak allocated {r['cuda_peak_allocated_mb']:.0f} MiB")
+    return "\n".join(lines)

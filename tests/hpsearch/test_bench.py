@@ -1,0 +1,62 @@
+"""``hpsearch bench`` on a tiny synthetic demo dataset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hpsearch.cli import main
+
+TINY = ["bench", "--data", "demo", "--demo-n", "48", "--image-size", "32", "--epochs", "1"]
+CPU = ["--device", "cpu", "--threads", "1", "--workers", "1", "--batch-size", "8"]
+
+
+@pytest.mark.parametrize("max_steps", [None, 2])
+def test_bench_json_reports_throughput_and_memory(capsys, max_steps):
+    extra = [] if max_steps is None else ["--max-steps", str(max_steps)]
+    assert main([*TINY, *CPU, *extra, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images_per_sec"] > 0
+    assert report["synthetic"] is True
+    assert report["dataset_images"] == 48
+    # A fresh demo dataset has no cache yet: it is built, and its time reported apart.
+    assert report["cache_from_existing"] is False
+    assert report["cache_build_seconds"] >= 0
+    assert report["peak_rss_mb"] >= report["peak_rss_after_load_mb"] > 0
+    assert report["cuda_peak_allocated_mb"] is None
+    assert report["device"].startswith("cpu (1 thread")
+    if max_steps is not None:
+        # Cut to whole batches, while the full dataset stays loaded.
+        assert report["train_images"] == max_steps * 8
+        assert report["dataset_uint8_mb"] == pytest.approx(48 * 32 * 32 / 2**20, rel=0.01)
+
+
+def test_bench_text_output_names_the_figures(capsys):
+    assert main([*TINY, *CPU]) == 0
+    out = capsys.readouterr().out
+    assert "SYNTHETIC" in out
+    assert "images/s" in out
+    assert "peak RSS" in out
+
+
+@pytest.mark.parametrize(
+    "bad", [["--image-size", "0"], ["--batch-size", "-1"], ["--demo-n", "3"], ["--arch", "vgg"]]
+)
+def test_bench_rejects_bad_values_with_one_line(capsys, bad):
+    assert main([*TINY, *CPU, *bad]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("hpsearch bench: error:")
+
+
+def test_bench_without_cuda_refuses_cuda_before_writing_data(capsys, monkeypatch):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+
+    def no_demo(*args, **kwargs):
+        raise AssertionError("the demo dataset was generated before the device was checked")
+
+    monkeypatch.setattr("trainer.demo.write_demo_dataset", no_demo)
+    assert main([*TINY, "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
