@@ -12,8 +12,15 @@ Three measurements on one machine, on one synthetic demo dataset:
   ``DataLoader`` with worker processes, torchvision ``resnet18`` with ``fc`` -> 4 classes,
   SGD lr 1e-3, momentum 0.5, weight decay 1e-2; the same image size, batch size, epochs
   and 90/10 split. images/s over the training loops of all epochs.
+* **work**: images per CPU-second of each pipeline with one torch thread (the plain
+  pipeline's DataLoader workers included): the work each does per image, which other
+  processes on a shared machine do not change (wall-clock figures there vary by 2x).
+* **formats**: the same for the one-channel model with one thread, in images per
+  CPU-second, NCHW and NHWC in fp32 and NHWC under bf16 autocast: what layout and
+  precision are worth on this CPU, whatever else runs on it.
 * **ceiling**: forward + backward alone on one random batch that stays in memory, for the
-  one-channel model and the 3-channel one: what the model costs with no data handling.
+  one-channel model in NHWC (as ``fit`` trains) and the 3-channel one in NCHW (as the
+  plain pipeline): what each model costs with no data handling.
 
 Both training runs use the same hyperparameters (the original team's), so they do the
 same arithmetic per image apart from the stem's input channels.
@@ -30,9 +37,11 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -40,6 +49,7 @@ from torch import nn
 from torch.utils.data import DataLoader, random_split
 from torchvision import datasets, models, transforms
 
+from trainer.batches import batches_per_epoch
 from trainer.classes import class_index
 from trainer.config import TrainConfig
 from trainer.data import DataConfig, load_data
@@ -67,16 +77,38 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
-def bench_trainer(root: Path, cache: Path, args: argparse.Namespace) -> dict:
-    """Cache build, split loading and ``fit``, each timed."""
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (DataLoader workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def bench_trainer(
+    root: Path, cache: Path, args: argparse.Namespace, *, threads: int | None = None
+) -> dict:
+    """Cache build, split loading and ``fit``, each timed.
+
+    With ``threads`` (the CPU-time measurement), validation is cut to one batch so that the
+    CPU time of ``fit`` is, to within about 1 %, that of its training loop.
+    """
     started = time.perf_counter()
     data = load_data(
         DataConfig(root=root, image_size=args.image_size, cache_dir=cache, progress=False)
     )
     load_seconds = time.perf_counter() - started
-    config = TrainConfig(**original_hparams(args.batch_size, args.epochs))
+    config = TrainConfig(**original_hparams(args.batch_size, args.epochs), threads=threads)
+    if threads is not None:
+        data = replace(
+            data, val_x=data.val_x[: args.batch_size], val_y=data.val_y[: args.batch_size]
+        )
+    cpu_started = cpu_seconds()
     result = fit(config, data)
+    cpu = cpu_seconds() - cpu_started
+    n = int(data.train_y.numel())
+    trained = batches_per_epoch(n, args.batch_size) * min(n, args.batch_size) * result.epochs_run
     return {
+        "images_per_cpu_second": trained / cpu,
         "images_per_sec": result.images_per_sec,
         "epoch_images_per_sec": [row["images_per_sec"] for row in result.history],
         "train_images_per_epoch": int(data.train_y.numel()),
@@ -99,8 +131,21 @@ def folder_per_class(root: Path, out: Path) -> Path:
     return out
 
 
-def bench_plain(root: Path, args: argparse.Namespace) -> dict:
-    """The original pipeline: PIL decode + transforms per image per epoch, 3 channels."""
+def bench_plain(root: Path, args: argparse.Namespace, *, threads: int | None = None) -> dict:
+    """The original pipeline: PIL decode + transforms per image per epoch, 3 channels.
+
+    ``threads`` sets the main process's torch threads for the run (the workers use one).
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _plain(root, args)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _plain(root: Path, args: argparse.Namespace) -> dict:
     size = args.image_size
     transform = transforms.Compose(
         [
@@ -124,6 +169,7 @@ def bench_plain(root: Path, args: argparse.Namespace) -> dict:
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.5, weight_decay=1e-2)
     criterion = nn.CrossEntropyLoss()
     per_epoch, images, seconds = [], 0, 0.0
+    cpu_started = cpu_seconds()
     for _epoch in range(args.epochs):
         model.train()
         started, seen = time.perf_counter(), 0
@@ -136,7 +182,10 @@ def bench_plain(root: Path, args: argparse.Namespace) -> dict:
         elapsed = time.perf_counter() - started
         per_epoch.append(seen / elapsed)
         images, seconds = images + seen, seconds + elapsed
+    # Workers are joined at the end of each epoch, so their CPU time is counted by now.
+    cpu = cpu_seconds() - cpu_started
     return {
+        "images_per_cpu_second": images / cpu,
         "images_per_sec": images / seconds,
         "epoch_images_per_sec": per_epoch,
         "train_images_per_epoch": len(train),
@@ -144,8 +193,19 @@ def bench_plain(root: Path, args: argparse.Namespace) -> dict:
     }
 
 
-def bench_ceiling(in_chans: int, args: argparse.Namespace) -> dict:
-    """Forward + backward of ResNet-18 on one resident random batch (no optimizer, no data)."""
+def bench_ceiling(
+    in_chans: int,
+    args: argparse.Namespace,
+    *,
+    channels_last: bool,
+    bf16: bool = False,
+    cpu_time: bool = False,
+) -> dict:
+    """Forward + backward of ResNet-18 on one resident random batch (no optimizer, no data).
+
+    ``bf16`` runs the forward pass under bf16 autocast; ``cpu_time`` divides by the
+    process's CPU time instead of the wall-clock time.
+    """
     torch.manual_seed(0)
     model = models.resnet18(weights=None)
     model.fc = nn.Linear(model.fc.in_features, 4)
@@ -153,21 +213,45 @@ def bench_ceiling(in_chans: int, args: argparse.Namespace) -> dict:
         model.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
     model.train()
     x = torch.randn(args.batch_size, in_chans, args.image_size, args.image_size)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 4, (args.batch_size,))
     criterion = nn.CrossEntropyLoss()
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
-        criterion(model(x), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        criterion(logits.float(), y).backward()
 
+    clock = time.process_time if cpu_time else time.perf_counter
     for _ in range(2):
         step()
-    started = time.perf_counter()
+    started = clock()
     for _ in range(args.ceiling_steps):
         step()
-    return {
-        "images_per_sec": args.ceiling_steps * args.batch_size / (time.perf_counter() - started)
-    }
+    rate = args.ceiling_steps * args.batch_size / (clock() - started)
+    return {"images_per_cpu_second" if cpu_time else "images_per_sec": rate}
+
+
+def bench_formats(args: argparse.Namespace) -> dict:
+    """Images per CPU-second of the one-channel model on one thread, by layout and precision."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {
+            name: bench_ceiling(1, args, channels_last=cl, bf16=bf16, cpu_time=True)[
+                "images_per_cpu_second"
+            ]
+            for name, cl, bf16 in (
+                ("nchw_fp32", False, False),
+                ("nhwc_fp32", True, False),
+                ("nhwc_bf16", True, True),
+            )
+        }
+    finally:
+        torch.set_num_threads(previous)
 
 
 def cpu_model() -> str:
@@ -199,11 +283,17 @@ def main() -> None:
         "that load from other processes on a shared machine hits both alike",
     )
     parser.add_argument(
-        "--only", nargs="+", choices=("ceiling", "trainer", "plain"), help="run only these parts"
+        "--only",
+        nargs="+",
+        choices=("ceiling", "formats", "trainer", "plain", "work"),
+        help="run only these parts",
+    )
+    parser.add_argument(
+        "--work-epochs", type=int, default=1, help="epochs of the CPU-time measurement"
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
-    parts = args.only or ["ceiling", "trainer", "plain"]
+    parts = args.only or ["ceiling", "formats", "trainer", "plain", "work"]
 
     out: dict = {
         "cpu": cpu_model(),
@@ -229,13 +319,19 @@ def main() -> None:
         )
         if "ceiling" in parts:
             result = {
-                "one_channel": bench_ceiling(1, args),
-                "three_channel": bench_ceiling(3, args),
+                # Each model in the memory format its pipeline trains in (fit: NHWC).
+                "one_channel": bench_ceiling(1, args, channels_last=True),
+                "three_channel": bench_ceiling(3, args, channels_last=False),
                 "load_average_after": load_average(),
             }
             out["ceiling"] = result
             print(f"ceiling: {_describe('ceiling', result)}", flush=True)
-        plain_root = folder_per_class(root, Path(tmp) / "plain") if "plain" in parts else None
+        if "formats" in parts:
+            out["formats"] = bench_formats(args)
+            out["formats"]["load_average_after"] = load_average()
+            print(f"formats: {_describe('formats', out['formats'])}", flush=True)
+        needs_plain = "plain" in parts or "work" in parts
+        plain_root = folder_per_class(root, Path(tmp) / "plain") if needs_plain else None
         runs = {
             "trainer": lambda: bench_trainer(root, Path(tmp) / "cache", args),
             "plain": lambda: bench_plain(plain_root, args),
@@ -249,6 +345,21 @@ def main() -> None:
                 result["load_average_after"] = load_average()
                 out.setdefault(part, []).append(result)
                 print(f"round {round_ + 1} {part}: {_describe(part, result)}", flush=True)
+
+        if "work" in parts:
+            # One torch thread each, so that no thread spins waiting for another and the CPU
+            # time is the work done, whatever else runs on the machine.
+            work_args = argparse.Namespace(**{**vars(args), "epochs": args.work_epochs})
+            trainer_work = bench_trainer(root, Path(tmp) / "cache", work_args, threads=1)
+            plain_work = bench_plain(plain_root, work_args, threads=1)
+            out["work"] = {
+                "trainer_images_per_cpu_second": trainer_work["images_per_cpu_second"],
+                "plain_images_per_cpu_second": plain_work["images_per_cpu_second"],
+                "ratio": trainer_work["images_per_cpu_second"]
+                / plain_work["images_per_cpu_second"],
+                "load_average_after": load_average(),
+            }
+            print(f"work: {_describe('work', out['work'])}", flush=True)
 
     if "trainer" in out and "plain" in out:
         ratios = [
@@ -277,7 +388,19 @@ def _describe(part: str, result: dict) -> str:
         one = result["one_channel"]["images_per_sec"]
         three = result["three_channel"]["images_per_sec"]
         return (
-            f"forward+backward {one:.1f} img/s (1 channel), {three:.1f} img/s (3 channels) {load}"
+            f"forward+backward {one:.1f} img/s (1 channel, NHWC as fit), "
+            f"{three:.1f} img/s (3 channels, NCHW as plain) {load}"
+        )
+    if part == "formats":
+        rates = ", ".join(
+            f"{k.replace('_', ' ')} {v:.1f}" for k, v in result.items() if k != "load_average_after"
+        )
+        return f"1-channel model, one thread, images per CPU-second: {rates} {load}"
+    if part == "work":
+        return (
+            f"trainer {result['trainer_images_per_cpu_second']:.1f}, plain "
+            f"{result['plain_images_per_cpu_second']:.1f} images per CPU-second (1 torch thread; "
+            f"plain's workers counted): {result['ratio']:.2f}x {load}"
         )
     epochs = ", ".join(f"{v:.1f}" for v in result["epoch_images_per_sec"])
     extra = ""
