@@ -20,19 +20,23 @@ from PIL import Image, ImageDraw
 
 from trainer.classes import CLASS_NAMES
 
-_COVID, _OPACITY, _PNEUMONIA, _NORMAL = (
-    CLASS_NAMES.index(c) for c in ("covid", "lung_opacity", "pneumonia", "normal")
+_COVID, _OPACITY, _PNEUMONIA = (
+    CLASS_NAMES.index(c) for c in ("covid", "lung_opacity", "pneumonia")
 )
 
-# Difficulty. Severity ~ Beta(a, b) in [0, 1]; each pattern grows from almost nothing at
-# severity 0, so the mildest cases look normal. The other entries scale the strength of
-# the findings per class and of the look-alikes that every class shares.
+# Difficulty, set with a ResNet-18 trained briefly at 64 px (benchmarks/demo_learnability.py).
+# Severity ~ Beta(a, b) in [0, 1] sets the number, size and density of the lesions; with
+# Beta(3, 1.2) about one sick case in 30 has severity < 0.3: small, faint, easy to miss.
+# The other entries scale the findings per class and the look-alikes every class shares
+# (vessel contrast, breast shadows), the jitter of the display window, and how far the
+# tone scale moves towards histogram equalisation.
 _TUNING: dict = {
     "severity_beta": (3.0, 1.2),
     "gain": {_COVID: 1.0, _OPACITY: 1.0, _PNEUMONIA: 1.0},
     "vessels": 0.6,
     "breast": 0.5,
     "exposure": 1.0,
+    "equalize": 1.0,
 }
 
 
@@ -217,7 +221,6 @@ class _Anatomy:
         # Lungs: an ellipse cut by the diaphragm dome and the mediastinum.
         self.lung_params = {}
         air = np.zeros((size, size), np.float32)
-        lung = np.zeros((size, size), np.float32)
         for s in (-1, 1):
             w_lung = self.W * rng.uniform(0.97, 1.03)
             a_c = 0.45 * w_lung
@@ -241,7 +244,6 @@ class _Anatomy:
                 border += knob_w * np.exp(-(((v - knob_v) * (1 / 0.06)) ** 2))
             np.minimum(inside, a - border, out=inside)
             mask = _ramp(inside, 2.0 * px)
-            lung[win] += mask
             # Thicker lung (darker) in the middle of each field, thinner at the apex.
             depth = (0.75 + 0.25 * np.clip(1 - r2, 0, 1)) * _ramp(v - self.apex - 0.12, 0.45)
             air[win] += mask * np.maximum(depth, 0.35)
@@ -265,7 +267,7 @@ class _Anatomy:
         }
         for hu, hv in self.hila.values():
             _add_blob(soft, frame, hu, hv, 0.05, 0.07, 0.05)
-        self.lung, self.air, self.soft = lung, air, soft
+        self.air, self.soft = air, soft
         self.ribs, self.bone = self._bones(rng, U, V, px, spine_u)
         segments = [_tree(rng, self.hila[s], s, int(rng.integers(5, 8)), 4, px) for s in (-1, 1)]
         vessels = np.asarray(_draw_segments(frame, np.concatenate(segments)), np.float32)
@@ -326,8 +328,10 @@ def _ground_glass(rng: np.random.Generator, anat: _Anatomy, severity: float) -> 
         r = rng.uniform(0.11, 0.17) * (0.6 + 0.8 * severity)
         ru, rv = r * rng.uniform(0.7, 1.2), r * rng.uniform(0.8, 1.5)
         _add_blob(fill, frame, cu, cv, ru, rv, rng.uniform(0.7, 1.0))
+    # Hazy: even at its densest, ground glass leaves some air, so the vessels still show.
+    level = min(0.85, 0.3 + 1.2 * severity)
     texture = 1 + 0.3 * _smooth_noise(rng, fill.shape, 20)
-    return np.minimum(fill, 1.0) * texture * (0.15 + 0.8 * severity)
+    return np.minimum(np.minimum(fill, 1.0) * texture * level, 0.9)
 
 
 def _consolidation(rng: np.random.Generator, anat: _Anatomy, severity: float) -> np.ndarray:
@@ -356,7 +360,7 @@ def _consolidation(rng: np.random.Generator, anat: _Anatomy, severity: float) ->
             cu, cv = anat.point(s, rng.uniform(0.2, 0.35), rng.uniform(0.3, 0.6))
             ru, rv = 0.13 + 0.12 * severity, 0.1 + 0.12 * severity
         _add_blob(region, frame, cu, cv, ru, rv, 1.0)
-        region = _ramp(region + irregular - 0.4, 0.45)
+        region = _ramp(region + irregular - 0.3, 0.3)
         if kind == "upper" and s == -1 and rng.random() < 0.6:
             # The right upper lobe stops sharply at the horizontal fissure.
             fissure = cv + rv * rng.uniform(0.6, 1.2)
@@ -398,7 +402,7 @@ def _interstitial(rng: np.random.Generator, anat: _Anatomy, severity: float) -> 
         _add_blob(fill, frame, hu + s * 0.08, hv + 0.05, r * 1.1, r * 1.3, rng.uniform(0.6, 1.0))
     streaks = np.asarray(_draw_segments(frame, np.concatenate(rows)), np.float32)
     streaks = _blur(streaks, 1.1 * frame.size / 128)
-    return (0.5 * fill + 0.9 * streaks) * (0.25 + 1.1 * severity)
+    return (0.5 * fill + 0.9 * streaks) * (0.45 + 2.0 * severity)
 
 
 _FINDINGS = {_COVID: _ground_glass, _OPACITY: _consolidation, _PNEUMONIA: _interstitial}
@@ -517,6 +521,12 @@ def _render(
     img = (density - lo) * (1 / (hi - lo))
     img *= 1 + rng.normal(0, 0.05) * frame.V + rng.normal(0, 0.03) * frame.U
     np.clip(img, 0, 1, out=img)
+    # Tone scale: blend towards the image's own histogram equalisation, as processing
+    # software does, so grey levels say more about neighbours than about absolute density.
+    counts, edges = np.histogram(img[::2, ::2], bins=64, range=(0.0, 1.0))
+    cdf = np.cumsum(counts) / counts.sum()
+    blend = _TUNING["equalize"] * rng.uniform(0.4, 1.0)
+    img = (1 - blend) * img + blend * np.interp(img, edges[1:], cdf).astype(np.float32)
     img **= math.exp(spread * rng.uniform(-0.29, 0.3))
     img += rng.uniform(0.005, 0.025) * rng.standard_normal((size, size), dtype=np.float32)
     img += rng.uniform(0.0, 0.02) * _smooth_noise(rng, img.shape, 32)
