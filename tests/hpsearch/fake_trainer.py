@@ -77,8 +77,10 @@ def fit(
         if log_path:
             with open(log_path, "a") as fh:
                 slot = Path(checkpoint_dir).name if checkpoint_dir else "-"
-                fh.write(f"{os.getpid()} {slot} {config.lr} {config.optimizer} "
-                         f"{config.batch_size} {epoch}\n")
+                fh.write(
+                    f"{os.getpid()} {slot} {config.lr} {config.optimizer} "
+                    f"{config.batch_size} {epoch}\n"
+                )
         if on_epoch is not None and on_epoch(epoch, row):
             stopped = True
             break
