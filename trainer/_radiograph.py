@@ -25,19 +25,23 @@ _COVID, _OPACITY, _PNEUMONIA = (
 )
 
 # Difficulty, set with a ResNet-18 trained briefly at 64 px (benchmarks/demo_learnability.py).
-# Severity ~ Beta(a, b) in [0, 1] sets the number, size and density of the lesions; with
-# Beta(3, 1.2) about one sick case in 30 has severity < 0.3: small, faint, easy to miss.
-# The other entries scale the findings per class and the look-alikes every class shares
-# (vessel contrast, breast shadows), the jitter of the display window, and how far the
-# tone scale moves towards histogram equalisation.
+# Severity in [0, 1] sets the number, size and density of the lesions: Beta(3, 1.2) for most
+# sick cases, but a share ("faint") is drawn below _FAINT_MAX, where the findings fade out
+# towards nothing, so some sick cases cannot be told from normal ones.
+# The other entries scale the findings per class, the look-alikes every class shares
+# (vessel contrast, breast shadows), the jitter of the display window and how much the
+# darkness of normal lungs varies: the last keeps brightness statistics from telling
+# the classes apart (sick lungs are brighter, but so are many normal films).
 _TUNING: dict = {
     "severity_beta": (3.0, 1.2),
-    "gain": {_COVID: 1.0, _OPACITY: 1.0, _PNEUMONIA: 1.0},
+    "faint": 0.06,
+    "gain": {_COVID: 1.0, _OPACITY: 1.6, _PNEUMONIA: 1.6},
     "vessels": 0.6,
     "breast": 0.5,
     "exposure": 1.0,
-    "equalize": 1.0,
+    "aeration": 1.0,
 }
+_FAINT_MAX = 0.2
 
 
 # --------------------------------------------------------------------------- array helpers
@@ -247,7 +251,9 @@ class _Anatomy:
             # Thicker lung (darker) in the middle of each field, thinner at the apex.
             depth = (0.75 + 0.25 * np.clip(1 - r2, 0, 1)) * _ramp(v - self.apex - 0.12, 0.45)
             air[win] += mask * np.maximum(depth, 0.35)
-        air *= 0.42 * (1 + 0.08 * _smooth_noise(rng, air.shape, 6))
+        # How dark the lungs come out varies from film to film (habitus, inspiration, kV).
+        aeration = 0.42 * math.exp(_TUNING["aeration"] * rng.uniform(-0.5, 0.3))
+        air *= aeration * (1 + 0.08 * _smooth_noise(rng, air.shape, 6))
 
         # Trachea, and gas in the stomach under the left dome.
         carina = self.apex + rng.uniform(0.3, 0.4)
@@ -325,13 +331,13 @@ def _ground_glass(rng: np.random.Generator, anat: _Anatomy, severity: float) -> 
         sides = [first] * len(sides)  # occasionally one-sided
     for s in sides[:n]:
         cu, cv = anat.point(s, rng.beta(3.2, 1.4), rng.beta(4.0, 1.3))
-        r = rng.uniform(0.11, 0.17) * (0.6 + 0.8 * severity)
+        r = rng.uniform(0.12, 0.19) * (0.6 + 0.8 * severity)
         ru, rv = r * rng.uniform(0.7, 1.2), r * rng.uniform(0.8, 1.5)
         _add_blob(fill, frame, cu, cv, ru, rv, rng.uniform(0.7, 1.0))
     # Hazy: even at its densest, ground glass leaves some air, so the vessels still show.
-    level = min(0.85, 0.3 + 1.2 * severity)
+    level = min(0.8, 0.45 + 1.2 * severity)
     texture = 1 + 0.3 * _smooth_noise(rng, fill.shape, 20)
-    return np.minimum(np.minimum(fill, 1.0) * texture * level, 0.9)
+    return np.minimum(np.minimum(fill, 1.0) * texture * level, 0.85)
 
 
 def _consolidation(rng: np.random.Generator, anat: _Anatomy, severity: float) -> np.ndarray:
@@ -402,7 +408,7 @@ def _interstitial(rng: np.random.Generator, anat: _Anatomy, severity: float) -> 
         _add_blob(fill, frame, hu + s * 0.08, hv + 0.05, r * 1.1, r * 1.3, rng.uniform(0.6, 1.0))
     streaks = np.asarray(_draw_segments(frame, np.concatenate(rows)), np.float32)
     streaks = _blur(streaks, 1.1 * frame.size / 128)
-    return (0.5 * fill + 0.9 * streaks) * (0.45 + 2.0 * severity)
+    return (0.5 * fill + 0.9 * streaks) * (0.5 + 2.0 * severity)
 
 
 _FINDINGS = {_COVID: _ground_glass, _OPACITY: _consolidation, _PNEUMONIA: _interstitial}
@@ -455,8 +461,9 @@ def _leads(rng: np.random.Generator, frame: _Frame) -> np.ndarray:
 
 
 def severity_of(rng: np.random.Generator) -> float:
-    """How marked a case's findings are, in [0, 1]; many mild, a few nearly invisible."""
-    return float(rng.beta(*_TUNING["severity_beta"]))
+    """How marked a case's findings are, in [0, 1]; mostly clear, a few nearly invisible."""
+    faint, usual, low = rng.random(), rng.beta(*_TUNING["severity_beta"]), rng.random()
+    return float(_FAINT_MAX * low if faint < _TUNING["faint"] else usual)
 
 
 def render_case(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
@@ -478,11 +485,12 @@ def _render(
     anat = _Anatomy(rng, frame)
     drawn = severity_of(rng)
     severity = drawn if severity is None else severity
-    fill = (
-        _FINDINGS[label](rng, anat, severity) * _TUNING["gain"][label]
-        if label in _FINDINGS
-        else np.zeros_like(frame.U)
-    )
+    if label in _FINDINGS:
+        # Below _FAINT_MAX the findings fade out: at severity 0 a sick case looks normal.
+        fade = min(1.0, severity / _FAINT_MAX)
+        fill = _FINDINGS[label](rng, anat, severity) * (_TUNING["gain"][label] * fade)
+    else:
+        fill = np.zeros_like(frame.U)
 
     # Breast and nipple shadows: soft tissue over the lower zones, in any class.
     soft = anat.soft
@@ -521,12 +529,6 @@ def _render(
     img = (density - lo) * (1 / (hi - lo))
     img *= 1 + rng.normal(0, 0.05) * frame.V + rng.normal(0, 0.03) * frame.U
     np.clip(img, 0, 1, out=img)
-    # Tone scale: blend towards the image's own histogram equalisation, as processing
-    # software does, so grey levels say more about neighbours than about absolute density.
-    counts, edges = np.histogram(img[::2, ::2], bins=64, range=(0.0, 1.0))
-    cdf = np.cumsum(counts) / counts.sum()
-    blend = _TUNING["equalize"] * rng.uniform(0.4, 1.0)
-    img = (1 - blend) * img + blend * np.interp(img, edges[1:], cdf).astype(np.float32)
     img **= math.exp(spread * rng.uniform(-0.29, 0.3))
     img += rng.uniform(0.005, 0.025) * rng.standard_normal((size, size), dtype=np.float32)
     img += rng.uniform(0.0, 0.02) * _smooth_noise(rng, img.shape, 32)

@@ -143,7 +143,9 @@ def _write_range(out: str, n: int, size: int, seed: int, start: int, stop: int) 
         folder, label, number = plan[index]
         rng = np.random.default_rng(_image_seed(seed, index))
         pixels = render_case(rng, label, size)
-        Image.fromarray(pixels, mode="L").save(_image_path(Path(out), folder, number))
+        # Fastest zlib level: a tenth of the render time saved for files ~15 % larger.
+        path = _image_path(Path(out), folder, number)
+        Image.fromarray(pixels, mode="L").save(path, compress_level=1)
     return stop - start
 
 
