@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
 import optuna
 
 from hpsearch.spec import Param, StudySpec
@@ -38,11 +39,24 @@ def sampler_for_slot(spec: StudySpec, scale: str, slot: int) -> optuna.samplers.
     """
     seed = spec.seed * 1_000_003 + slot
     if spec.sampler == "grid":
-        point = spec.grid_points(scale)[slot]
+        point = spec.grid_points(scale)[grid_order(spec, scale)[slot]]
         return optuna.samplers.PartialFixedSampler(point, optuna.samplers.RandomSampler(seed))
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, spec.budget(scale)))
+
+
+def grid_order(spec: StudySpec, scale: str) -> list[int]:
+    """Which grid point (index in file order) each slot trains: a shuffle seeded by the study.
+
+    Workers claim the lowest free slot, so this is the order in which the grid is run. A
+    shuffled order, as Optuna's own GridSampler uses, makes the first trials (those that
+    set the pruner's bar) and the trials of a search stopped early a spread of the grid
+    rather than one corner of it. The order is recorded in the study and checked when a
+    study is resumed, so slot k always means the same point.
+    """
+    n = len(spec.grid_points(scale))
+    return [int(i) for i in np.random.default_rng(spec.seed).permutation(n)]
 
 
 def suggest(trial: optuna.Trial, space: tuple[Param, ...]) -> dict[str, Any]:
@@ -75,6 +89,7 @@ def study_attrs(spec: StudySpec, scale: str, data: dict[str, Any], workdir: str)
         "data": data,
         "workdir": workdir,
         "n_slots": spec.budget(scale),
+        "grid_order": grid_order(spec, scale) if spec.sampler == "grid" else None,
     }
 
 
@@ -99,7 +114,7 @@ def create_or_load(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([spec.metric])  # optuna-dashboard labels its axes with it
         return study
-    for key in ("scale", "sampler", "metric", "direction", "space", "n_slots"):
+    for key in ("scale", "sampler", "metric", "direction", "space", "n_slots", "grid_order"):
         if existing.get(key) != attrs.get(key):
             raise UserError(
                 f"study {name!r} already exists in this storage with a different {key} "

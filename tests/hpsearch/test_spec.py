@@ -153,3 +153,23 @@ def test_cli_bad_study_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
 def test_unknown_study_name_lists_known_ones() -> None:
     with pytest.raises(UserError, match=r"known: .*grid"):
         find_study_file("nonexistent", [ROOT / "studies"])
+
+
+def test_grid_order_is_a_seeded_shuffle_of_every_point(tmp_path: Path) -> None:
+    from hpsearch.study import grid_order, sampler_for_slot
+
+    path = tmp_path / "g.toml"
+    path.write_text(VALID.replace("lr = [0.01]", "lr = [0.001, 0.01, 0.1]"))
+    spec = load_study_file(path)
+    order = grid_order(spec, "demo")
+    assert sorted(order) == list(range(6))
+    assert order == grid_order(spec, "demo")  # same seed, same order
+    assert order != list(range(6))  # not file order (true for seed 0)
+    seeded = tmp_path / "s.toml"
+    seeded.write_text(path.read_text().replace('sampler = "grid"', 'sampler = "grid"\nseed = 1'))
+    assert sorted(grid_order(load_study_file(seeded), "demo")) == list(range(6))
+    assert grid_order(load_study_file(seeded), "demo") != order
+    points = spec.grid_points("demo")
+    # slot k trains point order[k]: every point once, nothing off the grid
+    fixed = [sampler_for_slot(spec, "demo", k)._fixed_params for k in range(6)]
+    assert fixed == [points[i] for i in order]
