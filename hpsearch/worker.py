@@ -126,8 +126,10 @@ def worker_main(ctx: WorkerContext, budget: TrialBudget, emit: Emit) -> dict[str
     # load_study's default pruner is MedianPruner: pass the study file's own.
     study = optuna.load_study(study_name=ctx.study_name, storage=storage, pruner=build_pruner(spec))
     board = SlotBoard(study, storage, spec.budget(ctx.scale))
-    # On a GPU the uint8 splits are filled straight into device memory.
-    data = impl.load_data(ctx.data, device="cuda" if ctx.device == "cuda" else None)
+    # On a GPU the uint8 splits are filled straight into device memory. The held-out test
+    # split stays on disk: no trial may see it, and the search holds less memory.
+    device = "cuda" if ctx.device == "cuda" else None
+    data = impl.load_data(ctx.data, device=device, with_test=False)
     counts = {"complete": 0, "pruned": 0, "failed": 0, "interrupted": 0}
     while True:
         if ctx.deadline is not None and time.time() >= ctx.deadline:

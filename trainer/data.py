@@ -67,7 +67,9 @@ class Data:
         )
 
 
-def load_data(config: DataConfig, device: torch.device | str | None = None) -> Data:
+def load_data(
+    config: DataConfig, device: torch.device | str | None = None, *, with_test: bool = True
+) -> Data:
     """Discover the layout, decode once into the cache (or reuse it), split.
 
     Each split is copied out of the cache file with plain reads, a block of rows at a
@@ -77,6 +79,10 @@ def load_data(config: DataConfig, device: torch.device | str | None = None) -> D
     (e.g. 'cuda') the splits are filled on that device block by block, and the host
     holds one block (1024 rows) at a time. Labels stay on the CPU. Mean and standard
     deviation are exact, over every training pixel.
+
+    ``with_test=False`` (what a search trial uses) leaves the held-out test images on disk:
+    ``test_x``/``test_y`` are empty, ``names['test']`` still lists them. A trial never
+    looks at them, and holds 10-20 % fewer image bytes.
     """
     layout = discover_layout(config.root)
     cache_dir = DEFAULT_CACHE_DIR if config.cache_dir is None else Path(config.cache_dir)
@@ -98,7 +104,8 @@ def load_data(config: DataConfig, device: torch.device | str | None = None) -> D
     split = split_indices(labels, config.val_fraction, config.test_fraction, config.split_seed)
     order = {"train": split.train, "val": split.val, "test": split.test}
     target = torch.device("cpu" if device is None else device)
-    images = _read_rows(cached.file, len(cached.paths), config.image_size, order, target)
+    loaded = order if with_test else {**order, "test": order["test"][:0]}
+    images = _read_rows(cached.file, len(cached.paths), config.image_size, loaded, target)
     mean, std = pixel_mean_std(images["train"])
     return Data(
         train_x=images["train"],
@@ -106,7 +113,7 @@ def load_data(config: DataConfig, device: torch.device | str | None = None) -> D
         val_x=images["val"],
         val_y=torch.from_numpy(labels[split.val]),
         test_x=images["test"],
-        test_y=torch.from_numpy(labels[split.test]),
+        test_y=torch.from_numpy(labels[loaded["test"]]),
         mean=mean,
         std=std,
         image_size=config.image_size,

@@ -39,6 +39,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="train on only this many batches per epoch (and validate on as many images); "
         "the whole dataset is still loaded and held, so memory figures stay those of a trial",
     )
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.1, help="validation share (default 0.1)"
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.1,
+        help="held-out test share (default 0.1, as the full scale): split off and, as in a "
+        "trial, never loaded",
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for training (default: torch's)")
     parser.add_argument("--workers", type=int, help="processes that decode images (default: all)")
     parser.add_argument(
@@ -124,10 +134,13 @@ def measure(args: argparse.Namespace, config: Any, root: Path, cache_dir: Path) 
         DataConfig(
             root=root,
             image_size=args.image_size,
+            val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
             cache_dir=cache_dir,
             workers=args.workers,
             progress=progress,
-        )
+        ),
+        with_test=False,  # a trial never holds the held-out test images
     )
     load_seconds = time.perf_counter() - started
     rss_after_load = peak_rss_mb()
@@ -146,7 +159,10 @@ def measure(args: argparse.Namespace, config: Any, root: Path, cache_dir: Path) 
         "epochs": result.epochs_run,
         "train_images": int(trained.train_y.numel()),
         "val_images": int(trained.val_y.numel()),
-        "dataset_images": int(data.train_y.numel() + data.val_y.numel() + data.test_y.numel()),
+        "dataset_images": int(
+            data.train_y.numel() + data.val_y.numel() + len(data.names.get("test", []))
+        ),
+        "test_images_not_loaded": len(data.names.get("test", [])),
         "synthetic": data.synthetic,
         "images_per_sec": round(result.images_per_sec, 2),
         "epoch_images_per_sec": [round(r["images_per_sec"], 2) for r in result.history],
@@ -182,7 +198,7 @@ def format_result(r: dict[str, Any]) -> str:
     lines = [
         f"device      {r['device']}",
         f"data        {data}, {r['image_size']} px; train {r['train_images']}, "
-        f"val {r['val_images']}",
+        f"val {r['val_images']}, test {r['test_images_not_loaded']} (held out, not loaded)",
         f"model       {r['arch']}, batch {r['batch_size']}, {r['epochs']} epoch(s)",
         f"cache       {cache}; splits loaded in {r['load_seconds']:.1f} s "
         f"({r['dataset_uint8_mb']:.0f} MiB uint8)",

@@ -42,7 +42,7 @@ class FakeResult:
     peak_memory_mb: float = 0.0
 
 
-def load_data(config: Any, device: Any = None) -> FakeData:
+def load_data(config: Any, device: Any = None, with_test: bool = True) -> FakeData:
     return FakeData()
 
 

@@ -45,6 +45,18 @@ def test_splits_hold_the_right_images_and_labels(tmp_path: Path) -> None:
     assert len(set(everything)) == 32
 
 
+def test_without_test_split_the_test_images_are_not_loaded(tmp_path: Path) -> None:
+    root = make_database(tmp_path / "db", per_class=8)
+    full = load_data(_config(root, tmp_path))
+    trial = load_data(_config(root, tmp_path), with_test=False)
+    assert trial.test_x.shape == (0, 1, 16, 16) and trial.test_y.numel() == 0
+    assert trial.names["test"] == full.names["test"]  # still known, only not held
+    for part in ("train", "val"):
+        assert torch.equal(getattr(trial, f"{part}_x"), getattr(full, f"{part}_x"))
+        assert torch.equal(getattr(trial, f"{part}_y"), getattr(full, f"{part}_y"))
+    assert (trial.mean, trial.std) == (full.mean, full.std)
+
+
 def test_mean_and_std_are_over_the_training_pixels(tmp_path: Path) -> None:
     data = load_data(_config(make_folder_per_class(tmp_path / "d", per_class=6), tmp_path))
     pixels = data.train_x.numpy().astype(np.float64) / 255
