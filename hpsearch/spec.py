@@ -71,6 +71,8 @@ class ScaleSpec:
     data: dict[str, Any] = field(default_factory=dict)
     demo: dict[str, Any] = field(default_factory=dict)
     space: tuple[Param, ...] = ()
+    pruner: dict[str, Any] = field(default_factory=dict)
+    """Pruner settings that replace the study's at this scale (its kind stays)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,11 @@ class StudySpec:
     space: tuple[Param, ...]
     scales: dict[str, ScaleSpec]
     description: str = ""
+
+    def pruner_at(self, scale: str) -> PrunerSpec:
+        """The pruner at ``scale``: ``[scale.X.pruner]`` replaces the settings it names."""
+        settings = {**self.pruner.settings, **self.scales[scale].pruner}
+        return PrunerSpec(kind=self.pruner.kind, settings=settings)
 
     def space_at(self, scale: str) -> tuple[Param, ...]:
         """The search space at ``scale``: ``[scale.X.space]`` replaces the axes it names."""
@@ -214,6 +221,7 @@ class _Parser:
         if timeout is not None and self.typed("budget.timeout_s", timeout, (int, float)) <= 0:
             raise self.fail("budget.timeout_s", "must be > 0")
 
+        pruner = self.pruner(raw)
         spec = StudySpec(
             path=self.path,
             name=name,
@@ -221,12 +229,12 @@ class _Parser:
             seed=seed,
             metric=metric,
             direction=direction,
-            pruner=self.pruner(raw),
+            pruner=pruner,
             n_trials=n_trials,
             timeout_s=float(timeout) if timeout is not None else None,
             fixed=fixed,
             space=space,
-            scales=self.scales(raw, {p.name for p in space}, sampler),
+            scales=self.scales(raw, {p.name for p in space}, sampler, pruner.kind),
             description=str(study.get("description", "")),
         )
         for scale in SCALES:
@@ -300,19 +308,22 @@ class _Parser:
         if kind not in PRUNERS:
             raise self.fail("pruner.kind", f"{kind!r} is not one of {', '.join(PRUNERS)}")
         settings = {k: v for k, v in table.items() if k != "kind"}
+        return PrunerSpec(kind=kind, settings=self.pruner_settings("pruner", kind, settings))
+
+    def pruner_settings(self, where: str, kind: str, settings: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(settings) - set(_PRUNER_SETTINGS[kind]))
         if unknown:
             allowed = ", ".join(_PRUNER_SETTINGS[kind]) or "none"
-            raise self.fail(f"pruner.{unknown[0]}", f"not a {kind} setting (allowed: {allowed})")
+            raise self.fail(f"{where}.{unknown[0]}", f"not a {kind} setting (allowed: {allowed})")
         for key, value in settings.items():
             if key == "max_resource" and value == "auto":
                 continue
-            if self.typed(f"pruner.{key}", value, (int, float)) < 0:
-                raise self.fail(f"pruner.{key}", "must be >= 0")
-        return PrunerSpec(kind=kind, settings=settings)
+            if self.typed(f"{where}.{key}", value, (int, float)) < 0:
+                raise self.fail(f"{where}.{key}", "must be >= 0")
+        return settings
 
     def scales(
-        self, raw: dict[str, Any], space_names: set[str], sampler: str
+        self, raw: dict[str, Any], space_names: set[str], sampler: str, pruner_kind: str
     ) -> dict[str, ScaleSpec]:
         table = raw.get("scale", {})
         if not isinstance(table, dict):
@@ -327,14 +338,21 @@ class _Parser:
                 *DATA_KEYS,
                 *(DEMO_KEYS if scale == "demo" else ()),
                 "space",
+                "pruner",
             )
             values = self.table(table, scale, tuple(allowed))
             train, data, demo = {}, {}, {}
             space: list[Param] = []
+            pruner: dict[str, Any] = {}
             for key, value in values.items():
                 where = f"scale.{scale}.{key}"
                 if key == "space":
                     space = self.scale_space(where, value, space_names, sampler)
+                    continue
+                if key == "pruner":
+                    if not isinstance(value, dict) or "kind" in value:
+                        raise self.fail(where, "expected a table of settings of [pruner]'s kind")
+                    pruner = self.pruner_settings(where, pruner_kind, dict(value))
                     continue
                 if key in space_names:
                     raise self.fail(where, "is a search-space axis")
@@ -345,7 +363,9 @@ class _Parser:
                     demo[key] = self.typed(where, value, int)
                 else:
                     train[key] = self.train_value(where, key, value)
-            result[scale] = ScaleSpec(train=train, data=data, demo=demo, space=tuple(space))
+            result[scale] = ScaleSpec(
+                train=train, data=data, demo=demo, space=tuple(space), pruner=pruner
+            )
         return result
 
     def scale_space(self, where: str, raw: Any, space_names: set[str], sampler: str) -> list[Param]:

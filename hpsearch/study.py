@@ -14,9 +14,10 @@ from trainer.errors import UserError
 ATTR = "hpsearch"
 
 
-def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """The study file's pruner; pruning reads the per-epoch validation metric."""
-    kind, settings = spec.pruner.kind, dict(spec.pruner.settings)
+def build_pruner(spec: StudySpec, scale: str) -> optuna.pruners.BasePruner:
+    """The study file's pruner at ``scale``; pruning reads the per-epoch validation metric."""
+    pruner = spec.pruner_at(scale)
+    kind, settings = pruner.kind, dict(pruner.settings)
     if kind == "none":
         return optuna.pruners.NopPruner()
     if kind == "median":
@@ -82,6 +83,7 @@ def study_attrs(spec: StudySpec, scale: str, data: dict[str, Any], workdir: str)
         "scale": scale,
         "sampler": spec.sampler,
         "pruner": spec.pruner.kind,
+        "pruner_settings": spec.pruner_at(scale).settings,
         "metric": spec.metric,
         "direction": spec.direction,
         "fixed": spec.train_values(scale),
@@ -104,7 +106,7 @@ def create_or_load(
         study_name=name,
         storage=storage,
         direction=spec.direction,
-        pruner=build_pruner(spec),
+        pruner=build_pruner(spec, attrs["scale"]),
         load_if_exists=True,
     )
     existing = study.user_attrs.get(ATTR)

@@ -124,7 +124,9 @@ def worker_main(ctx: WorkerContext, budget: TrialBudget, emit: Emit) -> dict[str
     storage = open_storage(ctx.storage_url)
     keep_heartbeat_alive(storage)
     # load_study's default pruner is MedianPruner: pass the study file's own.
-    study = optuna.load_study(study_name=ctx.study_name, storage=storage, pruner=build_pruner(spec))
+    study = optuna.load_study(
+        study_name=ctx.study_name, storage=storage, pruner=build_pruner(spec, ctx.scale)
+    )
     board = SlotBoard(study, storage, spec.budget(ctx.scale))
     # On a GPU the uint8 splits are filled straight into device memory. The held-out test
     # split stays on disk: no trial may see it, and the search holds less memory.

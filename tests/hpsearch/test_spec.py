@@ -173,3 +173,30 @@ def test_grid_order_is_a_seeded_shuffle_of_every_point(tmp_path: Path) -> None:
     # slot k trains point order[k]: every point once, nothing off the grid
     fixed = [sampler_for_slot(spec, "demo", k)._fixed_params for k in range(6)]
     assert fixed == [points[i] for i in order]
+
+
+def test_a_scale_can_replace_pruner_settings(tmp_path: Path) -> None:
+    from hpsearch.study import build_pruner
+
+    path = tmp_path / "p.toml"
+    path.write_text(VALID + "[scale.full.pruner]\nn_warmup_steps = 5\n")
+    spec = load_study_file(path)
+    assert spec.pruner_at("demo").settings == {"n_startup_trials": 2}
+    assert spec.pruner_at("full").settings == {"n_startup_trials": 2, "n_warmup_steps": 5}
+    assert build_pruner(spec, "full")._n_warmup_steps == 5
+    assert build_pruner(spec, "demo")._n_warmup_steps == 0
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ("[scale.full.pruner]\nreduction_factor = 3\n", "scale.full.pruner.reduction_factor"),
+        ("[scale.full.pruner]\nkind = 'hyperband'\n", "scale.full.pruner"),
+        ("[scale.full.pruner]\nn_warmup_steps = -1\n", "scale.full.pruner.n_warmup_steps"),
+    ],
+)
+def test_bad_scale_pruner_settings_name_the_key(tmp_path: Path, table: str, key: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(VALID + table)
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        load_study_file(path)
