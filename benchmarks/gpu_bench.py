@@ -59,14 +59,15 @@ from torchvision import models, transforms
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from original_pipeline import ORIGINAL_MEAN, ORIGINAL_STD, original_transform  # noqa: E402
+
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import Data  # noqa: E402
 from trainer.fit import fit, peak_rss_mb  # noqa: E402
 
-# The original team's settings: SGD lr 1e-3, momentum 0.5, weight decay 1e-2, and their
-# normalisation constants.
+# The original team's settings: SGD lr 1e-3, momentum 0.5, weight decay 1e-2 (their
+# normalisation constants are in original_pipeline.py).
 ORIGINAL = {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.5, "weight_decay": 1e-2}
-ORIGINAL_MEAN, ORIGINAL_STD = 0.5501, 0.1796
 SOURCE_SIZE = 299
 """Side of the competition's PNGs; the plain pipeline resizes them to the training size."""
 
@@ -249,15 +250,7 @@ def plain_model(device: str) -> nn.Module:
 def bench_plain(paths: list[Path], s: dict, device: str) -> dict:
     """The original pipeline: per-image CPU decode and transforms, fp32 model."""
     size, batch = s["size"], s["plain_batch"]
-    transform = transforms.Compose(
-        [
-            transforms.Resize(size),
-            transforms.CenterCrop(size),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize([ORIGINAL_MEAN] * 3, [ORIGINAL_STD] * 3),
-        ]
-    )
+    transform = original_transform(size)
     total_steps = s["plain_warmup"] + s["plain_steps"]
     # One long epoch over the files (repeated), so worker start-up happens once, in warm-up.
     dataset = PngDataset(paths, total_steps * batch, transform)

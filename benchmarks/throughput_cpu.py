@@ -45,9 +45,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from original_pipeline import original_transform
 from torch import nn
 from torch.utils.data import DataLoader, random_split
-from torchvision import datasets, models, transforms
+from torchvision import datasets, models
 
 from trainer.batches import batches_per_epoch
 from trainer.classes import class_index
@@ -55,9 +56,6 @@ from trainer.config import TrainConfig
 from trainer.data import DataConfig, load_data
 from trainer.demo import write_demo_dataset
 from trainer.fit import fit
-
-# The original team's normalisation constants (grayscale pixel statistics of their data).
-ORIGINAL_MEAN, ORIGINAL_STD = 0.5501, 0.1796
 
 
 def original_hparams(batch_size: int, epochs: int) -> dict:
@@ -147,15 +145,7 @@ def bench_plain(root: Path, args: argparse.Namespace, *, threads: int | None = N
 
 def _plain(root: Path, args: argparse.Namespace) -> dict:
     size = args.image_size
-    transform = transforms.Compose(
-        [
-            transforms.Resize(size),
-            transforms.CenterCrop(size),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize([ORIGINAL_MEAN] * 3, [ORIGINAL_STD] * 3),
-        ]
-    )
+    transform = original_transform(size)
     dataset = datasets.ImageFolder(str(root), transform=transform)
     generator = torch.Generator().manual_seed(0)
     n_val = len(dataset) // 10
