@@ -61,7 +61,7 @@ print(time.perf_counter() - start)
 def _env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        HPSEARCH_TRAINER_MODULE="tests.hpsearch.fake_trainer",
+        STAND_IN_TRAINER="tests.hpsearch.fake_trainer",
         FAKE_TRAINER_EPOCH_S="0",
         PYTHONPATH=str(ROOT),
     )
@@ -75,7 +75,7 @@ def hpsearch_run(tmp: Path, n: int, workers: int) -> dict:
     cmd = [
         sys.executable,
         "-m",
-        "hpsearch.cli",
+        "tests.hpsearch.stand_in_cli",
         "run",
         "--study",
         str(study),

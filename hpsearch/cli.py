@@ -6,8 +6,12 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from trainer.errors import UserError
+
+if TYPE_CHECKING:
+    from hpsearch.trainer_api import TrainerAPI
 
 #: Subcommand -> (module under hpsearch.commands, one-line help). Modules are imported
 #: only when their command runs, so ``hpsearch status`` never pays for torch or wandb.
@@ -47,10 +51,15 @@ def _version() -> str:
     return f"hpsearch {__version__}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status."""
+def main(argv: Sequence[str] | None = None, *, trainer: TrainerAPI | None = None) -> int:
+    """Entry point of the console script; returns the exit status.
+
+    ``trainer`` replaces the real trainer's ``load_data`` and ``fit`` (tests pass a fast
+    stand-in); None means the real one.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.trainer = trainer
     try:
         return int(_command_module(args._module).run(args) or 0)
     except UserError as err:

@@ -32,7 +32,7 @@ from hpsearch.model_file import (
     strip_prefixes,
 )
 from hpsearch.paths import Workdir
-from hpsearch.study import ATTR
+from hpsearch.record import ATTR
 from trainer.classes import CLASS_NAMES
 from trainer.data import Data, DataConfig
 from trainer.errors import UserError

@@ -104,6 +104,10 @@ class Progress:
         if self._live is not None:
             self._live.update(self._table())
 
+    def message(self, text: str) -> None:
+        """A line of the run's own (above the live table on a terminal)."""
+        self.handle({"kind": "message", "text": text})
+
     def _line(self, text: str) -> None:
         if self._live is not None:
             return

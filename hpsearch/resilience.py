@@ -10,7 +10,6 @@ slot released so that the next run resumes it.
 from __future__ import annotations
 
 import errno
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -18,12 +17,12 @@ from typing import Any, TypeVar
 import optuna
 import sqlalchemy as sa
 
-from trainer.errors import UserError
+from trainer.errors import UserError, first_line
 
 T = TypeVar("T")
 
 #: How long a worker waits for an unreachable storage before it gives up.
-STORAGE_WAIT_S = float(os.environ.get("HPSEARCH_STORAGE_WAIT_S", "300"))
+STORAGE_WAIT_S = 300.0
 
 _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError)
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
@@ -54,14 +53,12 @@ def is_storage_outage(err: BaseException) -> bool:
     return not is_disk_full(err) and any(isinstance(link, _TRANSIENT) for link in _chain(err))
 
 
-def first_line(err: BaseException) -> str:
+def db_message(err: BaseException) -> str:
     """The innermost database message of ``err``, on one line."""
     for link in _chain(err):
         if isinstance(link, sa.exc.DBAPIError) and link.orig is not None:
-            err = link.orig
-            break
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+            return first_line(link.orig)
+    return first_line(err)
 
 
 def disk_full_error(err: BaseException, where: str, workdir: Any) -> UserError:
@@ -77,6 +74,41 @@ def disk_full_error(err: BaseException, where: str, workdir: Any) -> UserError:
     )
 
 
+def retry(
+    action: Callable[[], T],
+    *,
+    transient: Callable[[BaseException], bool],
+    attempts: int | None = None,
+    deadline_s: float | None = None,
+    first_delay_s: float = 0.5,
+    max_delay_s: float = 5.0,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> T:
+    """``action()``, tried again after errors for which ``transient`` is true.
+
+    Stops after ``attempts`` tries or once the next wait would pass ``deadline_s``
+    seconds from the first try, whichever comes first, and then raises the last error;
+    other errors propagate at once. Waits double from ``first_delay_s`` up to
+    ``max_delay_s``; ``on_retry`` hears of each error that is retried.
+    """
+    deadline = None if deadline_s is None else time.monotonic() + deadline_s
+    delay = first_delay_s
+    tried = 0
+    while True:
+        tried += 1
+        try:
+            return action()
+        except Exception as err:
+            out_of_tries = attempts is not None and tried >= attempts
+            out_of_time = deadline is not None and time.monotonic() + delay > deadline
+            if not transient(err) or out_of_tries or out_of_time:
+                raise
+            if on_retry is not None:
+                on_retry(err)
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
+
+
 def wait_for_storage(
     action: Callable[[], T],
     what: str,
@@ -88,24 +120,21 @@ def wait_for_storage(
     Other errors propagate at once; an outage longer than ``timeout`` becomes a UserError.
     """
     limit = STORAGE_WAIT_S if timeout is None else timeout
-    deadline = time.monotonic() + limit
-    delay = 0.5
-    told = False
-    while True:
-        try:
-            return action()
-        except Exception as err:
-            if not is_storage_outage(err):
-                raise
-            if time.monotonic() + delay > deadline:
-                raise UserError(
-                    f"storage unreachable for {limit:.0f} s while {what}: {first_line(err)}"
-                ) from None
-            if on_wait is not None and not told:
-                on_wait(f"storage unreachable while {what} ({first_line(err)}); waiting for it")
-                told = True
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    told: list[bool] = []
+
+    def tell(err: BaseException) -> None:
+        if on_wait is not None and not told:
+            on_wait(f"storage unreachable while {what} ({db_message(err)}); waiting for it")
+            told.append(True)
+
+    try:
+        return retry(action, transient=is_storage_outage, deadline_s=limit, on_retry=tell)
+    except Exception as err:
+        if not is_storage_outage(err):
+            raise
+        raise UserError(
+            f"storage unreachable for {limit:.0f} s while {what}: {db_message(err)}"
+        ) from None
 
 
 def keep_heartbeat_alive(storage: optuna.storages.RDBStorage) -> None:

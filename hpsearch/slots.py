@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from hpsearch.resilience import retry
+
 #: A slot whose trial failed (an exception, not a dead process) is tried this many
 #: times in all before it counts as done.
 MAX_ATTEMPTS = 3
@@ -66,16 +68,17 @@ class Claim:
 
 def ensure_table(engine: sa.engine.Engine) -> None:
     """Create the claims table once; concurrent creators are harmless."""
-    for attempt in range(5):
+    races = (IntegrityError, OperationalError, sa.exc.ProgrammingError)
+
+    def create() -> None:
         try:
             _metadata.create_all(engine, checkfirst=True)
-            return
-        except (IntegrityError, OperationalError, sa.exc.ProgrammingError):
+        except races:
             # Another process created it between our check and our CREATE.
-            if sa.inspect(engine).has_table(slots_table.name):
-                return
-            time.sleep(0.2 * (attempt + 1))
-    _metadata.create_all(engine, checkfirst=True)
+            if not sa.inspect(engine).has_table(slots_table.name):
+                raise
+
+    retry(create, transient=lambda err: isinstance(err, races), attempts=6, first_delay_s=0.2)
 
 
 class SlotBoard:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import time
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy
@@ -13,16 +13,34 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from hpsearch.resilience import db_message, retry
 from trainer.errors import UserError
 
 DEFAULT_STORAGE = "sqlite:///hpsearch.db"
 STORAGE_ENV = "HPSEARCH_STORAGE"
 
-#: Seconds between heartbeats of a running trial, and how long a silent trial may
-#: stay RUNNING before another worker declares its process dead (environment
-#: overrides exist for tests and for clusters with slow shared storage).
-HEARTBEAT_INTERVAL = int(os.environ.get("HPSEARCH_HEARTBEAT_S", "10"))
-GRACE_PERIOD = int(os.environ.get("HPSEARCH_GRACE_S", str(4 * HEARTBEAT_INTERVAL)))
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """How a running trial shows it is alive, and when a silent one counts as dead."""
+
+    interval_s: int = 10
+    """Seconds between heartbeats of a running trial."""
+    grace_s: int | None = None
+    """Seconds a trial may stay silent before another worker declares its process dead
+    and takes its slot over; None means four intervals."""
+
+    def __post_init__(self) -> None:
+        if self.interval_s < 1:
+            raise UserError(f"heartbeat interval must be >= 1 s, not {self.interval_s}")
+        if self.grace_s is not None and self.grace_s <= self.interval_s:
+            raise UserError(f"heartbeat grace ({self.grace_s} s) must exceed the interval")
+
+    @property
+    def grace(self) -> int:
+        return self.grace_s if self.grace_s is not None else 4 * self.interval_s
+
+
 #: How long a SQLite writer waits for the file lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 60
 
@@ -81,9 +99,11 @@ def _tune_sqlite(engine: sqlalchemy.engine.Engine) -> None:
         cur.close()
 
 
-def open_storage(url: str, *, heartbeat: bool = True, retries: int = 3):
-    """An Optuna ``RDBStorage`` on ``url`` with heartbeats, tuned for many processes.
+def open_storage(url: str, *, heartbeat: Heartbeat | None = None) -> Any:
+    """An Optuna ``RDBStorage`` on ``url``, tuned for many processes.
 
+    With ``heartbeat`` the storage records heartbeats of running trials, and trials
+    silent for longer than its grace period are failed by the next worker that looks.
     Unreachable servers and bad URLs become a one-line :class:`UserError`.
     """
     import optuna
@@ -91,40 +111,39 @@ def open_storage(url: str, *, heartbeat: bool = True, retries: int = 3):
     url = normalize_url(url)
     is_sqlite = make_url(url).get_backend_name() == "sqlite"
     if is_sqlite:
-        _check_sqlite_path(url)
+        check_sqlite_folder(url)
         _enable_wal(url)
     kwargs: dict[str, Any] = {}
     if heartbeat:
-        kwargs = {"heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD}
-    last_err: Exception | None = None
-    for attempt in range(retries):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine_kwargs(url), **kwargs
-                )
-            if is_sqlite:
-                _tune_sqlite(storage.engine)
-            return storage
-        except sqlalchemy.exc.OperationalError as err:
-            last_err = err
-            if "locked" in str(err) and attempt + 1 < retries:
-                time.sleep(0.5 * (attempt + 1))
-                continue
-            break
-        except (ImportError, ModuleNotFoundError) as err:
-            raise UserError(f"storage {redact(url)!r}: database driver missing ({err})") from None
-    first_line = str(getattr(last_err, "orig", last_err)).strip().splitlines()[0]
-    raise UserError(f"cannot open storage {redact(url)}: {first_line}")
+        kwargs = {"heartbeat_interval": heartbeat.interval_s, "grace_period": heartbeat.grace}
+
+    def connect() -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), **kwargs)
+
+    try:
+        storage = retry(connect, transient=_is_locked, attempts=3)
+    except sqlalchemy.exc.OperationalError as err:
+        raise UserError(f"cannot open storage {redact(url)}: {db_message(err)}") from None
+    except ImportError as err:
+        raise UserError(f"storage {redact(url)!r}: database driver missing ({err})") from None
+    if is_sqlite:
+        _tune_sqlite(storage.engine)
+    return storage
 
 
-def _check_sqlite_path(url: str) -> None:
+def _is_locked(err: BaseException) -> bool:
+    return isinstance(err, sqlalchemy.exc.OperationalError) and "locked" in str(err)
+
+
+def check_sqlite_folder(url: str) -> None:
+    """A SQLite URL whose file's folder does not exist is a one-line error."""
     database = make_url(url).database
     if database and database != ":memory:":
         parent = os.path.dirname(os.path.abspath(database))
         if not os.path.isdir(parent):
-            raise UserError(f"storage {url}: folder {parent} does not exist")
+            raise UserError(f"storage {redact(url)}: folder {parent} does not exist")
 
 
 def _enable_wal(url: str) -> None:

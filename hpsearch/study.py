@@ -8,10 +8,9 @@ from typing import Any
 import numpy as np
 import optuna
 
+from hpsearch.record import DataRecord, StudyRecord
 from hpsearch.spec import Param, StudySpec
 from trainer.errors import UserError
-
-ATTR = "hpsearch"
 
 
 def build_pruner(spec: StudySpec, scale: str) -> optuna.pruners.BasePruner:
@@ -76,56 +75,56 @@ def suggest(trial: optuna.Trial, space: tuple[Param, ...]) -> dict[str, Any]:
     return params
 
 
-def study_attrs(spec: StudySpec, scale: str, data: dict[str, Any], workdir: str) -> dict[str, Any]:
+def build_record(spec: StudySpec, scale: str, data: DataRecord, workdir: str) -> StudyRecord:
     """What the study records about itself (read back by status, best and report)."""
-    return {
-        "spec_file": str(spec.path),
-        "scale": scale,
-        "sampler": spec.sampler,
-        "pruner": spec.pruner.kind,
-        "pruner_settings": spec.pruner_at(scale).settings,
-        "metric": spec.metric,
-        "direction": spec.direction,
-        "fixed": spec.train_values(scale),
-        "space": [p.name for p in spec.space_at(scale)],
-        "data": data,
-        "workdir": workdir,
-        "n_slots": spec.budget(scale),
-        "grid_order": grid_order(spec, scale) if spec.sampler == "grid" else None,
-    }
+    return StudyRecord(
+        spec_file=str(spec.path),
+        scale=scale,
+        sampler=spec.sampler,
+        pruner=spec.pruner.kind,
+        pruner_settings=dict(spec.pruner_at(scale).settings),
+        metric=spec.metric,
+        direction=spec.direction,
+        fixed=spec.train_values(scale),
+        space=[p.name for p in spec.space_at(scale)],
+        data=data,
+        workdir=workdir,
+        n_slots=spec.budget(scale),
+        grid_order=grid_order(spec, scale) if spec.sampler == "grid" else None,
+    )
 
 
 def create_or_load(
     name: str,
     storage: optuna.storages.BaseStorage,
     spec: StudySpec,
-    attrs: dict[str, Any],
+    record: StudyRecord,
 ) -> optuna.Study:
     """Create the study, or join the existing one if it is the same search."""
     study = optuna.create_study(
         study_name=name,
         storage=storage,
         direction=spec.direction,
-        pruner=build_pruner(spec, attrs["scale"]),
+        pruner=build_pruner(spec, record.scale),
         load_if_exists=True,
     )
-    existing = study.user_attrs.get(ATTR)
+    existing = StudyRecord.read(study)
     if existing is None:
-        study.set_user_attr(ATTR, attrs)
+        record.write(study)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([spec.metric])  # optuna-dashboard labels its axes with it
         return study
-    for key in ("scale", "sampler", "metric", "direction", "space", "n_slots", "grid_order"):
-        if existing.get(key) != attrs.get(key):
-            raise UserError(
-                f"study {name!r} already exists in this storage with a different {key} "
-                f"({existing.get(key)!r} there, {attrs.get(key)!r} now); "
-                "pass --name to start a new study"
-            )
-    if existing["data"].get("root") != attrs["data"].get("root"):
+    differences = existing.differences(record)
+    if differences:
+        key, there, now = differences[0]
         raise UserError(
-            f"study {name!r} already exists on other data ({existing['data'].get('root')}); "
+            f"study {name!r} already exists in this storage with a different {key} "
+            f"({there!r} there, {now!r} now); pass --name to start a new study"
+        )
+    if existing.data.root != record.data.root:
+        raise UserError(
+            f"study {name!r} already exists on other data ({existing.data.root}); "
             "pass --name to start a new study"
         )
     return study

@@ -16,7 +16,8 @@ def run(args: argparse.Namespace) -> int:
     import optuna
 
     from hpsearch.storage import open_storage, redact, resolve_storage_url
-    from hpsearch.study import ATTR, load_existing
+    from hpsearch.record import StudyRecord
+    from hpsearch.study import load_existing
     from hpsearch.summary import format_trials_table, study_status, trial_record
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -32,11 +33,11 @@ def run(args: argparse.Namespace) -> int:
     out = []
     for name in names:
         study = load_existing(name, storage)
-        attrs = study.user_attrs.get(ATTR, {})
-        status = study_status(study, attrs.get("n_slots"))
-        status["metric"] = attrs.get("metric")
-        status["scale"] = attrs.get("scale")
-        status["synthetic"] = attrs.get("data", {}).get("synthetic")
+        record = StudyRecord.read(study)
+        status = study_status(study, record.n_slots if record else None)
+        status["metric"] = record.metric if record else None
+        status["scale"] = record.scale if record else None
+        status["synthetic"] = record.data.synthetic if record else None
         if args.json:
             status["trials"] = [trial_record(t) for t in study.get_trials(deepcopy=False)]
             out.append(status)

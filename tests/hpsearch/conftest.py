@@ -49,11 +49,10 @@ def grid_file(tmp_path: Path):
 def fake_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        HPSEARCH_TRAINER_MODULE="tests.hpsearch.fake_trainer",
+        STAND_IN_TRAINER="tests.hpsearch.fake_trainer",
         FAKE_TRAINER_LOG=str(tmp_path / "epochs.log"),
         PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-        HPSEARCH_HEARTBEAT_S="1",
-        HPSEARCH_GRACE_S="3",
+        STAND_IN_HEARTBEAT_S="1",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)
@@ -62,7 +61,7 @@ def fake_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 240, **kw):
     return subprocess.run(
-        [sys.executable, "-m", "hpsearch.cli", *args],
+        [sys.executable, "-m", "tests.hpsearch.stand_in_cli", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -1,4 +1,4 @@
-"""A fast stand-in for the trainer (``HPSEARCH_TRAINER_MODULE``) for orchestration tests.
+"""A fast stand-in for the trainer (``$STAND_IN_TRAINER``) for orchestration tests.
 
 It keeps the trainer's contract — ``load_data`` and ``fit`` with per-epoch callback,
 early stop, per-epoch checkpoint and resume — and replaces training by a short sleep

@@ -1,4 +1,4 @@
-"""The fast stand-in trainer on a disk that fills up (``HPSEARCH_TRAINER_MODULE``).
+"""The fast stand-in trainer on a disk that fills up (``$STAND_IN_TRAINER``).
 
 While the file ``$FULL_DISK_FLAG`` exists, a trial of any slot from ``$FULL_DISK_FROM_SLOT``
 on trains its first epoch and then fails to write the next checkpoint with ENOSPC, as

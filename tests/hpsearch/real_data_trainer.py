@@ -1,4 +1,4 @@
-"""The trainer's real data loading with the fast stand-in ``fit`` (``HPSEARCH_TRAINER_MODULE``).
+"""The trainer's real data loading with the fast stand-in ``fit`` (``$STAND_IN_TRAINER``).
 
 ``load_data`` is the trainer's own (layout discovery, decoding, cache, split), so bad and
 awkward image files meet the real code in ``hpsearch run``; ``fit`` is the fake one from

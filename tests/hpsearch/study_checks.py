@@ -133,7 +133,7 @@ def epochs_per_slot(log: Path) -> collections.Counter:
 def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     """``python -m hpsearch.cli ARGS`` in its own process group (for signals to the whole run)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "hpsearch.cli", *args],
+        [sys.executable, "-m", "tests.hpsearch.stand_in_cli", *args],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -228,7 +228,7 @@ def test_full_disk_stops_with_one_line_and_rerun_finishes(
     flag.touch()
     env = fake_env(
         tmp_path,
-        HPSEARCH_TRAINER_MODULE="tests.hpsearch.full_disk_trainer",
+        STAND_IN_TRAINER="tests.hpsearch.full_disk_trainer",
         FULL_DISK_FLAG=str(flag),
         FULL_DISK_FROM_SLOT="3",
         FAKE_TRAINER_EPOCH_S="0",

@@ -24,7 +24,6 @@ import torch
 
 from hpsearch.cli import main
 from hpsearch.model_file import save_model
-from hpsearch.worker import TRAINER_MODULE_ENV
 from tests.hpsearch.conftest import fake_env, run_cli
 from tests.hpsearch.study_checks import assert_one_line_error, slot_rows, study_names
 from tests.hpsearch.test_spec import BAD, VALID
@@ -59,7 +58,6 @@ def study_file(tmp_path: Path) -> Path:
 def run(tmp_path: Path, capsys, monkeypatch):
     """``hpsearch run ARGS`` in this process with the workdir under tmp_path: (code, stderr)."""
     monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
-    monkeypatch.delenv(TRAINER_MODULE_ENV, raising=False)
 
     def call(*args: str) -> tuple[int, str]:
         code = main(["run", *args, "--workdir", str(tmp_path / "work"), "--wandb", "off"])
@@ -204,7 +202,7 @@ def test_class_of_unreadable_images_names_them_then_fails(tmp_path: Path, study_
     expected = _bad_dataset("class unreadable", root)
     db, url = _sqlite(tmp_path)
     args = ["run", "--study", str(study_file), "--storage", url, "--data", str(root)]
-    env = fake_env(tmp_path, HPSEARCH_TRAINER_MODULE=REAL_DATA)
+    env = fake_env(tmp_path, STAND_IN_TRAINER=REAL_DATA)
     result = run_cli([*args, "--workdir", str(tmp_path / "work"), "--wandb", "off"], env)
     # the images must be decoded to find this out: each skipped file is named first,
     # then the run ends on one error line
@@ -245,7 +243,7 @@ def test_bad_input_leaves_an_existing_study_untouched(
         "--wandb",
         "off",
     ]
-    env = fake_env(tmp_path, HPSEARCH_TRAINER_MODULE=REAL_DATA, FAKE_TRAINER_EPOCH_S="0")
+    env = fake_env(tmp_path, STAND_IN_TRAINER=REAL_DATA, FAKE_TRAINER_EPOCH_S="0")
     result = run_cli(first, env)
     assert result.returncode == 0, result.stderr[-2000:]
     before = _snapshot(url, "s")
@@ -311,7 +309,7 @@ def test_awkward_images_are_converted_and_broken_ones_skipped(
         "--wandb",
         "off",
     ]
-    env = fake_env(tmp_path, HPSEARCH_TRAINER_MODULE=REAL_DATA, FAKE_TRAINER_EPOCH_S="0")
+    env = fake_env(tmp_path, STAND_IN_TRAINER=REAL_DATA, FAKE_TRAINER_EPOCH_S="0")
     result = run_cli(args, env)
     assert result.returncode == 0, result.stderr[-3000:]
     # every convertible image is in the splits, none of the broken ones

@@ -95,7 +95,7 @@ def test_grid_four_workers_runs_every_point_once(
 
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "hpsearch.cli", *args],
+        [sys.executable, "-m", "tests.hpsearch.stand_in_cli", *args],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -1,0 +1,73 @@
+"""The data a run trains on: the user's folder, or the synthetic demo data, cached once."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hpsearch.record import DataRecord
+from trainer.config import DataConfig
+
+if TYPE_CHECKING:
+    from hpsearch.paths import Workdir
+    from hpsearch.spec import StudySpec
+    from hpsearch.trainer_api import TrainerAPI
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A dataset whose decoded cache is built, ready for the workers."""
+
+    config: DataConfig
+    synthetic: bool
+    counts: dict[str, int]
+    """Images per split: train, val, test."""
+
+    def record(self) -> DataRecord:
+        """What the study records about its data."""
+        c = self.config
+        return DataRecord(
+            root=str(c.root),
+            image_size=c.image_size,
+            val_fraction=c.val_fraction,
+            test_fraction=c.test_fraction,
+            split_seed=c.split_seed,
+            synthetic=self.synthetic,
+        )
+
+    def describe(self) -> str:
+        what = "SYNTHETIC demo data" if self.synthetic else "data"
+        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
+        return f"{what} {self.config.root} ({counts})"
+
+
+def demo_data(spec: StudySpec, workdir: Workdir) -> Path:
+    """The synthetic dataset of the study's demo scale, generated once into the workdir."""
+    demo = spec.demo_values("demo")
+    n, size, seed = (
+        demo.get("demo_images", 2000),
+        demo.get("demo_size", 128),
+        demo.get("demo_seed", 0),
+    )
+    out = workdir.root / f"demo-data-n{n}-{size}px-seed{seed}"
+    if (out / "SYNTHETIC.txt").is_file():
+        return out
+    from trainer.demo import write_demo_dataset
+
+    write_demo_dataset(out, n=n, size=size, seed=seed)
+    return out
+
+
+def prepare_data(
+    spec: StudySpec, scale: str, data_flag: str | None, workdir: Workdir, trainer: TrainerAPI
+) -> PreparedData:
+    """Find or generate the dataset and build its decoded cache, before any worker starts."""
+    root = Path(data_flag).absolute() if data_flag else demo_data(spec, workdir)
+    config = DataConfig(root=root, cache_dir=workdir.cache, **spec.data_values(scale))
+    data = trainer.load_data(config)
+    counts = {"train": len(data.train_y), "val": len(data.val_y), "test": len(data.test_y)}
+    # Workers load the cache that now exists, silently.
+    quiet = dataclasses.replace(config, progress=False)
+    return PreparedData(config=quiet, synthetic=bool(data.synthetic), counts=counts)

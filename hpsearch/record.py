@@ -1,0 +1,90 @@
+"""What a study records about itself: one typed record, read and written here only.
+
+``hpsearch run`` writes it once, when it creates the study, as the Optuna study user
+attribute ``hpsearch``; ``status``, ``best``, ``report``, the export and the wandb study
+table read it back. It is plain JSON in the storage, so ``optuna`` and
+optuna-dashboard show it as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+#: Name of the study user attribute that holds the record.
+ATTR = "hpsearch"
+
+
+@dataclass(frozen=True)
+class DataRecord:
+    """The data a study trains on, as the run prepared it."""
+
+    root: str
+    """Dataset folder as given (absolute) on the machine that created the study."""
+    image_size: int
+    val_fraction: float
+    test_fraction: float = 0.0
+    split_seed: int = 0
+    synthetic: bool = False
+    """True for the generated demo data: every output then says SYNTHETIC."""
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A study's settings as ``hpsearch run`` created it (the study user attr ``hpsearch``)."""
+
+    spec_file: str
+    scale: str
+    sampler: str
+    pruner: str
+    metric: str
+    direction: str
+    n_slots: int
+    """Trials that complete the study: grid points, or the random/TPE budget."""
+    data: DataRecord
+    fixed: dict[str, Any] = field(default_factory=dict)
+    """Training values shared by every trial at this scale."""
+    space: list[str] = field(default_factory=list)
+    """Names of the search-space axes."""
+    pruner_settings: dict[str, Any] = field(default_factory=dict)
+    grid_order: list[int] | None = None
+    """Grid point (file order) that each slot trains; None for random and TPE."""
+    workdir: str = ""
+
+    #: Keys that must match when a run joins an existing study.
+    IDENTITY = ("scale", "sampler", "metric", "direction", "space", "n_slots", "grid_order")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StudyRecord:
+        """Build from stored JSON; keys this version does not know are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        data_known = {f.name for f in dataclasses.fields(DataRecord)}
+        data = {k: v for k, v in (raw.get("data") or {}).items() if k in data_known}
+        data.setdefault("root", "")
+        data.setdefault("image_size", 0)
+        data.setdefault("val_fraction", 0.0)
+        values["data"] = DataRecord(**data)
+        return cls(**values)
+
+    @classmethod
+    def read(cls, study: optuna.Study) -> StudyRecord | None:
+        """The study's record, or None for a study not created by ``hpsearch run``."""
+        raw = study.user_attrs.get(ATTR)
+        if not isinstance(raw, dict) or "data" not in raw:
+            return None
+        return cls.from_dict(raw)
+
+    def write(self, study: optuna.Study) -> None:
+        study.set_user_attr(ATTR, self.to_dict())
+
+    def differences(self, other: StudyRecord) -> list[tuple[str, Any, Any]]:
+        """(key, this, other) for each identity key on which the two disagree."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [(k, mine[k], theirs[k]) for k in self.IDENTITY if mine[k] != theirs[k]]

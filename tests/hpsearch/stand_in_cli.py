@@ -1,0 +1,32 @@
+"""``python -m tests.hpsearch.stand_in_cli ARGS``: the real command line with a stand-in trainer.
+
+Subprocess tests run this instead of ``python -m hpsearch.cli``. It passes the trainer
+module named by ``$STAND_IN_TRAINER`` (``load_data`` and ``fit``) to ``hpsearch.cli.main``,
+and gives ``run`` a short heartbeat (``$STAND_IN_HEARTBEAT_S``) so dead workers are
+noticed within seconds. Without ``$STAND_IN_TRAINER`` the real trainer runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from hpsearch.cli import main
+from hpsearch.trainer_api import TrainerAPI
+
+
+def stand_in_main(argv: list[str]) -> int:
+    name = os.environ.get("STAND_IN_TRAINER")
+    trainer = None
+    if name:
+        module = importlib.import_module(name)
+        trainer = TrainerAPI(load_data=module.load_data, fit=module.fit)
+    heartbeat = os.environ.get("STAND_IN_HEARTBEAT_S")
+    if heartbeat and argv[:1] == ["run"] and "--heartbeat" not in argv:
+        argv = [*argv, "--heartbeat", heartbeat]
+    return main(argv, trainer=trainer)
+
+
+if __name__ == "__main__":
+    sys.exit(stand_in_main(sys.argv[1:]))
