@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     spec_path = find_study_file(args.study)
     spec = load_study_file(spec_path)
     if args.seed is not None:
-        spec = dataclasses.replace(spec, seed=args.seed)
+        spec = spec.with_seed(args.seed)
     name = safe_name(args.name or spec.name)
     url = resolve_storage_url(args.storage)
     workdir = Workdir.resolve(args.workdir).make()
@@ -218,12 +218,8 @@ def _wandb_mode(flag: str | None) -> str:
 
 def _demo_data(spec: Any, workdir: Any) -> Path:
     """The synthetic dataset of the study's demo scale, generated once into the workdir."""
-    demo = spec.demo_values("demo")
-    n, size, seed = (
-        demo.get("demo_images", 2000),
-        demo.get("demo_size", 128),
-        demo.get("demo_seed", 0),
-    )
+    demo = spec.demo_config("demo")
+    n, size, seed = demo.images, demo.size, demo.seed
     out = workdir.root / f"demo-data-n{n}-{size}px-seed{seed}"
     if (out / "SYNTHETIC.txt").is_file():
         return out
