@@ -45,12 +45,8 @@ class PreparedData:
 
 def demo_data(spec: StudySpec, workdir: Workdir) -> Path:
     """The synthetic dataset of the study's demo scale, generated once into the workdir."""
-    demo = spec.demo_values("demo")
-    n, size, seed = (
-        demo.get("demo_images", 2000),
-        demo.get("demo_size", 128),
-        demo.get("demo_seed", 0),
-    )
+    demo = spec.demo_config("demo")
+    n, size, seed = demo.images, demo.size, demo.seed
     out = workdir.root / f"demo-data-n{n}-{size}px-seed{seed}"
     if (out / "SYNTHETIC.txt").is_file():
         return out

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from trainer.errors import UserError
-from trainer.split import check_fractions
 
 DEFAULT_CACHE_DIR = Path("~/.cache/hpsearch")
 
@@ -15,6 +15,51 @@ ARCHS = ("resnet18", "resnet34", "resnet50", "densenet121")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "cosine", "step")
 MONITORS = ("val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_auc_macro", "val_loss")
+SEED_LIMIT = 2**32
+"""Seeds are in [0, 2**32): NumPy's legacy RandomState (the split) takes no larger one."""
+MIN_IMAGE_SIZE = 16
+"""Smallest cached image side: ResNet's five halvings leave a 1x1 map below this."""
+DEMO_MIN_IMAGES = 40
+"""Fewest demo images for which the smallest class (Viral Pneumonia, 6.4 % of the real
+database) gets three: one each for training, validation and test. Whether a given split
+really gets every class also depends on its fractions; study files check that."""
+DEMO_SIZES = (32, 1024)
+"""Smallest and largest side in pixels of a generated demo image."""
+
+
+class SettingError(UserError):
+    """A setting outside its rule; ``name`` is the setting and ``why`` the rule it breaks.
+
+    The message reads ``name=value: why``; a study file reports ``why`` under its own key.
+    """
+
+    def __init__(self, name: str, value: Any, why: str) -> None:
+        super().__init__(name, value, why)  # all three in args: the error pickles
+        self.name, self.value, self.why = name, value, why
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value!r}: {self.why}"
+
+
+def check_seed(name: str, value: int) -> int:
+    """``value`` if it is a seed in [0, 2**32), else a :class:`SettingError` naming ``name``."""
+    if not 0 <= value < SEED_LIMIT:
+        raise SettingError(name, value, "must be in [0, 2**32)")
+    return value
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Raise :class:`SettingError` unless both fractions are in [0, 1) and sum below 1."""
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= value < 1:
+            raise SettingError(name, value, "must be in [0, 1)")
+    if val_fraction + test_fraction >= 1:
+        raise SettingError(
+            "test_fraction",
+            test_fraction,
+            f"with val_fraction={val_fraction!r} it leaves no training images; "
+            "their sum must be below 1",
+        )
 
 
 @dataclass(frozen=True)
@@ -68,9 +113,13 @@ class TrainConfig:
     eval_batch_size: int = 512
 
     def __post_init__(self) -> None:
-        def bad(name: str, why: str) -> UserError:
-            return UserError(f"{name}={getattr(self, name)!r}: {why}")
+        def bad(name: str, why: str) -> SettingError:
+            return SettingError(name, getattr(self, name), why)
 
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise bad(f.name, "must be a finite number")
         if self.arch not in ARCHS:
             raise bad("arch", f"expected one of {', '.join(ARCHS)}")
         if self.optimizer not in OPTIMIZERS:
@@ -92,10 +141,12 @@ class TrainConfig:
             raise bad("label_smoothing", "must be in [0, 1)")
         if not 0 < self.gamma <= 1:
             raise bad("gamma", "must be in (0, 1]")
-        if self.warmup_epochs < 0 or self.crop_padding < 0:
-            raise UserError("warmup_epochs and crop_padding must be >= 0")
+        for name in ("warmup_epochs", "crop_padding"):
+            if getattr(self, name) < 0:
+                raise bad(name, "must be >= 0")
         if self.threads is not None and self.threads < 1:
             raise bad("threads", "must be >= 1")
+        check_seed("seed", self.seed)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -132,6 +183,27 @@ class DataConfig:
     """Show progress while the cache is built."""
 
     def __post_init__(self) -> None:
-        if self.image_size < 1:
-            raise UserError(f"image_size={self.image_size!r}: must be >= 1")
+        if self.image_size < MIN_IMAGE_SIZE:
+            raise SettingError("image_size", self.image_size, f"must be >= {MIN_IMAGE_SIZE}")
         check_fractions(self.val_fraction, self.test_fraction)
+        check_seed("split_seed", self.split_seed)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The synthetic demo dataset: how many images, their side and the generator's seed."""
+
+    images: int = 2000
+    """Number of images, split over the four classes in the real database's proportions."""
+    size: int = 128
+    """Side in pixels of the generated PNGs (the cache resizes them to ``image_size``)."""
+    seed: int = 0
+    """Seed of the generator: the same seed draws byte-identical images."""
+
+    def __post_init__(self) -> None:
+        if self.images < DEMO_MIN_IMAGES:
+            raise SettingError("images", self.images, f"must be >= {DEMO_MIN_IMAGES}")
+        low, high = DEMO_SIZES
+        if not low <= self.size <= high:
+            raise SettingError("size", self.size, f"must be between {low} and {high}")
+        check_seed("seed", self.seed)

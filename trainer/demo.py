@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from trainer._radiograph import render_case
 from trainer.classes import CLASS_NAMES
+from trainer.config import DemoConfig
 from trainer.errors import UserError
 
 __all__ = [
@@ -151,9 +152,9 @@ def _write_range(out: str, n: int, size: int, seed: int, start: int, stop: int) 
 
 def write_demo_dataset(
     out: Path,
-    n: int = 2000,
-    size: int = 128,
-    seed: int = 0,
+    n: int = DemoConfig.images,
+    size: int = DemoConfig.size,
+    seed: int = DemoConfig.seed,
     workers: int | None = None,
     progress: bool = True,
 ) -> dict:

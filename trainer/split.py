@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainer.errors import UserError
+from trainer.config import check_fractions, check_seed
 
 
 @dataclass(frozen=True)
@@ -19,16 +19,11 @@ class Split:
     test: np.ndarray
 
 
-def check_fractions(val_fraction: float, test_fraction: float) -> None:
-    """Raise :class:`UserError` unless both fractions are in [0, 1) and sum below 1."""
-    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0 <= value < 1:
-            raise UserError(f"{name}={value!r}: must be in [0, 1)")
-    if val_fraction + test_fraction >= 1:
-        raise UserError(
-            f"val_fraction={val_fraction!r} + test_fraction={test_fraction!r} leaves no "
-            "training images; their sum must be below 1"
-        )
+def split_sizes(count: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """(train, validation, test) rows that one class of ``count`` rows gives each split."""
+    n_test = round(count * test_fraction)
+    n_val = round(count * val_fraction)
+    return count - n_test - n_val, n_val, n_test
 
 
 def split_indices(
@@ -42,8 +37,7 @@ def split_indices(
     versions and platforms: the same labels and seed give the same split anywhere.
     """
     check_fractions(val_fraction, test_fraction)
-    if not 0 <= int(seed) < 2**32:
-        raise UserError(f"split seed={seed!r}: must be in [0, 2**32)")
+    check_seed("split seed", int(seed))
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ValueError(f"labels must be one-dimensional, got shape {labels.shape}")
@@ -51,8 +45,7 @@ def split_indices(
     parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
     for label in np.unique(labels):
         rows = rng.permutation(np.flatnonzero(labels == label))
-        n_test = round(len(rows) * test_fraction)
-        n_val = round(len(rows) * val_fraction)
+        _, n_val, n_test = split_sizes(len(rows), val_fraction, test_fraction)
         parts["test"].append(rows[:n_test])
         parts["val"].append(rows[n_test : n_test + n_val])
         parts["train"].append(rows[n_test + n_val :])

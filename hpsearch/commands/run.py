@@ -140,7 +140,7 @@ def _load_spec(args: argparse.Namespace) -> StudySpec:
 
     spec = load_study_file(find_study_file(args.study))
     if args.seed is not None:
-        spec = dataclasses.replace(spec, seed=args.seed)
+        spec = spec.with_seed(args.seed)
     return spec
 
 

@@ -200,3 +200,280 @@ def test_bad_scale_pruner_settings_name_the_key(tmp_path: Path, table: str, key:
     path.write_text(VALID + table)
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
         load_study_file(path)
+
+
+# -- validation gaps ---------------------------------------------------------------------
+
+
+def _load(tmp_path: Path, text: str):
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return load_study_file(path)
+
+
+def _refused(tmp_path: Path, text: str, expected: str) -> str:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(UserError) as err:
+        load_study_file(path)
+    message = str(err.value)
+    # one line that names the file and the key
+    assert message.startswith(f"{path}: ") and expected in message, message
+    assert "\n" not in message
+    return message
+
+
+RANDOM = VALID.replace('sampler = "grid"', 'sampler = "random"') + "[budget]\nn_trials = 4\n"
+
+GAPS = {
+    "infinite lr": (
+        VALID.replace("lr = [0.001, 0.01]", "lr = [inf]"),
+        "space.lr: must be a finite number",
+    ),
+    "infinite range end": (
+        RANDOM.replace("lr = [0.001, 0.01]", "lr = { low = 0.001, high = inf }"),
+        "space.lr.high: must be a finite number",
+    ),
+    "nan weight decay": (
+        VALID.replace("lr = [0.001, 0.01]\n", "lr = [0.001]\nweight_decay = [nan]\n"),
+        "space.weight_decay: must be a finite number",
+    ),
+    "nan fixed weight decay": (
+        VALID.replace('arch = "resnet18"', 'arch = "resnet18"\nweight_decay = nan'),
+        "fixed.weight_decay: must be a finite number",
+    ),
+    "3 demo images": (
+        VALID.replace("[scale.demo]\n", "[scale.demo]\ndemo_images = 3\n"),
+        "scale.demo.demo_images: must be >= 40",
+    ),
+    "demo images missing a split": (
+        VALID.replace("[scale.demo]\n", "[scale.demo]\ndemo_images = 50\nval_fraction = 0.15\n"),
+        "scale.demo.demo_images: 50 images give the validation split no Viral Pneumonia image",
+    ),
+    "zero demo epochs": (
+        VALID.replace("epochs = 2", "epochs = 0"),
+        "scale.demo.epochs: must be >= 1",
+    ),
+    "seed too large": (
+        VALID.replace('sampler = "grid"', 'sampler = "grid"\nseed = 4294967296'),
+        "study.seed: must be in [0, 2**32)",
+    ),
+    "negative seed": (
+        VALID.replace('sampler = "grid"', 'sampler = "grid"\nseed = -1'),
+        "study.seed: must be in [0, 2**32)",
+    ),
+    "bool for an integer": (
+        VALID.replace("epochs = 2", "epochs = true"),
+        "scale.demo.epochs: expected an integer, got True",
+    ),
+    "small image size": (
+        VALID.replace("epochs = 5", "epochs = 5\nimage_size = 8"),
+        "scale.full.image_size: must be >= 16",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GAPS))
+def test_validation_gaps_are_closed(tmp_path: Path, case: str) -> None:
+    text, expected = GAPS[case]
+    _refused(tmp_path, text, expected)
+
+
+def test_demo_minimum_is_the_real_one() -> None:
+    from trainer.config import DEMO_MIN_IMAGES
+    from trainer.demo import class_counts
+
+    # the fewest images that give every class one image in each of three splits
+    assert min(class_counts(DEMO_MIN_IMAGES).values()) == 3
+    assert min(class_counts(DEMO_MIN_IMAGES - 1).values()) < 3
+
+
+def test_seed_override_is_checked_like_the_file(tmp_path: Path) -> None:
+    from hpsearch.spec import check_seed
+
+    spec = _load(tmp_path, VALID)
+    assert spec.with_seed(7).seed == 7 and check_seed(2**32 - 1) == 2**32 - 1
+    for bad in (-1, 2**32, True):
+        with pytest.raises(UserError, match=r"^--seed: "):
+            spec.with_seed(bad)
+
+
+def test_spec_is_frozen_and_pickles(tmp_path: Path) -> None:
+    import dataclasses
+    import pickle
+
+    spec = _load(tmp_path, RANDOM + "[stop]\npatience = 3\n")
+    # it travels to spawned worker processes intact
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.seed = 3  # type: ignore[misc]
+
+
+def test_demo_config_has_one_set_of_defaults(tmp_path: Path) -> None:
+    import inspect
+
+    from trainer.config import DemoConfig
+    from trainer.demo import write_demo_dataset
+
+    spec = _load(tmp_path, VALID.replace("[scale.demo]\n", "[scale.demo]\ndemo_size = 96\n"))
+    assert spec.demo_config("demo") == DemoConfig(size=96)
+    defaults = inspect.signature(write_demo_dataset).parameters
+    assert (defaults["n"].default, defaults["size"].default, defaults["seed"].default) == (
+        DemoConfig.images,
+        DemoConfig.size,
+        DemoConfig.seed,
+    )
+
+
+# -- scales ------------------------------------------------------------------------------
+
+
+def test_scales_by_name(tmp_path: Path) -> None:
+    text = VALID.replace('sampler = "grid"', 'sampler = "grid"\nscales = ["demo", "full", "mid"]')
+    spec = _load(tmp_path, text + "[scale.mid]\nepochs = 9\nimage_size = 128\n")
+    assert spec.scale_names == ("demo", "full", "mid")
+    assert spec.train_values("mid")["epochs"] == 9
+    assert spec.data_values("mid") == {"image_size": 128}
+    # a scale asked for that the file does not define: one line listing those it does
+    with pytest.raises(UserError, match=r"no scale 'huge' \(defined: demo, full, mid\)"):
+        spec.train_values("huge")
+
+
+def test_demo_settings_only_at_the_demo_scale(tmp_path: Path) -> None:
+    text = VALID.replace("epochs = 5", "epochs = 5\ndemo_images = 100")
+    _refused(tmp_path, text, "scale.full.demo_images: synthetic data settings belong to the demo")
+
+
+# -- overrides ---------------------------------------------------------------------------
+
+
+def test_overrides_replace_a_scales_values(tmp_path: Path) -> None:
+    spec = _load(tmp_path, VALID)
+    sets = ["epochs=10", "image_size=128", "pretrained=false", "weights_path=/x", "lr=1e-3"]
+    with pytest.raises(UserError, match=r"^--set lr: is a search-space axis at scale full$"):
+        spec.with_overrides(sets, "full")
+    changed = spec.with_overrides(sets[:4], "full")
+    assert changed.train_values("full")["epochs"] == 10
+    assert changed.train_values("full")["pretrained"] is False
+    assert changed.train_values("full")["weights_path"] == "/x"
+    assert changed.data_values("full") == {"image_size": 128}
+    # the record of what was set, and the other scale and the original untouched
+    assert changed.overrides == {
+        "epochs": 10,
+        "image_size": 128,
+        "pretrained": False,
+        "weights_path": "/x",
+    }
+    assert changed.train_values("demo") == spec.train_values("demo")
+    assert spec.train_values("full")["epochs"] == 5 and spec.overrides == {}
+
+
+@pytest.mark.parametrize(
+    ("item", "scale", "expected"),
+    [
+        ("epochs=0", "full", "--set epochs: must be >= 1 (got epochs=0)"),
+        ("epochs=ten", "full", "--set epochs: expected an integer, got 'ten'"),
+        ("epochs=true", "full", "--set epochs: expected an integer, got True"),
+        ("lr=inf", "demo", "--set lr: is a search-space axis"),
+        ("image_size=8", "full", "--set image_size: must be >= 16"),
+        ("val_fraction=1.0", "full", "--set val_fraction: must be in [0, 1)"),
+        ("demo_images=100", "full", "--set demo_images: synthetic data settings belong"),
+        ("demo_images=3", "demo", "--set demo_images: must be >= 40"),
+        ("speed=3", "full", "--set speed: not a training, data or demo setting"),
+        ("epochs", "full", "--set epochs: expected KEY=VALUE"),
+    ],
+)
+def test_bad_overrides_are_one_line(tmp_path: Path, item: str, scale: str, expected: str) -> None:
+    spec = _load(tmp_path, VALID)
+    with pytest.raises(UserError) as err:
+        spec.with_overrides([item], scale)
+    assert str(err.value).startswith(expected) and "\n" not in str(err.value)
+
+
+# -- enqueued configurations ---------------------------------------------------------------
+
+TEAM = "[[enqueue]]\nlr = 0.001\noptimizer = 'sgd'\n"
+
+
+def test_enqueued_grid_point(tmp_path: Path) -> None:
+    # the demo grid has no lr 0.001, so the demo scale gives its own (empty) list
+    text = VALID.replace("epochs = 2\n", "epochs = 2\nenqueue = []\n") + TEAM
+    spec = _load(tmp_path, text)
+    assert spec.enqueued("full") == [{"lr": 0.001, "optimizer": "sgd"}]
+    assert spec.enqueued("full")[0] in spec.grid_points("full")
+    assert spec.enqueued("demo") == []
+
+
+def test_scale_can_enqueue_its_own(tmp_path: Path) -> None:
+    own = "[[scale.demo.enqueue]]\nlr = 0.01\noptimizer = 'adam'\n"
+    spec = _load(tmp_path, VALID + TEAM + own)
+    assert spec.enqueued("demo") == [{"lr": 0.01, "optimizer": "adam"}]
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        # off the demo grid and no list of the demo scale's own
+        (TEAM, "enqueue[0].lr: 0.001 is not one of 0.01 at scale demo"),
+        ("[[enqueue]]\nlr = 0.01\n", "enqueue[0]: gives no optimizer"),
+        ("[[enqueue]]\nlr = 0.01\noptimizer = 'sgd'\nepochs = 3\n", "enqueue[0].epochs: not one"),
+        ("[[enqueue]]\nlr = '0.01'\noptimizer = 'sgd'\n", "enqueue[0].lr: expected a number"),
+    ],
+)
+def test_bad_enqueued_configurations(tmp_path: Path, entry: str, expected: str) -> None:
+    _refused(tmp_path, VALID + entry, expected)
+
+
+def test_enqueued_range_values(tmp_path: Path) -> None:
+    text = RANDOM.replace("lr = [0.001, 0.01]", "lr = { low = 0.001, high = 0.1, log = true }")
+    text = text.replace("[scale.demo.space]\nlr = [0.01]\n", "")
+    spec = _load(tmp_path, text + "[[enqueue]]\nlr = 0.01\noptimizer = 'adam'\n")
+    assert spec.enqueued("full") == [{"lr": 0.01, "optimizer": "adam"}]
+    entry = "[[enqueue]]\nlr = 0.5\noptimizer = 'adam'\n"
+    _refused(tmp_path, text + entry, "enqueue[0].lr: 0.5 is outside [0.001, 0.1] at scale demo")
+
+
+@pytest.mark.parametrize("name", ["grid", "random", "tpe"])
+def test_shipped_studies_enqueue_the_teams_configuration(name: str) -> None:
+    spec = load_study_file(ROOT / "studies" / f"{name}.toml")
+    team = {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.5, "weight_decay": 1e-2}
+    assert spec.enqueued("full") == [{**team, "batch_size": 128}]
+
+
+# -- early stopping and TPE settings ---------------------------------------------------------
+
+
+def test_stop_table(tmp_path: Path) -> None:
+    spec = _load(tmp_path, RANDOM + "[stop]\npatience = 3\nmin_delta = 'val_se'\n")
+    assert (spec.stop.patience, spec.stop.min_delta) == (3, "val_se")
+    spec = _load(tmp_path, RANDOM + "[stop]\npatience = 2\nmin_delta = 0\n")
+    assert (spec.stop.patience, spec.stop.min_delta) == (2, 0.0)
+    assert _load(tmp_path, RANDOM).stop is None
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ("[stop]\npatience = 0\n", "stop.patience: must be >= 1"),
+        ("[stop]\npatience = 2\nmin_delta = -1\n", "stop.min_delta: expected a number >= 0"),
+        ("[stop]\npatience = 2\nmin_delta = 'se'\n", "stop.min_delta: expected a number >= 0"),
+        ("[stop]\nmin_delta = 0.1\n", "stop.patience: required"),
+        ("[stop]\npatience = 2\nwait = 1\n", "stop.wait: unknown key"),
+    ],
+)
+def test_bad_stop_table(tmp_path: Path, table: str, expected: str) -> None:
+    _refused(tmp_path, RANDOM + table, expected)
+
+
+def test_stop_is_refused_on_a_grid(tmp_path: Path) -> None:
+    _refused(tmp_path, VALID + "[stop]\npatience = 2\n", "stop: a grid runs every point")
+
+
+def test_tpe_table(tmp_path: Path) -> None:
+    tpe = RANDOM.replace('sampler = "random"', 'sampler = "tpe"')
+    assert _load(tmp_path, tpe).tpe.constant_liar is True
+    spec = _load(tmp_path, tpe + "[tpe]\nn_startup_trials = 0\nconstant_liar = false\n")
+    assert (spec.tpe.n_startup_trials, spec.tpe.constant_liar) == (0, False)
+    _refused(tmp_path, tpe + "[tpe]\nn_startup_trials = -1\n", "tpe.n_startup_trials: must be >=")
+    _refused(tmp_path, tpe + "[tpe]\nconstant_liar = 1\n", "tpe.constant_liar: expected true/false")
+    _refused(tmp_path, RANDOM + "[tpe]\nn_startup_trials = 2\n", "tpe: settings of the tpe sampler")

@@ -108,7 +108,7 @@ def test_default_cache_folder_is_in_the_home_cache(
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     root = make_folder_per_class(tmp_path / "d", per_class=2)
-    load_data(DataConfig(root=root, image_size=8, workers=1, progress=False))
+    load_data(DataConfig(root=root, image_size=16, workers=1, progress=False))
     assert len(list((tmp_path / "home" / ".cache" / "hpsearch").glob("*.u8"))) == 1
 
 
