@@ -15,8 +15,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import optuna
 
-    from hpsearch.storage import open_storage, redact, resolve_storage_url
     from hpsearch.record import StudyRecord
+    from hpsearch.storage import open_storage, redact, resolve_storage_url
     from hpsearch.study import load_existing
     from hpsearch.summary import format_trials_table, study_status, trial_record
 
