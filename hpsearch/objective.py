@@ -8,6 +8,7 @@ the trial ended is kept as a :class:`TrialOutcome` for the worker to settle the 
 from __future__ import annotations
 
 import enum
+import logging
 import math
 import warnings
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from hpsearch.paths import Workdir
-from hpsearch.resilience import is_disk_full, is_storage_outage
+from hpsearch.resilience import is_disk_full, is_storage_outage, recurring_error
 from hpsearch.study import suggest
 from trainer.config import TrainConfig
 
@@ -43,6 +44,9 @@ class TrialOutcome(enum.Enum):
     """Not the trial's fault: released without spending an attempt; the run stops."""
     OUTAGE = "outage"
     """The storage went away: released without spending an attempt, to run again."""
+    SETUP_ERROR = "setup_error"
+    """An error every attempt would meet (missing weights, an unwritable folder): the
+    trial is failed with its reason, the slot released unspent, and the run stops."""
 
     @classmethod
     def of_error(cls, err: BaseException) -> TrialOutcome:
@@ -51,7 +55,14 @@ class TrialOutcome(enum.Enum):
             return cls.DISK_FULL
         if is_storage_outage(err):
             return cls.OUTAGE
+        if recurring_error(err) is not None:
+            return cls.SETUP_ERROR
         return cls.FAILED
+
+    @property
+    def spends_attempt(self) -> bool:
+        """Only a trial's own failure counts towards its slot's attempts."""
+        return self is TrialOutcome.FAILED
 
     @property
     def state(self) -> str:
@@ -60,6 +71,22 @@ class TrialOutcome(enum.Enum):
 
 
 _SHOWN = (TrialOutcome.COMPLETE, TrialOutcome.PRUNED, TrialOutcome.INTERRUPTED)
+
+
+class _KnownErrorsFilter(logging.Filter):
+    """Drops Optuna's traceback of a trial that failed through no fault of its own
+    (a setup error, a full disk, an outage): the worker reports those in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return error is None or TrialOutcome.of_error(error) is TrialOutcome.FAILED
+
+
+def quiet_known_errors() -> None:
+    """Keep Optuna's tracebacks for bugs only (idempotent)."""
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(f, _KnownErrorsFilter) for f in handler.filters):
+            handler.addFilter(_KnownErrorsFilter())
 
 
 @dataclass

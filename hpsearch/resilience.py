@@ -26,6 +26,8 @@ STORAGE_WAIT_S = 300.0
 
 _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError)
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+#: Errors writing files that every further attempt would meet again.
+_UNWRITABLE_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _chain(err: BaseException) -> Iterator[BaseException]:
@@ -59,6 +61,22 @@ def db_message(err: BaseException) -> str:
         if isinstance(link, sa.exc.DBAPIError) and link.orig is not None:
             return first_line(link.orig)
     return first_line(err)
+
+
+def recurring_error(err: BaseException) -> UserError | None:
+    """The error as one line if every attempt would meet it again, else None.
+
+    A setup problem (:class:`UserError`: missing weights, a bad file) and a folder that
+    cannot be written (read-only file system, no permission) do not go away by running
+    the trial again: the run stops instead of burning the slot's attempts.
+    """
+    for link in _chain(err):
+        if isinstance(link, UserError):
+            return link
+        if isinstance(link, OSError) and link.errno in _UNWRITABLE_ERRNOS:
+            where = f" {link.filename}" if link.filename else ""
+            return UserError(f"cannot write{where}: {link.strerror or first_line(link)}")
+    return None
 
 
 def disk_full_error(err: BaseException, where: str, workdir: Any) -> UserError:

@@ -55,6 +55,8 @@ class Outcome(enum.Enum):
     """Nothing claimable now, but slots are running elsewhere and may come back."""
     DONE = "done"
     """Every slot is finished."""
+    STUCK = "stuck"
+    """No slot left to run, but some failed on every attempt: the study is not done."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,9 @@ class SlotBoard:
                 if claim is not None:
                     return Outcome.CLAIMED, claim
             pending = True
-        return (Outcome.WAIT if pending else Outcome.DONE), None
+        if pending:
+            return Outcome.WAIT, None
+        return (Outcome.STUCK if self.exhausted() else Outcome.DONE), None
 
     def _reclaimable(self, row: sa.Row, state: TrialState | None) -> bool:
         if row.status in (RELEASED, FAILED):
@@ -206,15 +210,39 @@ class SlotBoard:
             )
         return result.rowcount == 1
 
-    def finish(self, claim: Claim, status: str) -> None:
-        """Mark the slot done, released (interrupted: claim again) or failed."""
-        self._set_status(claim.slot, claim.token, status)
+    def finish(self, claim: Claim, status: str, *, refund: bool = False) -> None:
+        """Mark the slot done, released (interrupted: claim again) or failed.
 
-    def _set_status(self, slot: int, token: str, status: str) -> None:
+        ``refund`` gives the attempt back: a trial stopped by something that is not its
+        own fault (Ctrl-C, a full disk, a setup error) does not count towards the
+        slot's ``MAX_ATTEMPTS``.
+        """
+        self._set_status(claim.slot, claim.token, status, refund=refund)
+
+    def _set_status(self, slot: int, token: str, status: str, *, refund: bool = False) -> None:
+        values: dict[str, Any] = {"status": status}
+        if refund:
+            values["attempts"] = slots_table.c.attempts - 1
         with self.engine.begin() as conn:
-            conn.execute(
-                slots_table.update().where(*self._owned(slot, token)).values(status=status)
+            conn.execute(slots_table.update().where(*self._owned(slot, token)).values(**values))
+
+    def exhausted(self) -> list[int]:
+        """Slots whose trial failed on each of its ``MAX_ATTEMPTS`` attempts."""
+        return exhausted_slots(self.study, self.storage)
+
+    def retry_failed(self) -> int:
+        """Give every exhausted slot its attempts back (``--retry-failed``); how many."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                slots_table.update()
+                .where(
+                    slots_table.c.study_id == self.study_id,
+                    slots_table.c.status == FAILED,
+                    slots_table.c.attempts >= MAX_ATTEMPTS,
+                )
+                .values(status=RELEASED, attempts=0)
             )
+        return int(result.rowcount or 0)
 
     def counts(self) -> dict[str, int]:
         """Slots by status, plus 'unclaimed'."""
@@ -224,3 +252,18 @@ class SlotBoard:
             counts[row.status] = counts.get(row.status, 0) + 1
         counts["unclaimed"] = self.n_slots - len(rows)
         return counts
+
+
+def exhausted_slots(study: optuna.Study, storage: optuna.storages.RDBStorage) -> list[int]:
+    """Slots of ``study`` that failed on every attempt, read without writing anything
+    (no claims table yet: none)."""
+    engine: sa.engine.Engine = storage.engine
+    if not sa.inspect(engine).has_table(slots_table.name):
+        return []
+    query = sa.select(slots_table.c.slot).where(
+        slots_table.c.study_id == study._study_id,
+        slots_table.c.status == FAILED,
+        slots_table.c.attempts >= MAX_ATTEMPTS,
+    )
+    with engine.connect() as conn:
+        return [int(slot) for (slot,) in conn.execute(query.order_by(slots_table.c.slot))]

@@ -14,11 +14,12 @@ from typing import Any
 
 import optuna
 
-from hpsearch.objective import TrialObjective, TrialOutcome, TrialReport
+from hpsearch.objective import TrialObjective, TrialOutcome, TrialReport, quiet_known_errors
 from hpsearch.resilience import (
     disk_full_error,
     is_storage_outage,
     keep_heartbeat_alive,
+    recurring_error,
     wait_for_storage,
 )
 from hpsearch.slots import DONE, FAILED, RELEASED, Claim, Outcome, SlotBoard
@@ -27,6 +28,7 @@ from hpsearch.storage import Heartbeat, open_storage
 from hpsearch.study import build_pruner, sampler_for_slot
 from hpsearch.trainer_api import TrainerAPI
 from trainer.config import DataConfig
+from trainer.errors import UserError
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -41,6 +43,7 @@ SLOT_STATUS = {
     TrialOutcome.INTERRUPTED: RELEASED,
     TrialOutcome.DISK_FULL: RELEASED,
     TrialOutcome.OUTAGE: RELEASED,
+    TrialOutcome.SETUP_ERROR: RELEASED,
 }
 
 
@@ -107,6 +110,7 @@ def worker_main(ctx: WorkerContext, budget: TrialBudget, emit: Emit) -> dict[str
     # SIGTERM (a scheduler's stop) is treated like Ctrl-C: record, release, exit.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_known_errors()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
     storage = open_storage(ctx.storage_url, heartbeat=ctx.heartbeat)
@@ -157,6 +161,8 @@ def _claim_result(
     budget.give_back()
     if outcome is Outcome.DONE:
         return "study done"
+    if outcome is Outcome.STUCK:
+        return "no trial left to run, but some failed on every attempt"
     emit({"kind": "worker_wait", "worker": ctx.index})
     return "wait"
 
@@ -183,12 +189,17 @@ def run_claim(
         report.outcome = TrialOutcome.INTERRUPTED
     except Exception as err:
         report.outcome = _after_optimize_error(ctx, board, report, err, emit)
-    _finish(ctx, board, claim, SLOT_STATUS[report.outcome], emit)
-    emit({"kind": "trial_end", "worker": ctx.index, "state": report.outcome.state, **report.info})
-    if report.outcome is TrialOutcome.DISK_FULL:
-        where = f"trial {report.info.get('trial')}, slot {claim.slot}"
+    outcome = report.outcome
+    refund = outcome is not TrialOutcome.COMPLETE and not outcome.spends_attempt
+    _finish(ctx, board, claim, SLOT_STATUS[outcome], emit, refund=refund)
+    emit({"kind": "trial_end", "worker": ctx.index, "state": outcome.state, **report.info})
+    where = f"trial {report.info.get('trial')}, slot {claim.slot}"
+    if outcome is TrialOutcome.DISK_FULL:
         raise disk_full_error(report.error, where, ctx.workdir) from None
-    return report.outcome
+    if outcome is TrialOutcome.SETUP_ERROR:
+        error = recurring_error(report.error) if report.error else None
+        raise UserError(f"{error} ({where}; no attempt spent)") from None
+    return outcome
 
 
 def _after_optimize_error(
@@ -213,8 +224,17 @@ def _message(ctx: WorkerContext, emit: Emit) -> Callable[[str], None]:
     return lambda text: emit({"kind": "message", "text": f"worker {ctx.index}: {text}"})
 
 
-def _finish(ctx: WorkerContext, board: SlotBoard, claim: Claim, status: str, emit: Emit) -> None:
-    wait_for_storage(lambda: board.finish(claim, status), "recording a trial", _message(ctx, emit))
+def _finish(
+    ctx: WorkerContext,
+    board: SlotBoard,
+    claim: Claim,
+    status: str,
+    emit: Emit,
+    refund: bool = False,
+) -> None:
+    wait_for_storage(
+        lambda: board.finish(claim, status, refund=refund), "recording a trial", _message(ctx, emit)
+    )
 
 
 def _failed_elsewhere(board: SlotBoard, trial_id: int | None) -> bool:

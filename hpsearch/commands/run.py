@@ -29,6 +29,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", help="dataset folder (real data, full scale); default: synthetic demo data"
     )
+    parser.add_argument(
+        "--scale",
+        help="a scale the study file defines (default: demo without --data, full with it)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="replace a fixed or scale value, e.g. --set epochs=10 --set pretrained=false "
+        "(repeatable; recorded in the study)",
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="give trials that failed on every attempt their attempts back, and run them",
+    )
     parser.add_argument("--workers", type=int, help="worker processes (default: one per GPU, or 1)")
     parser.add_argument("--devices", help="GPU indices to use, e.g. 0,1 (one worker each)")
     parser.add_argument("--n-trials", type=int, help="start at most N trials in this run")
@@ -60,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from hpsearch.launch import launch
     from hpsearch.paths import Workdir, safe_name
     from hpsearch.plan import plan_devices
+    from hpsearch.preflight import check_setup
     from hpsearch.progress import Progress
     from hpsearch.storage import Heartbeat, open_storage, redact, resolve_storage_url
     from hpsearch.study import build_record, create_or_load
@@ -68,11 +87,10 @@ def run(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _check_flags(args)
-    spec = _load_spec(args)
+    spec, scale = _load_spec(args)
     name = safe_name(args.name or spec.name)
     url = resolve_storage_url(args.storage)
     workdir = Workdir.resolve(args.workdir).make()
-    scale = "full" if args.data else "demo"
     plan = plan_devices(args.workers, args.devices)
     heartbeat = Heartbeat(interval_s=args.heartbeat) if args.heartbeat else Heartbeat()
     trainer = getattr(args, "trainer", None) or default_trainer()
@@ -81,10 +99,13 @@ def run(args: argparse.Namespace) -> int:
     # SQLite file is created only once the data has loaded.
     storage = _open_server_storage(url)
     data = prepare_data(spec, scale, args.data, workdir, trainer)
+    check_setup(spec, scale, workdir)
     storage = storage or open_storage(url)
     record = build_record(spec, scale, data.record(), str(workdir.root))
     study = create_or_load(name, storage, spec, record)
     total = spec.budget(scale)
+    if args.retry_failed:
+        _retry_failed(study, storage, total)
     done_before = _finished_slots(study, storage, total)
 
     progress = Progress(total, spec.metric, spec.direction, done_before=done_before)
@@ -135,13 +156,25 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise UserError("--timeout must be > 0")
 
 
-def _load_spec(args: argparse.Namespace) -> StudySpec:
+def _load_spec(args: argparse.Namespace) -> tuple[StudySpec, str]:
+    """The study file with ``--seed`` and ``--set`` applied, and the scale to run."""
     from hpsearch.spec import find_study_file, load_study_file
 
     spec = load_study_file(find_study_file(args.study))
+    scale = args.scale or ("full" if args.data else "demo")
+    spec.scale(scale)  # an unknown scale is one line listing those defined
     if args.seed is not None:
         spec = spec.with_seed(args.seed)
-    return spec
+    if args.overrides:
+        spec = spec.with_overrides(args.overrides, scale)
+    return spec, scale
+
+
+def _retry_failed(study: optuna.Study, storage: Any, total: int) -> None:
+    from hpsearch.slots import SlotBoard
+
+    count = SlotBoard(study, storage, total).retry_failed()
+    print(f"--retry-failed: {count} trial(s) that had failed on every attempt will run again")
 
 
 def _open_server_storage(url: str) -> Any:
@@ -183,7 +216,23 @@ def _summarise(
         raise UserError(result.errors[0])
     if result.died:
         return _report_deaths(study, storage, ctx.spec.budget(ctx.scale), result.died)
-    return 0
+    return _report_exhausted(study, storage)
+
+
+def _report_exhausted(study: optuna.Study, storage: Any) -> int:
+    """Exit status 1, and how to retry, when trials failed on every attempt."""
+    from hpsearch.slots import MAX_ATTEMPTS, exhausted_slots
+
+    slots = exhausted_slots(study, storage)
+    if not slots:
+        return 0
+    print(
+        f"hpsearch run: {len(slots)} trial(s) failed on all {MAX_ATTEMPTS} attempts "
+        f"(slot(s) {', '.join(map(str, slots))}; `hpsearch status` shows their errors): "
+        "the study is not done. Fix the cause, then run the same command with --retry-failed",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _report_deaths(
