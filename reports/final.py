@@ -87,6 +87,25 @@ def read_predictions(path: Path) -> pd.DataFrame:
     return frame
 
 
+def split_sentence(split: str, n: int) -> str:
+    """Which split the final numbers come from: the one wording of report, card and notes."""
+    if split == "test":
+        where = (
+            f"the held-out test split ({n} images), used neither for training nor for "
+            "choosing the trial"
+        )
+    else:
+        where = (
+            f"the VALIDATION split ({n} images), the split the best trial was selected on: "
+            "the study holds out no test split (test_fraction 0), so these numbers are "
+            "optimistic"
+        )
+    return (
+        f"Every final number comes from {where}. They are computed from predictions.csv "
+        "(see metrics.json)."
+    )
+
+
 def wilson_interval(successes: int, total: int, z: float = Z_95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (stays inside [0, 1], good at small n)."""
     if total <= 0:
