@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
-import pandas as pd
 import torch
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
@@ -35,6 +34,8 @@ from trainer.data import Data, DataConfig
 from trainer.errors import UserError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from reports.png import PngResult
 
 PREDICTIONS_FILE = "predictions.csv"
