@@ -7,8 +7,8 @@ them next to the trial. Each attached file is also named in a user attribute
 
 Optuna refuses to change a finished trial. A file attached after the trial ended
 (an export, a report) is stored as an artifact of the study instead, and named in
-the study's user attribute ``"artifact:trial-<number>:<file name>"``;
-:func:`find_artifacts` returns both kinds for a trial.
+the study's user attribute ``"artifact:trial-<number>:<file name>"``. Both kinds are
+listed by ``optuna.artifacts.get_all_artifact_meta`` (of the trial, of the study).
 """
 
 from __future__ import annotations
@@ -71,39 +71,6 @@ def attach_file(study: Any, trial: Any, path: str | os.PathLike[str], artifact_s
         )
         storage.set_trial_user_attr(frozen._trial_id, ATTR_PREFIX + name, artifact_id)
     return artifact_id
-
-
-def find_artifacts(study: Any, trial: Any) -> list[Any]:
-    """Artifacts of ``trial`` (id, FrozenTrial or Trial) as ``optuna.artifacts.ArtifactMeta``.
-
-    Trial artifacts first, then those attached after the trial finished.
-    """
-    import optuna
-
-    frozen = _frozen(study, trial)
-    metas = list(optuna.artifacts.get_all_artifact_meta(frozen, storage=study._storage))
-    prefix = f"{ATTR_PREFIX}trial-{frozen.number}:"
-    later_ids = {v for k, v in study.user_attrs.items() if k.startswith(prefix)}
-    if later_ids:
-        metas += [
-            m for m in optuna.artifacts.get_all_artifact_meta(study) if m.artifact_id in later_ids
-        ]
-    return metas
-
-
-def dashboard_path(study: Any, trial: Any, artifact_id: str) -> str:
-    """optuna-dashboard's URL path that serves the artifact (append it to the server URL)."""
-    frozen = _frozen(study, trial)
-    trial_ids = {m.artifact_id for m in _trial_metas(study, frozen)}
-    if artifact_id in trial_ids:
-        return f"/artifacts/{study._study_id}/{frozen._trial_id}/{artifact_id}"
-    return f"/artifacts/{study._study_id}/{artifact_id}"
-
-
-def _trial_metas(study: Any, frozen: Any) -> list[Any]:
-    import optuna
-
-    return optuna.artifacts.get_all_artifact_meta(frozen, storage=study._storage)
 
 
 def _frozen(study: Any, trial: Any) -> Any:

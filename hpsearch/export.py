@@ -5,37 +5,38 @@ one row per image), ``metrics.json`` (computed from ``predictions.csv`` read bac
 ``report.html`` with PNG copies of its figures, and ``MODEL_CARD.md``. The evaluated
 split is the held-out test split; a study without one is evaluated on its validation
 split, and everything says so.
+
+:func:`export_best` runs the stages in order: choose the weights (the trial's checkpoint
+or a retrain) -> evaluate them -> write the model files -> write the metrics -> render
+the report and the model card. What one stage hands the next is a frozen dataclass.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
+from torch import nn
 
-from hpsearch.model_file import (
-    MODEL_FILE,
-    ONNX_FILE,
-    export_onnx,
-    onnx_probabilities,
-    save_model,
-    strip_prefixes,
-)
+from hpsearch.model_file import MODEL_FILE, ONNX_FILE, export_onnx, onnx_probabilities, save_model
 from hpsearch.paths import Workdir
 from hpsearch.record import ATTR
 from trainer.classes import CLASS_NAMES
 from trainer.data import Data, DataConfig
 from trainer.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from reports.png import PngResult
 
 PREDICTIONS_FILE = "predictions.csv"
 METRICS_FILE = "metrics.json"
@@ -44,14 +45,80 @@ MODEL_CARD_FILE = "MODEL_CARD.md"
 ONNX_CHECK_BATCH = 32
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportResult:
     """What ``export_best`` wrote and measured."""
 
     out_dir: Path
     metrics: dict[str, Any]
+    """The content of ``metrics.json``."""
     png_message: str | None = None
-    files: list[Path] = field(default_factory=list)
+    files: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class SelectedTrial:
+    """The trial being exported, as the study recorded it."""
+
+    study: str
+    number: int
+    value: float | None
+    metric: str | None
+    """The objective's name (e.g. ``val_accuracy``), on the validation split."""
+    params: dict[str, Any]
+    best_epoch: int | None
+    epochs_run: int | None
+    selection_metrics: dict[str, float | None]
+    """The best epoch's validation metrics (the trial's ``val_*`` user attrs)."""
+    data_settings: dict[str, Any]
+    """The data settings ``hpsearch run`` recorded on the study."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The model to export and where its weights come from."""
+
+    model: nn.Module
+    arch: str
+    image_size: int
+    mean: float
+    std: float
+    config: dict[str, Any] | None
+    epoch: int | None
+    source: str
+    """``checkpoint`` (the trial's best epoch) or ``retrain`` (train + validation)."""
+    source_text: str
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The model's probabilities on the evaluated split."""
+
+    split: str
+    """``test``, or ``validation`` for a study that holds out no test split."""
+    names: tuple[str, ...]
+    images: torch.Tensor
+    labels: torch.Tensor
+    proba: np.ndarray
+    notes: tuple[str, ...]
+    """Caveats about these numbers, said in the log, metrics.json and the report."""
+
+
+@dataclass(frozen=True)
+class OnnxCheck:
+    """``model.onnx`` against PyTorch on the first images of the evaluated split."""
+
+    max_abs_prob_diff: float
+    batch: int
+    exporter: str
+
+
+# -- the study record -------------------------------------------------------------------
+
+
+def _recorded(study: optuna.Study) -> dict[str, Any]:
+    """The settings ``hpsearch run`` recorded on the study (user attr ``ATTR``), or {}."""
+    return study.user_attrs.get(ATTR, {}) or {}
 
 
 def best_complete_trial(study: optuna.Study) -> FrozenTrial:
@@ -64,6 +131,22 @@ def best_complete_trial(study: optuna.Study) -> FrozenTrial:
             f"(trial states: {', '.join(states) or 'no trials'})"
         )
     return study.best_trial
+
+
+def selected_trial(study: optuna.Study, trial: FrozenTrial) -> SelectedTrial:
+    """``trial`` of ``study`` with what the study and the trial recorded about it."""
+    attrs = _recorded(study)
+    return SelectedTrial(
+        study=study.study_name,
+        number=trial.number,
+        value=trial.value,
+        metric=attrs.get("metric"),
+        params={k: _plain(v) for k, v in trial.params.items()},
+        best_epoch=trial.user_attrs.get("best_epoch"),
+        epochs_run=trial.user_attrs.get("epochs_run"),
+        selection_metrics=validation_metrics(trial),
+        data_settings=dict(attrs.get("data") or {}),
+    )
 
 
 def checkpoint_path(trial: FrozenTrial, study_name: str, workdir: Workdir) -> Path | None:
@@ -90,19 +173,19 @@ def validation_metrics(trial: FrozenTrial) -> dict[str, float | None]:
 def best_summary(study: optuna.Study, workdir: Workdir) -> dict[str, Any]:
     """The best trial as JSON-able data: parameters, validation metrics, checkpoint."""
     trial = best_complete_trial(study)
-    attrs = study.user_attrs.get(ATTR, {}) or {}
+    selected = selected_trial(study, trial)
     ckpt = checkpoint_path(trial, study.study_name, workdir)
     return {
-        "study": study.study_name,
-        "metric": attrs.get("metric"),
+        "study": selected.study,
+        "metric": selected.metric,
         "direction": study.direction.name.lower(),
-        "synthetic": bool((attrs.get("data") or {}).get("synthetic", False)),
-        "trial": trial.number,
-        "value": trial.value,
-        "params": trial.params,
-        "best_epoch": trial.user_attrs.get("best_epoch"),
-        "epochs_run": trial.user_attrs.get("epochs_run"),
-        "validation_metrics": validation_metrics(trial),
+        "synthetic": bool(selected.data_settings.get("synthetic", False)),
+        "trial": selected.number,
+        "value": selected.value,
+        "params": selected.params,
+        "best_epoch": selected.best_epoch,
+        "epochs_run": selected.epochs_run,
+        "validation_metrics": selected.selection_metrics,
         "checkpoint": str(ckpt) if ckpt else trial.user_attrs.get("checkpoint"),
         "checkpoint_exists": ckpt is not None,
     }
@@ -110,8 +193,7 @@ def best_summary(study: optuna.Study, workdir: Workdir) -> dict[str, Any]:
 
 def data_config(study: optuna.Study, workdir: Workdir) -> DataConfig:
     """The study's data settings (as ``hpsearch run`` recorded them), cache in the workdir."""
-    attrs = study.user_attrs.get(ATTR) or {}
-    data = attrs.get("data")
+    data = _recorded(study).get("data")
     if not data or "root" not in data:
         raise UserError(
             f"study {study.study_name!r} records no data settings "
@@ -127,75 +209,7 @@ def data_config(study: optuna.Study, workdir: Workdir) -> DataConfig:
     )
 
 
-def _pixel_stats(images: torch.Tensor) -> tuple[float, float]:
-    """Mean and standard deviation of uint8 pixels in [0, 1], from a histogram."""
-    counts = torch.zeros(256, dtype=torch.float64)
-    flat = images.reshape(-1)
-    for start in range(0, flat.numel(), 1 << 24):
-        counts += torch.bincount(flat[start : start + (1 << 24)].long(), minlength=256)
-    levels = torch.arange(256, dtype=torch.float64) / 255.0
-    mean = float((counts * levels).sum() / counts.sum())
-    var = float((counts * (levels - mean) ** 2).sum() / counts.sum())
-    return mean, math.sqrt(max(var, 0.0))
-
-
-def retrain_on_train_and_val(
-    trial: FrozenTrial, data: Data, device: str, log: Callable[[str], None]
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train the trial's configuration again on train + validation for its best epoch count.
-
-    The weights of the last epoch are kept: the validation images are now training
-    images and cannot pick an epoch.
-    """
-    from trainer.config import TrainConfig
-    from trainer.fit import fit
-    from trainer.model import build_model
-
-    config_dict = trial.user_attrs.get("config")
-    if not config_dict:
-        raise UserError(f"trial {trial.number} records no training config; cannot retrain")
-    epochs = int(trial.user_attrs.get("best_epoch") or config_dict.get("epochs", 1))
-    config = TrainConfig.from_dict({**config_dict, "epochs": epochs, "device": device})
-    train_x = torch.cat([data.train_x, data.val_x])
-    train_y = torch.cat([data.train_y, data.val_y])
-    mean, std = _pixel_stats(train_x)
-    merged = dataclasses.replace(data, train_x=train_x, train_y=train_y, mean=mean, std=std)
-    log(
-        f"retraining trial {trial.number} on train+validation ({len(train_y)} images), "
-        f"{epochs} epoch(s)"
-    )
-    with tempfile.TemporaryDirectory(prefix="hpsearch-retrain-") as tmp:
-        result = fit(config, merged, None, checkpoint_dir=Path(tmp), resume=False, log=log)
-        state = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
-    model = build_model(config.arch, num_classes=len(CLASS_NAMES), in_chans=1)
-    model.load_state_dict(strip_prefixes(state["model"]))
-    meta = {
-        "arch": config.arch,
-        "image_size": int(data.image_size),
-        "mean": mean,
-        "std": std,
-        "config": config.to_dict(),
-        "epoch": epochs,
-    }
-    return model.eval(), meta
-
-
-def _evaluated_split(
-    data: Data, retrain: bool
-) -> tuple[str, torch.Tensor, torch.Tensor, list[str], list[str]]:
-    """(split name, images, labels, file names, notes) of the split the export is judged on."""
-    if data.test_y.numel() > 0:
-        return "test", data.test_x, data.test_y, list(data.names.get("test", [])), []
-    notes = [
-        "The study holds out no test split (test_fraction 0): the numbers come from the "
-        "VALIDATION split, the split the best trial was selected on, and are optimistic."
-    ]
-    if retrain:
-        notes.append(
-            "With --retrain the validation images were also TRAINING images of this model: "
-            "these validation numbers are a training-set fit, not an evaluation."
-        )
-    return "validation", data.val_x, data.val_y, list(data.names.get("val", [])), notes
+# -- the export -------------------------------------------------------------------------
 
 
 def export_best(
@@ -213,123 +227,259 @@ def export_best(
 
     ``data`` defaults to the study's data loaded through the workdir's cache.
     """
+    from trainer.fit import resolve_device
+
+    trial = best_complete_trial(study)
+    selected = selected_trial(study, trial)
+    if data is None:
+        data = _load(data_config(study, workdir))
+    torch_device = resolve_device(device)
+
+    if retrain:
+        weights = retrained_weights(trial, data, torch_device, log)
+    else:
+        weights = checkpoint_weights(trial, study.study_name, workdir, data)
+    evaluation = evaluate(weights, data, torch_device, retrain=retrain, log=log)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx = write_model(out_dir, weights, evaluation, selected, synthetic=bool(data.synthetic))
+    write_metrics(out_dir, evaluation, weights, selected, onnx, data)
+    # The report and the card read the files just written, nothing else.
+    frame, metrics = read_evidence(out_dir)
+    png = render(out_dir, study, frame, metrics, pngs=pngs)
+    files = tuple(sorted(p for p in out_dir.iterdir() if p.is_file()))
+    return ExportResult(out_dir, metrics, png.message(), files)
+
+
+# -- stage 1: the weights ---------------------------------------------------------------
+
+
+def checkpoint_weights(
+    trial: FrozenTrial, study_name: str, workdir: Workdir, data: Data
+) -> Weights:
+    """The trial's best checkpoint; a UserError (suggesting --retrain) when it is gone."""
+    from trainer.predict import load_model
+
+    ckpt = checkpoint_path(trial, study_name, workdir)
+    if ckpt is None:
+        raise UserError(
+            f"checkpoint of trial {trial.number} not found "
+            f"({trial.user_attrs.get('checkpoint')!r}); pass --retrain to train it again"
+        )
+    model, meta = load_model(ckpt)
+    if int(meta.get("image_size", data.image_size)) != data.image_size:
+        raise UserError(
+            f"model image size {meta.get('image_size')} differs from the data's {data.image_size}"
+        )
+    return Weights(
+        model=model,
+        arch=meta["arch"],
+        image_size=int(data.image_size),
+        mean=float(meta["mean"]),
+        std=float(meta["std"]),
+        config=meta.get("config"),
+        epoch=meta.get("epoch"),
+        source="checkpoint",
+        source_text=f"best checkpoint of trial {trial.number} (epoch {meta.get('epoch')}), {ckpt}",
+    )
+
+
+def retrained_weights(
+    trial: FrozenTrial, data: Data, device: torch.device, log: Callable[[str], None]
+) -> Weights:
+    """The trial's configuration trained again on train + validation for its best epoch count."""
+    from trainer.config import TrainConfig
+    from trainer.retrain import retrain_on_train_and_val
+
+    config_dict = trial.user_attrs.get("config")
+    if not config_dict:
+        raise UserError(f"trial {trial.number} records no training config; cannot retrain")
+    epochs = int(trial.user_attrs.get("best_epoch") or config_dict.get("epochs", 1))
+    config = TrainConfig.from_dict({**config_dict, "epochs": epochs, "device": str(device)})
+    n_images = data.train_y.numel() + data.val_y.numel()
+    log(
+        f"retraining trial {trial.number} on train+validation ({n_images} images), "
+        f"{epochs} epoch(s)"
+    )
+    done = retrain_on_train_and_val(config, data, log)
+    return Weights(
+        model=done.model,
+        arch=config.arch,
+        image_size=int(data.image_size),
+        mean=done.mean,
+        std=done.std,
+        config=config.to_dict(),
+        epoch=epochs,
+        source="retrain",
+        source_text=(
+            f"trained again on train+validation ({done.n_images} images) for {epochs} "
+            f"epoch(s), the best epoch count of trial {trial.number}"
+        ),
+    )
+
+
+# -- stage 2: the evaluation ------------------------------------------------------------
+
+
+def evaluate(
+    weights: Weights,
+    data: Data,
+    device: torch.device,
+    *,
+    retrain: bool,
+    log: Callable[[str], None],
+) -> Evaluation:
+    """Probabilities of the held-out test split (the validation split if there is none)."""
+    from reports.final import split_sentence
+    from trainer.predict import predict_proba
+
+    if data.test_y.numel() > 0:
+        split, images, labels, names = "test", data.test_x, data.test_y, data.names.get("test")
+    else:
+        split, images, labels, names = "validation", data.val_x, data.val_y, data.names.get("val")
+    if labels.numel() == 0:
+        raise UserError(f"the {split} split of {data.source} is empty; nothing to evaluate")
+    names = list(names or [])
+    if len(names) != labels.numel():
+        names = [f"{split}_{i}" for i in range(labels.numel())]
+    notes = []
+    if split == "validation":
+        notes.append(split_sentence(split, labels.numel()))
+        if retrain:
+            notes.append(
+                "With --retrain the validation images were also TRAINING images of this "
+                "model: these validation numbers are a training-set fit, not an evaluation."
+            )
+    for note in notes:
+        log(f"note: {note}")
+    proba = predict_proba(weights.model, images, weights.mean, weights.std, device=device)
+    return Evaluation(split, tuple(names), images, labels, proba, tuple(notes))
+
+
+# -- stage 3: model.pt and model.onnx ---------------------------------------------------
+
+
+def write_model(
+    out_dir: Path,
+    weights: Weights,
+    evaluation: Evaluation,
+    selected: SelectedTrial,
+    *,
+    synthetic: bool,
+) -> OnnxCheck:
+    """Write ``model.pt`` and ``model.onnx``; check ONNX against PyTorch's probabilities."""
+    model = weights.model.cpu().eval()
+    meta = {
+        **_identity(selected, weights),
+        "num_classes": len(CLASS_NAMES),
+        "in_chans": 1,
+        "class_names": list(CLASS_NAMES),
+        "config": weights.config,
+        "epoch": weights.epoch,
+        "synthetic": synthetic,
+    }
+    save_model(out_dir / MODEL_FILE, model, meta)
+    batch = evaluation.images[:ONNX_CHECK_BATCH].numpy()
+    path = out_dir / ONNX_FILE
+    exporter = export_onnx(model, weights.mean, weights.std, weights.image_size, path)
+    diff = np.abs(onnx_probabilities(path, batch) - evaluation.proba[: len(batch)]).max()
+    return OnnxCheck(float(diff), len(batch), exporter)
+
+
+def _identity(selected: SelectedTrial, weights: Weights) -> dict[str, Any]:
+    """What both model.pt and metrics.json say about the model."""
+    return {
+        "arch": weights.arch,
+        "image_size": weights.image_size,
+        "mean": weights.mean,
+        "std": weights.std,
+        "params": selected.params,
+        "study": selected.study,
+        "trial": selected.number,
+        "source": weights.source,
+    }
+
+
+# -- stage 4: predictions.csv and metrics.json ------------------------------------------
+
+
+def write_metrics(
+    out_dir: Path,
+    evaluation: Evaluation,
+    weights: Weights,
+    selected: SelectedTrial,
+    onnx: OnnxCheck,
+    data: Data,
+) -> None:
+    """Write ``predictions.csv``, then ``metrics.json`` computed from it as read back."""
     from reports.final import (
         compute_metrics,
         predictions_frame,
         read_predictions,
         write_predictions,
     )
-    from reports.model_card import render_model_card
-    from reports.report import final_sections, report_title, study_sections, write_report
-    from trainer.fit import resolve_device
-    from trainer.predict import load_model, predict_proba
 
-    trial = best_complete_trial(study)
-    attrs = study.user_attrs.get(ATTR) or {}
-    data_attrs = dict(attrs.get("data") or {})
-    if data is None:
-        data = _load(data_config(study, workdir))
-    torch_device = resolve_device(device)
-
-    if retrain:
-        model, meta = retrain_on_train_and_val(trial, data, str(torch_device), log)
-        source = "retrain"
-        source_text = (
-            f"trained again on train+validation ({data.train_y.numel() + data.val_y.numel()} "
-            f"images) for {meta['epoch']} epoch(s), the best epoch count of trial {trial.number}"
-        )
-    else:
-        ckpt = checkpoint_path(trial, study.study_name, workdir)
-        if ckpt is None:
-            raise UserError(
-                f"checkpoint of trial {trial.number} not found "
-                f"({trial.user_attrs.get('checkpoint')!r}); pass --retrain to train it again"
-            )
-        model, meta = load_model(ckpt)
-        source = "checkpoint"
-        source_text = f"best checkpoint of trial {trial.number} (epoch {meta.get('epoch')}), {ckpt}"
-    if int(meta.get("image_size", data.image_size)) != data.image_size:
-        raise UserError(
-            f"model image size {meta.get('image_size')} differs from the data's {data.image_size}"
-        )
-    mean, std = float(meta["mean"]), float(meta["std"])
-
-    split, images, labels, names, notes = _evaluated_split(data, retrain)
-    if labels.numel() == 0:
-        raise UserError(f"the {split} split of {data.source} is empty; nothing to evaluate")
-    if len(names) != labels.numel():
-        names = [f"{split}_{i}" for i in range(labels.numel())]
-    for note in notes:
-        log(f"note: {note}")
-    proba = predict_proba(model, images, mean, std, batch_size=256, device=torch_device)
-    model = model.cpu().eval()
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    frame = predictions_frame(names, split, labels.numpy(), proba)
+    frame = predictions_frame(
+        list(evaluation.names), evaluation.split, evaluation.labels.numpy(), evaluation.proba
+    )
     write_predictions(frame, out_dir / PREDICTIONS_FILE)
-    frame = read_predictions(out_dir / PREDICTIONS_FILE)
-
-    params = {k: _plain(v) for k, v in trial.params.items()}
-    image_size = int(data.image_size)
-    model_meta = {
-        "arch": meta["arch"],
-        "num_classes": len(CLASS_NAMES),
-        "in_chans": 1,
-        "class_names": list(CLASS_NAMES),
-        "image_size": image_size,
-        "mean": mean,
-        "std": std,
-        "params": params,
-        "config": meta.get("config"),
-        "epoch": meta.get("epoch"),
-        "study": study.study_name,
-        "trial": trial.number,
-        "source": source,
-        "synthetic": bool(data.synthetic),
-    }
-    save_model(out_dir / MODEL_FILE, model, model_meta)
-
-    batch = images[:ONNX_CHECK_BATCH].numpy()
-    exporter = export_onnx(model, mean, std, image_size, out_dir / ONNX_FILE)
-    onnx_p = onnx_probabilities(out_dir / ONNX_FILE, batch)
-    diff = float(np.abs(onnx_p - proba[: len(batch)]).max())
-
-    metrics = compute_metrics(frame)
-    metrics["notes"] = notes
+    metrics = compute_metrics(read_predictions(out_dir / PREDICTIONS_FILE))
+    metrics["notes"] = list(evaluation.notes)
     metrics["selection_split"] = "validation"
-    metrics["onnx"] = {"max_abs_prob_diff": diff, "batch": len(batch), "exporter": exporter}
+    metrics["onnx"] = dataclasses.asdict(onnx)
     metrics["model"] = {
-        "study": study.study_name,
-        "trial": trial.number,
-        "metric": attrs.get("metric"),
-        "value": trial.value,
-        "params": params,
-        "arch": meta["arch"],
-        "image_size": image_size,
-        "mean": mean,
-        "std": std,
-        "source": source,
-        "source_text": source_text,
-        "best_epoch": trial.user_attrs.get("best_epoch"),
-        "epochs_run": trial.user_attrs.get("epochs_run"),
-        "selection_metrics": validation_metrics(trial),
+        **_identity(selected, weights),
+        "metric": selected.metric,
+        "value": selected.value,
+        "source_text": weights.source_text,
+        "best_epoch": selected.best_epoch,
+        "epochs_run": selected.epochs_run,
+        "selection_metrics": selected.selection_metrics,
     }
-    metrics["data"] = {
-        **{k: data_attrs.get(k) for k in ("image_size", "val_fraction", "test_fraction")},
-        "split_seed": data_attrs.get("split_seed"),
-        "root": data.source or data_attrs.get("root"),
-        "synthetic": bool(data.synthetic or data_attrs.get("synthetic")),
+    metrics["data"] = _data_section(data, selected.data_settings)
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+
+
+def _data_section(data: Data, settings: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json's ``data``: the recorded split settings and the split sizes."""
+    return {
+        **{k: settings.get(k) for k in ("image_size", "val_fraction", "test_fraction")},
+        "split_seed": settings.get("split_seed"),
+        "root": data.source or settings.get("root"),
+        "synthetic": bool(data.synthetic or settings.get("synthetic")),
         "split_sizes": {
             "train": int(data.train_y.numel()),
             "validation": int(data.val_y.numel()),
             "test": int(data.test_y.numel()),
         },
     }
-    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
-    # The report and the card read the files just written, nothing else.
+
+def read_evidence(out_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``predictions.csv`` and ``metrics.json`` of an export folder, as written."""
+    from reports.final import read_predictions
+
+    frame = read_predictions(out_dir / PREDICTIONS_FILE)
     metrics = json.loads((out_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    return frame, metrics
+
+
+# -- stage 5: report.html, PNGs, MODEL_CARD.md ------------------------------------------
+
+
+def render(
+    out_dir: Path,
+    study: optuna.Study,
+    frame: pd.DataFrame,
+    metrics: dict[str, Any],
+    *,
+    pngs: bool,
+) -> PngResult:
+    """Write ``report.html`` (final model, then the search), its PNGs and ``MODEL_CARD.md``."""
+    from reports.model_card import render_model_card
+    from reports.report import final_sections, report_title, study_sections, write_report
+
     synthetic = metrics["data"]["synthetic"]
     sections, figures = final_sections(frame, metrics)
     more, study_figs = study_sections(study)
@@ -343,8 +493,7 @@ def export_best(
     )
     card = render_model_card(_card_info(metrics), metrics)
     (out_dir / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
-    files = sorted(p for p in out_dir.iterdir() if p.is_file())
-    return ExportResult(out_dir, metrics, png.message(), files)
+    return png
 
 
 def _card_info(metrics: dict[str, Any]) -> dict[str, Any]:

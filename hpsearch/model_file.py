@@ -25,17 +25,6 @@ ONNX_FILE = "model.onnx"
 FORMAT_VERSION = 1
 
 
-def strip_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop the ``_orig_mod.`` (torch.compile) and ``module.`` (DataParallel) key prefixes."""
-    out = {}
-    for key, value in state_dict.items():
-        for prefix in ("_orig_mod.", "module."):
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
-        out[key] = value
-    return out
-
-
 def save_model(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     """Write ``model.pt``: the CPU state_dict plus ``meta`` (plain Python values only)."""
     payload = {

@@ -10,6 +10,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from reports.trials import trial_rows
+
 
 def trial_record(t: FrozenTrial) -> dict[str, Any]:
     """One trial as plain JSON-able data."""
@@ -68,22 +70,24 @@ def study_status(study: optuna.Study, n_slots: int | None = None) -> dict[str, A
 
 
 def format_trials_table(study: optuna.Study, metric: str) -> str:
-    """A fixed-width table of every trial."""
-    trials = study.get_trials(deepcopy=False)
-    names = sorted({k for t in trials for k in t.params})
-    header = ["#", "state", *names, metric, "best ep", "epochs", "s"]
+    """A fixed-width table of every trial.
+
+    A trial without an objective value (pruned, say) shows the ``metric`` it recorded.
+    """
+    table = trial_rows(study, user_attrs=True)
+    header = ["#", "state", *table.params, metric, "best ep", "epochs", "s"]
     rows = []
-    for t in trials:
-        rec = trial_record(t)
+    for row in table.rows:
+        value = row["value"] if row["value"] is not None else row.get(metric)
         rows.append(
             [
-                str(t.number),
-                rec["state"],
-                *[_short(t.params.get(n)) for n in names],
-                _short(rec["value"] if rec["value"] is not None else t.user_attrs.get(metric)),
-                _short(t.user_attrs.get("best_epoch")),
-                _short(t.user_attrs.get("epochs_run")),
-                _short(rec["seconds"], 1),
+                str(row["number"]),
+                row["state"].lower(),
+                *[_short(row[n]) for n in table.params],
+                _short(value),
+                _short(row["best_epoch"]),
+                _short(row["epochs_run"]),
+                _short(row["seconds"], 1),
             ]
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

@@ -213,20 +213,15 @@ def log_study_table(study: Any, mode: str, wandb_dir: str | os.PathLike[str]) ->
 
 
 def trials_table(study: Any) -> tuple[list[str], list[list[Any]]]:
-    """Columns and rows of the trials table: number, state, value, params, scalar attrs."""
-    trials = study.get_trials(deepcopy=False)
-    param_names = sorted({name for t in trials for name in t.params})
-    attr_names = sorted(
-        {k for t in trials for k, v in t.user_attrs.items() if _is_number(v) and k != "slot"}
-    )
-    columns = ["number", "state", "value", "duration_s", *param_names, *attr_names]
-    rows = []
-    for t in trials:
-        duration = t.duration.total_seconds() if t.duration is not None else None
-        row = [t.number, t.state.name.lower(), t.values[0] if t.values else None, duration]
-        row += [_cell(t.params.get(name)) for name in param_names]
-        row += [t.user_attrs.get(name) for name in attr_names]
-        rows.append(row)
+    """Columns and rows of the wandb trials table: the shared trial rows, numeric attrs too."""
+    from reports.trials import trial_rows
+
+    table = trial_rows(study, user_attrs=True)
+    columns = [c for c in table.columns if c != "interrupted"]
+    rows = [
+        [row["state"].lower() if c == "state" else _cell(row[c]) for c in columns]
+        for row in table.rows
+    ]
     return columns, rows
 
 

@@ -8,7 +8,6 @@ report can be recomputed by anyone from ``predictions.csv``.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from sklearn.metrics import (
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    roc_auc_score,
-    roc_curve,
-)
+from sklearn.metrics import roc_curve
 
 from trainer.classes import CLASS_NAMES
+from trainer.metrics import (
+    balanced_accuracy,
+    confusion,
+    macro_f1,
+    per_class_table,
+    roc_auc_macro,
+    roc_auc_micro,
+    roc_auc_per_class,
+)
 
 #: z of a two-sided 95 % normal interval.
 Z_95 = 1.959963984540054
@@ -85,6 +87,25 @@ def read_predictions(path: Path) -> pd.DataFrame:
     return frame
 
 
+def split_sentence(split: str, n: int) -> str:
+    """Which split the final numbers come from: the one wording of report, card and notes."""
+    if split == "test":
+        where = (
+            f"the held-out test split ({n} images), used neither for training nor for "
+            "choosing the trial"
+        )
+    else:
+        where = (
+            f"the VALIDATION split ({n} images), the split the best trial was selected on: "
+            "the study holds out no test split (test_fraction 0), so these numbers are "
+            "optimistic"
+        )
+    return (
+        f"Every final number comes from {where}. They are computed from predictions.csv "
+        "(see metrics.json)."
+    )
+
+
 def wilson_interval(successes: int, total: int, z: float = Z_95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (stays inside [0, 1], good at small n)."""
     if total <= 0:
@@ -111,52 +132,22 @@ def _py(value: Any) -> Any:
 
 
 def per_class_rows(y_true: np.ndarray, y_pred: np.ndarray) -> list[dict[str, Any]]:
-    """The original team's per-class table from ``trainer.metrics.per_class_table``, as rows."""
-    from trainer.metrics import per_class_table
-
-    table = per_class_table(y_true, y_pred)
-    if isinstance(table, pd.DataFrame):
-        if "class" not in table.columns and not isinstance(table.index, pd.RangeIndex):
-            table = table.rename_axis("class").reset_index()
-        rows = table.to_dict("records")
-    elif isinstance(table, dict):
-        rows = [{"class": key, **dict(value)} for key, value in table.items()]
-    else:
-        rows = [dict(row) for row in table]
-    return [{str(k): _py(v) for k, v in row.items()} for row in rows]
-
-
-def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
-    """Mean recall over the classes present in ``y`` (scikit-learn's definition, no warning
-    when a prediction names a class the split lacks)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return float(balanced_accuracy_score(y, pred))
+    """The original team's per-class table (``trainer.metrics.per_class_table``), JSON-ready."""
+    return [{k: _py(v) for k, v in row.items()} for row in per_class_table(y_true, y_pred)]
 
 
 def roc_auc_scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
     """One-vs-rest ROC AUC per class, micro average and macro average (mean of class AUCs).
 
     A class with no positive (or no negative) image in the split has no AUC (None) and
-    is left out of the macro average.
+    is left out of the macro average. The numbers are ``trainer.metrics``'s.
     """
-    onehot = np.eye(len(CLASS_NAMES), dtype=np.int64)[y_true]
-    per_class: dict[str, float | None] = {}
-    for i, name in enumerate(CLASS_NAMES):
-        column = onehot[:, i]
-        if 0 < column.sum() < len(column):
-            per_class[name] = float(roc_auc_score(column, proba[:, i]))
-        else:
-            per_class[name] = None
-    defined = [v for v in per_class.values() if v is not None]
-    micro = None
-    if onehot.sum() > 0 and len(defined) > 0:
-        micro = float(roc_auc_score(onehot.ravel(), proba.ravel()))
+    per_class = roc_auc_per_class(y_true, proba)
     return {
-        "per_class": per_class,
-        "micro": micro,
-        "macro": float(np.mean(defined)) if defined else None,
-        "macro_over": [n for n, v in per_class.items() if v is not None],
+        "per_class": {name: _py(v) for name, v in per_class.items()},
+        "micro": _py(roc_auc_micro(y_true, proba)),
+        "macro": _py(roc_auc_macro(per_class)),
+        "macro_over": [name for name, v in per_class.items() if not math.isnan(v)],
     }
 
 
@@ -170,8 +161,7 @@ def compute_metrics(frame: pd.DataFrame) -> dict[str, Any]:
     y = frame["true_index"].to_numpy(dtype=np.int64)
     pred = frame["pred_index"].to_numpy(dtype=np.int64)
     proba = frame.loc[:, list(PROBA_COLUMNS)].to_numpy(dtype=np.float64)
-    labels = list(range(len(CLASS_NAMES)))
-    counts = confusion_matrix(y, pred, labels=labels)
+    counts = confusion(y, pred, len(CLASS_NAMES))
     rows = counts.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         normalized = np.where(rows > 0, counts / np.maximum(rows, 1), np.nan)
@@ -186,8 +176,8 @@ def compute_metrics(frame: pd.DataFrame) -> dict[str, Any]:
         "accuracy": correct / len(y),
         "accuracy_ci95": [low, high],
         "accuracy_ci_method": "Wilson score interval, 95 %",
-        "balanced_accuracy": _balanced_accuracy(y, pred),
-        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "balanced_accuracy": balanced_accuracy(y, pred),
+        "macro_f1": macro_f1(y, pred),
         "confusion": {
             "labels": list(CLASS_NAMES),
             "counts": counts.tolist(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from reports.final import split_sentence
 from reports.html import format_value
 
 SYNTHETIC_WARNING = (
@@ -22,37 +23,29 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def split_wording(metrics: dict[str, Any]) -> str:
-    """One sentence that says which split the final numbers come from."""
-    if metrics["split"] == "test":
-        return (
-            f"held-out test split ({metrics['n']} images), never used for training "
-            "nor for choosing the trial"
-        )
-    return (
-        f"VALIDATION split ({metrics['n']} images) — the split the best trial was selected "
-        "on, because the study holds out no test split (test_fraction 0); these numbers "
-        "are optimistic"
-    )
-
-
 def render_model_card(export: dict[str, Any], metrics: dict[str, Any]) -> str:
     """The model card as Markdown.
 
     ``export`` describes the model (study, trial, params, source, data, split sizes,
     ONNX check); ``metrics`` is the content of ``metrics.json``.
     """
-    data = export["data"]
-    synthetic = bool(data.get("synthetic"))
-    split = metrics["split"]
     lines: list[str] = [f"# Model card: {export['study']} / trial {export['trial']}", ""]
-    if synthetic:
+    if export["data"].get("synthetic"):
         lines += [f"> {SYNTHETIC_WARNING}", ""]
-    lines += [
+    lines += _model_lines(export, metrics)
+    lines += _data_lines(export)
+    lines += _metric_lines(export, metrics)
+    lines += _use_and_limit_lines(export, metrics)
+    return "\n".join(lines)
+
+
+def _model_lines(export: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+    size = f"{export['image_size']}×{export['image_size']}"
+    return [
         "## Model",
         "",
         f"- Architecture: torchvision `{export['arch']}`, one input channel "
-        f"({export['image_size']}×{export['image_size']} grayscale), 4-way output.",
+        f"({size} grayscale), 4-way output.",
         "- Classes (index: name, competition order): "
         + ", ".join(f"{i}: {n}" for i, n in enumerate(metrics["class_names"]))
         + ".",
@@ -60,13 +53,19 @@ def render_model_card(export: dict[str, Any], metrics: dict[str, Any]) -> str:
         f"- Weights: {export['source_text']}.",
         f"- Files: `model.pt` (state_dict and metadata; `torch.load(..., weights_only=True)`), "
         f"`model.onnx` (input `pixels`: float32 pixel values 0–255, shape N×1×"
-        f"{export['image_size']}×{export['image_size']}; output `probabilities`: the four "
+        f"{size}; output `probabilities`: the four "
         "class probabilities; normalization and softmax are inside).",
         "",
+    ]
+
+
+def _data_lines(export: dict[str, Any]) -> list[str]:
+    data = export["data"]
+    return [
         "## Data",
         "",
         f"- Source: `{data.get('root')}`"
-        + (" — **SYNTHETIC demo data** (generated images)." if synthetic else "."),
+        + (" — **SYNTHETIC demo data** (generated images)." if data.get("synthetic") else "."),
         f"- Split: stratified, seed {data.get('split_seed')}, validation fraction "
         f"{data.get('val_fraction')}, test fraction {data.get('test_fraction')}.",
         "",
@@ -81,12 +80,12 @@ def render_model_card(export: dict[str, Any], metrics: dict[str, Any]) -> str:
         "",
         f"Best epoch: {export.get('best_epoch')} of {export.get('epochs_run')} run.",
         "",
-        f"## Metrics ({split} split)",
-        "",
-        f"All numbers below come from the {split_wording(metrics)}; they are computed from "
-        "`predictions.csv` (see `metrics.json`).",
-        "",
     ]
+
+
+def _metric_lines(export: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+    split = metrics["split"]
+    lines = [f"## Metrics ({split} split)", "", split_sentence(split, metrics["n"]), ""]
     low, high = metrics["accuracy_ci95"]
     auc = metrics["roc_auc"]
     rows = [
@@ -122,7 +121,11 @@ def render_model_card(export: dict[str, Any], metrics: dict[str, Any]) -> str:
             f"{onnx['batch']} images ({onnx['exporter']} exporter).",
             "",
         ]
-    lines += [
+    return lines
+
+
+def _use_and_limit_lines(export: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+    lines = [
         "## Intended use",
         "",
         "Research and education: comparing training settings and search strategies for "
@@ -131,12 +134,12 @@ def render_model_card(export: dict[str, Any], metrics: dict[str, Any]) -> str:
         "## Limitations",
         "",
     ]
-    if synthetic:
+    if export["data"].get("synthetic"):
         lines.append(
             "- Trained on SYNTHETIC images: it has never seen a real radiograph and must "
             "not be applied to one."
         )
-    if split != "test":
+    if metrics["split"] != "test":
         lines.append(
             "- No held-out test split: the reported numbers are on the validation split "
             "that chose the trial, so they overestimate performance on new images."
@@ -150,4 +153,4 @@ def render_model_card(export: dict[str, Any], metrics: dict[str, Any]) -> str:
         "- Probabilities are not calibrated beyond what the training gave.",
         "",
     ]
-    return "\n".join(lines)
+    return lines

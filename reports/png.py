@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import kaleido
 import plotly.graph_objects as go
 
 BROWSER_ENV = "BROWSER_PATH"
@@ -93,10 +94,6 @@ def write_pngs(figures: Mapping[str, go.Figure], out_dir: Path, scale: float = 1
     browser, how = find_browser()
     if browser is None:
         return PngResult(skipped=how)
-    try:
-        import kaleido
-    except ImportError:
-        return PngResult(skipped="kaleido is not installed (pip install 'kaleido>=1')")
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [
         {"fig": fig, "path": out_dir / f"{stem}.png", "opts": {"format": "png", "scale": scale}}

@@ -14,7 +14,7 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports.final import final_figures
+from reports.final import final_figures, split_sentence
 from reports.html import Markup, Section, definition_list, escape, render_page, table
 from reports.png import PngResult, write_pngs
 from reports.study import study_figures, study_info, trials_table
@@ -32,34 +32,41 @@ def report_title(study_name: str, synthetic: bool, part: str) -> str:
     return f"{prefix}{part}: study {study_name}"
 
 
-def _split_sentence(metrics: dict[str, Any]) -> str:
-    split, n = metrics["split"], metrics["n"]
-    if split == "test":
-        return (
-            f"Every number in this part comes from the held-out test split ({n} images), which "
-            "was used neither for training nor for choosing the trial. They are computed from "
-            "predictions.csv (see metrics.json)."
-        )
-    return (
-        f"Every number in this part comes from the VALIDATION split ({n} images): the study "
-        "holds out no test split (test_fraction 0), so these are measured on the split that "
-        "chose the trial and are optimistic. They are computed from predictions.csv "
-        "(see metrics.json)."
-    )
-
-
 def final_sections(
     frame: pd.DataFrame, metrics: dict[str, Any]
 ) -> tuple[list[Section], dict[str, go.Figure]]:
     """The final-model part: summary, confusion matrices, ROC curves, per-class table."""
     split = metrics["split"]
+    figures = final_figures(frame, metrics)
+    # An export's notes may repeat the split sentence; each is said once.
+    said = dict.fromkeys([split_sentence(split, metrics["n"]), *metrics.get("notes", [])])
+    notes = [Markup(f'<p class="note">{escape(n)}</p>') for n in said]
+    per_class = table(
+        pd.DataFrame(metrics.get("per_class", [])),
+        caption=(
+            f"One class vs the rest, {split} split; predicted_normal_rate = share "
+            "of the class predicted as normal (missed as healthy)"
+        ),
+    )
+    sections = [
+        Section(f"Final model ({split} split)", [*notes, definition_list(_final_summary(metrics))]),
+        Section(
+            f"Confusion matrix ({split} split)",
+            [figures["confusion_counts"], figures["confusion_normalized"]],
+        ),
+        Section(f"ROC curves ({split} split)", [figures["roc"]]),
+        Section(f"Per-class table ({split} split)", [per_class]),
+    ]
+    return sections, figures
+
+
+def _final_summary(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The final model's key/value summary: what it is, its data, its headline numbers."""
+    split = metrics["split"]
     model = metrics.get("model", {})
     data = metrics.get("data", {})
     auc = metrics["roc_auc"]
     low, high = metrics["accuracy_ci95"]
-    figures = final_figures(frame, metrics)
-    notes = [Markup(f'<p class="note">{escape(_split_sentence(metrics))}</p>')]
-    notes += [Markup(f'<p class="note">{escape(n)}</p>') for n in metrics.get("notes", [])]
     summary = [
         ("study", model.get("study")),
         ("trial", model.get("trial")),
@@ -80,34 +87,9 @@ def final_sections(
     ]
     onnx = metrics.get("onnx") or {}
     if onnx.get("max_abs_prob_diff") is not None:
-        summary.append(
-            (
-                "ONNX vs PyTorch",
-                f"max |Δp| = {onnx['max_abs_prob_diff']:.2e} on {onnx['batch']} {split} images",
-            )
-        )
-    per_class = pd.DataFrame(metrics.get("per_class", []))
-    sections = [
-        Section(f"Final model ({split} split)", [*notes, definition_list(summary)]),
-        Section(
-            f"Confusion matrix ({split} split)",
-            [figures["confusion_counts"], figures["confusion_normalized"]],
-        ),
-        Section(f"ROC curves ({split} split)", [figures["roc"]]),
-        Section(
-            f"Per-class table ({split} split)",
-            [
-                table(
-                    per_class,
-                    caption=(
-                        f"One class vs the rest, {split} split; predicted_normal_rate = share "
-                        "of the class predicted as normal (missed as healthy)"
-                    ),
-                )
-            ],
-        ),
-    ]
-    return sections, figures
+        diff = f"max |Δp| = {onnx['max_abs_prob_diff']:.2e} on {onnx['batch']} {split} images"
+        summary.append(("ONNX vs PyTorch", diff))
+    return summary
 
 
 def study_sections(study: optuna.Study) -> tuple[list[Section], dict[str, go.Figure]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 
 from reports.html import escape
+from reports.trials import trial_rows
 
 
 @dataclass
@@ -54,28 +56,16 @@ def study_info(study: optuna.Study) -> dict[str, Any]:
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, value, best epoch, epochs run, seconds, parameters."""
-    trials = study.get_trials(deepcopy=False)
-    param_names = sorted({name for t in trials for name in t.params})
-    rows = []
-    for t in trials:
-        seconds = t.user_attrs.get("wall_seconds")
-        if seconds is None and t.duration is not None:
-            seconds = t.duration.total_seconds()
-        row: dict[str, Any] = {
-            "number": t.number,
-            "state": t.state.name,
-            "value": t.value,
-            "best_epoch": t.user_attrs.get("best_epoch"),
-            "epochs_run": t.user_attrs.get("epochs_run", len(t.intermediate_values) or None),
-            "seconds": round(seconds, 1) if seconds is not None else None,
-        }
-        if t.user_attrs.get("interrupted"):
-            row["state"] = f"{t.state.name} (interrupted)"
-        for name in param_names:
-            row[name] = t.params.get(name)
-        rows.append(row)
-    columns = ["number", "state", "value", "best_epoch", "epochs_run", "seconds", *param_names]
+    """One row per trial: number, state, value, best epoch, epochs run, seconds, parameters.
+
+    An interrupted trial's state says so, e.g. ``FAIL (interrupted)``.
+    """
+    table = trial_rows(study)
+    columns = [c for c in table.columns if c != "interrupted"]
+    rows = [
+        {**row, "state": f"{row['state']} (interrupted)" if row["interrupted"] else row["state"]}
+        for row in table.rows
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -90,74 +80,79 @@ def study_figures(study: optuna.Study) -> StudyFigures:
     varies; other figures need one complete trial (intermediate values: any trial
     that reported).
     """
-    from optuna.importance import FanovaImportanceEvaluator
-
-    vis = optuna.visualization
-    info = study_info(study)
-    target = _target_name(info)
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    reported = [t for t in trials if t.intermediate_values]
-    varying = [
-        name
-        for name in {n for t in complete for n in t.params}
-        if len({repr(t.params.get(name)) for t in complete}) > 1
-    ]
     out = StudyFigures()
-    name = escape(study.study_name)
-
-    def attempt(key: str, title: str, make: Any, needs: str | None) -> None:
+    for key, title, make, needs in _figure_plan(study):
         if needs is not None:
             out.skipped[key] = needs
-            return
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 fig = make()
         except (ValueError, RuntimeError, ZeroDivisionError) as err:
             out.skipped[key] = f"could not be drawn: {err}"
-            return
+            continue
+        name = escape(study.study_name)
         fig.update_layout(title=f"{title} — study {name}", template="plotly_white")
         out.figures[key] = fig
+    return out
 
+
+def _figure_plan(
+    study: optuna.Study,
+) -> list[tuple[str, str, Callable[[], go.Figure], str | None]]:
+    """(file stem, title, how to draw, why it cannot be drawn yet or None) per figure."""
+    from optuna.importance import FanovaImportanceEvaluator
+
+    vis = optuna.visualization
+    target = _target_name(study_info(study))
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    varying = [
+        name
+        for name in {n for t in complete for n in t.params}
+        if len({repr(t.params.get(name)) for t in complete}) > 1
+    ]
     no_complete = None if complete else "no complete trial yet"
-    attempt(
-        "optimization_history",
-        "Optimization history",
-        lambda: vis.plot_optimization_history(study, target_name=target),
-        no_complete,
-    )
     importance_need = None
     if len(complete) < 2:
         importance_need = f"needs at least 2 complete trials (has {len(complete)})"
     elif not varying:
         importance_need = "no parameter varies across the complete trials"
-    attempt(
-        "param_importances",
-        "Parameter importances (fANOVA)",
-        lambda: vis.plot_param_importances(
-            study, evaluator=FanovaImportanceEvaluator(seed=0), target_name=target
+    reported = any(t.intermediate_values for t in trials)
+    return [
+        (
+            "optimization_history",
+            "Optimization history",
+            lambda: vis.plot_optimization_history(study, target_name=target),
+            no_complete,
         ),
-        importance_need,
-    )
-    attempt(
-        "parallel_coordinate",
-        "Parallel coordinates",
-        lambda: vis.plot_parallel_coordinate(study, target_name=target),
-        no_complete,
-    )
-    attempt(
-        "intermediate_values",
-        "Validation metric per epoch (complete, pruned and running trials)",
-        lambda: vis.plot_intermediate_values(study).update_layout(
-            xaxis_title="epoch", yaxis_title=target
+        (
+            "param_importances",
+            "Parameter importances (fANOVA)",
+            lambda: vis.plot_param_importances(
+                study, evaluator=FanovaImportanceEvaluator(seed=0), target_name=target
+            ),
+            importance_need,
         ),
-        None if reported else "no trial has reported an epoch yet",
-    )
-    attempt(
-        "slice",
-        "Slice plot",
-        lambda: vis.plot_slice(study, target_name=target),
-        no_complete,
-    )
-    return out
+        (
+            "parallel_coordinate",
+            "Parallel coordinates",
+            lambda: vis.plot_parallel_coordinate(study, target_name=target),
+            no_complete,
+        ),
+        (
+            "intermediate_values",
+            "Validation metric per epoch (complete, pruned and running trials)",
+            lambda: vis.plot_intermediate_values(study).update_layout(
+                xaxis_title="epoch", yaxis_title=target
+            ),
+            None if reported else "no trial has reported an epoch yet",
+        ),
+        (
+            "slice",
+            "Slice plot",
+            lambda: vis.plot_slice(study, target_name=target),
+            no_complete,
+        ),
+    ]

@@ -1,15 +1,26 @@
-"""Classification metrics of the four-class task, in plain numpy.
+"""Classification metrics of the four-class task: the one definition of each number.
 
-Conventions follow scikit-learn where it has one (balanced accuracy over the classes
-present in ``y_true``, macro F1 over the classes present in ``y_true`` or the predictions,
-one-vs-rest ROC-AUC with ties counted as one half).
+The epoch selection during training (``trainer.fit``) and the final report
+(``reports.final``) both take their numbers from here, so they cannot disagree.
+Everything is scikit-learn's: balanced accuracy over the classes present in ``y_true``,
+macro F1 over the classes present in ``y_true`` or the predictions, one-vs-rest
+ROC-AUC (ties count one half). A class's AUC is undefined (NaN) when the split has no
+image of it, or only images of it, and is left out of the macro mean.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    roc_auc_score,
+)
 
 from trainer.classes import CLASS_NAMES
 
@@ -22,8 +33,56 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 4) -> n
     y_pred = np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true has shape {y_true.shape} but y_pred has {y_pred.shape}")
-    flat = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
-    return flat.reshape(num_classes, num_classes)
+    if y_true.size == 0:
+        return np.zeros((num_classes, num_classes), dtype=np.int64)
+    matrix = confusion_matrix(y_true, y_pred, labels=list(range(num_classes)))
+    return matrix.astype(np.int64)
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true``; NaN for no labels."""
+    if len(y_true) == 0:
+        return math.nan
+    with warnings.catch_warnings():
+        # A prediction may name a class the split lacks: that class has no recall, as meant.
+        warnings.simplefilter("ignore", UserWarning)
+        return float(balanced_accuracy_score(y_true, y_pred))
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean F1 over the classes present in ``y_true`` or ``y_pred``; NaN for no labels."""
+    if len(y_true) == 0:
+        return math.nan
+    return float(f1_score(y_true, y_pred, average="macro"))
+
+
+def roc_auc_per_class(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """One-vs-rest ROC-AUC by class name; NaN where the split lacks positives or negatives.
+
+    Rows of ``proba`` with a NaN (a diverged model) count as uniform.
+    """
+    y_true, proba = _checked(y_true, proba)
+    out: dict[str, float] = {}
+    for k, name in enumerate(CLASS_NAMES):
+        positive = y_true == k
+        defined = 0 < int(positive.sum()) < positive.size
+        out[name] = float(roc_auc_score(positive, proba[:, k])) if defined else math.nan
+    return out
+
+
+def roc_auc_macro(per_class: dict[str, float]) -> float:
+    """Mean of the defined class AUCs of :func:`roc_auc_per_class`; NaN if none is."""
+    defined = [v for v in per_class.values() if not math.isnan(v)]
+    return float(np.mean(defined)) if defined else math.nan
+
+
+def roc_auc_micro(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """ROC-AUC of all (image, class) pairs pooled; NaN when no class AUC is defined."""
+    y_true, proba = _checked(y_true, proba)
+    if np.unique(y_true).size < 2:  # no class has both positives and negatives
+        return math.nan
+    onehot = np.eye(len(CLASS_NAMES), dtype=np.int64)[y_true]
+    return float(roc_auc_score(onehot.ravel(), proba.ravel()))
 
 
 def classification_metrics(
@@ -36,38 +95,16 @@ def classification_metrics(
     ``y_true`` gets NaN) and ``loss`` when given. Rows of ``proba`` with a NaN (a diverged
     model) count as uniform.
     """
-    y_true = np.asarray(y_true, dtype=np.int64)
-    proba = np.asarray(proba, dtype=np.float64)
-    num_classes = len(CLASS_NAMES)
-    if proba.ndim != 2 or proba.shape[1] != num_classes:
-        raise ValueError(f"proba has shape {proba.shape}; expected (N, {num_classes})")
-    if proba.shape[0] != y_true.shape[0]:
-        raise ValueError(f"{y_true.shape[0]} labels but {proba.shape[0]} rows of probabilities")
-    bad_rows = ~np.isfinite(proba).all(axis=1)
-    if bad_rows.any():
-        proba = proba.copy()
-        proba[bad_rows] = 1.0 / num_classes
+    y_true, proba = _checked(y_true, proba)
     y_pred = proba.argmax(axis=1)
-    matrix = confusion(y_true, y_pred, num_classes)
-
-    true_counts = matrix.sum(axis=1)
-    pred_counts = matrix.sum(axis=0)
-    hits = np.diag(matrix)
-    present = true_counts > 0
-    recall = hits[present] / true_counts[present]
-    scored = present | (pred_counts > 0)
-    f1 = 2 * hits[scored] / (true_counts[scored] + pred_counts[scored])
-
     out: dict[str, float] = {
-        "accuracy": float(hits.sum() / max(1, y_true.size)),
-        "balanced_accuracy": float(recall.mean()) if recall.size else math.nan,
-        "macro_f1": float(f1.mean()) if f1.size else math.nan,
+        "accuracy": float(accuracy_score(y_true, y_pred)) if y_true.size else 0.0,
+        "balanced_accuracy": balanced_accuracy(y_true, y_pred),
+        "macro_f1": macro_f1(y_true, y_pred),
     }
-    aucs = [_binary_auc(y_true == k, proba[:, k]) for k in range(num_classes)]
-    for name, auc in zip(CLASS_NAMES, aucs, strict=True):
-        out[f"auc_{name}"] = auc
-    defined = [a for a in aucs if not math.isnan(a)]
-    out["auc_macro"] = float(np.mean(defined)) if defined else math.nan
+    aucs = roc_auc_per_class(y_true, proba)
+    out.update({f"auc_{name}": auc for name, auc in aucs.items()})
+    out["auc_macro"] = roc_auc_macro(aucs)
     if loss is not None:
         out["loss"] = float(loss)
     return out
@@ -109,25 +146,17 @@ def _ratio(num: float, den: float) -> float:
     return float(num / den) if den else math.nan
 
 
-def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
-    """ROC-AUC as the Mann-Whitney statistic (ties count one half); NaN if one side is empty."""
-    n_pos = int(positive.sum())
-    n_neg = positive.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    ranks = _average_ranks(score)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, tied values sharing the mean of their ranks."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    starts = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
-    group = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
-    last = np.r_[first[1:], values.size] - 1
-    mean_rank = (first + last) / 2 + 1
-    ranks = np.empty(values.size, dtype=np.float64)
-    ranks[order] = mean_rank[group]
-    return ranks
+def _checked(y_true: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as int64 and probabilities as float64 (N, classes), NaN rows made uniform."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    proba = np.asarray(proba, dtype=np.float64)
+    num_classes = len(CLASS_NAMES)
+    if proba.ndim != 2 or proba.shape[1] != num_classes:
+        raise ValueError(f"proba has shape {proba.shape}; expected (N, {num_classes})")
+    if proba.shape[0] != y_true.shape[0]:
+        raise ValueError(f"{y_true.shape[0]} labels but {proba.shape[0]} rows of probabilities")
+    bad_rows = ~np.isfinite(proba).all(axis=1)
+    if bad_rows.any():
+        proba = proba.copy()
+        proba[bad_rows] = 1.0 / num_classes
+    return y_true, proba

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.artifacts import get_all_artifact_meta
 
-from hpsearch.artifacts import attach_file, dashboard_path, find_artifacts, open_artifact_store
+from hpsearch.artifacts import attach_file, open_artifact_store
 from hpsearch.paths import Workdir
 from hpsearch.storage import open_storage
 from trainer.errors import UserError
@@ -55,23 +56,23 @@ def test_attach_to_running_then_finished_trial(study: optuna.Study, tmp_path: Pa
     frozen = study.trials[0]
     # the running trial got a real trial artifact, named in its user attrs
     assert frozen.user_attrs["artifact:best.pt"] == checkpoint_id
-    metas = find_artifacts(study, frozen)
+    metas = get_all_artifact_meta(frozen, storage=study._storage)
     assert [(m.artifact_id, m.filename) for m in metas] == [(checkpoint_id, "best.pt")]
 
     # Optuna refuses to change a finished trial: later files go to the study, keyed by trial
     report = _file(tmp_path, "report.html", b"<html>report</html>")
     report_id = attach_file(study, frozen._trial_id, report, store)
     assert study.user_attrs["artifact:trial-0:report.html"] == report_id
-    metas = find_artifacts(study, frozen)
-    assert [m.filename for m in metas] == ["best.pt", "report.html"]
-    assert metas[1].mimetype == "text/html"
+    (meta,) = get_all_artifact_meta(study)
+    assert (meta.artifact_id, meta.filename, meta.mimetype) == (
+        report_id,
+        "report.html",
+        "text/html",
+    )
+    # the trial's own artifacts are unchanged
+    assert len(get_all_artifact_meta(frozen, storage=study._storage)) == 1
     with store.open_reader(report_id) as f:
         assert f.read() == b"<html>report</html>"
-
-    assert dashboard_path(study, frozen, checkpoint_id) == (
-        f"/artifacts/{study._study_id}/{frozen._trial_id}/{checkpoint_id}"
-    )
-    assert dashboard_path(study, frozen, report_id) == f"/artifacts/{study._study_id}/{report_id}"
 
 
 def test_attach_rejects_missing_file_and_foreign_trial(study, tmp_path) -> None:

@@ -25,8 +25,9 @@ def _get(url: str) -> bytes:
         return response.read()
 
 
-def _demo_study(url: str, artifact_dir: Path, tmp_path: Path) -> tuple[int, bytes]:
-    """Trial 0 complete with a checkpoint artifact, trial 1 pruned; the trial id and bytes."""
+def _demo_study(url: str, artifact_dir: Path, tmp_path: Path) -> tuple[int, bytes, bytes]:
+    """Trial 0 complete with a checkpoint artifact and a report attached after it ended,
+    trial 1 pruned; the trial id, the checkpoint's bytes and the report's."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name="demo", storage=open_storage(url, heartbeat=False), direction="maximize"
@@ -40,17 +41,20 @@ def _demo_study(url: str, artifact_dir: Path, tmp_path: Path) -> tuple[int, byte
         trial.report(value, epoch)
     attach_file(study, trial, checkpoint, store)
     study.tell(trial, 0.8)
+    report = tmp_path / "report.html"
+    report.write_bytes(b"<html>synthetic report</html>")
+    attach_file(study, study.trials[0], report, store)  # finished: a study artifact
     pruned = study.ask()
     pruned.suggest_float("lr", 1e-4, 1e-1, log=True)
     pruned.report(0.3, 1)
     study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
-    return trial._trial_id, checkpoint.read_bytes()
+    return trial._trial_id, checkpoint.read_bytes(), report.read_bytes()
 
 
 def test_dashboard_serves_study_trials_and_artifact(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     artifact_dir = tmp_path / "artifacts"
-    trial_id, content = _demo_study(url, artifact_dir, tmp_path)
+    trial_id, content, report = _demo_study(url, artifact_dir, tmp_path)
 
     server = make_server(url, "127.0.0.1", 0, artifact_dir)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -75,6 +79,10 @@ def test_dashboard_serves_study_trials_and_artifact(tmp_path: Path) -> None:
 
         served = _get(f"{base}/artifacts/{study_id}/{trial_id}/{artifact['artifact_id']}")
         assert served == content
+        # a file attached after the trial ended is the study's, served under the study
+        (later,) = detail["artifacts"]
+        assert later["filename"] == "report.html"
+        assert _get(f"{base}/artifacts/{study_id}/{later['artifact_id']}") == report
         assert b"<html" in _get(server.url).lower()  # the single-page app itself
     finally:
         server.shutdown()

@@ -21,6 +21,7 @@ from reports.final import (
     write_predictions,
 )
 from trainer.classes import CLASS_NAMES
+from trainer.metrics import classification_metrics
 
 
 def random_frame(n: int, seed: int, classes: tuple[int, ...] = (0, 1, 2, 3)) -> pd.DataFrame:
@@ -60,6 +61,22 @@ def test_metrics_match_scikit_learn(n: int, seed: int) -> None:
         assert missing not in metrics["roc_auc"]["macro_over"]
     # metrics.json must be strict JSON: no NaN for an absent class's row
     json.dumps(metrics, allow_nan=False)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("classes", [(0, 1, 2, 3), (0, 1, 3), (1, 2)])
+def test_report_numbers_are_the_epoch_selection_numbers(classes) -> None:
+    # one definition: what chose the epoch is what the report shows, absent classes too
+    frame = random_frame(90, 9, classes=classes)
+    metrics = compute_metrics(frame)
+    y = frame["true_index"].to_numpy()
+    chosen = classification_metrics(y, frame[list(PROBA_COLUMNS)].to_numpy())
+    for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+        assert metrics[key] == pytest.approx(chosen[key])
+    assert metrics["roc_auc"]["macro"] == pytest.approx(chosen["auc_macro"])
+    for name, value in metrics["roc_auc"]["per_class"].items():
+        expected = chosen[f"auc_{name}"]
+        assert (value is None and math.isnan(expected)) or value == pytest.approx(expected)
 
 
 def test_row_normalized_confusion_rows_sum_to_one() -> None:

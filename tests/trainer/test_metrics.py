@@ -15,7 +15,13 @@ from sklearn.metrics import (
 )
 
 from trainer.classes import CLASS_NAMES
-from trainer.metrics import classification_metrics, confusion, per_class_table
+from trainer.metrics import (
+    classification_metrics,
+    confusion,
+    per_class_table,
+    roc_auc_micro,
+    roc_auc_per_class,
+)
 
 
 def _random_case(seed: int, n: int = 300, ties: bool = False):
@@ -55,6 +61,26 @@ def test_absent_class_has_nan_auc_and_is_left_out_of_the_macro():
     pred = proba.argmax(axis=1)
     assert got["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
     assert got["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_micro_auc_pools_every_image_and_class(seed):
+    y, proba = _random_case(seed)
+    expected = roc_auc_score(np.eye(4)[y], proba, average="micro")
+    assert roc_auc_micro(y, proba) == pytest.approx(expected)
+
+
+def test_one_class_split_has_no_auc_at_all():
+    y, proba = np.full(10, 1), _random_case(8, n=10)[1]
+    assert all(math.isnan(v) for v in roc_auc_per_class(y, proba).values())
+    assert math.isnan(roc_auc_micro(y, proba))  # no class has both positives and negatives
+    assert math.isnan(classification_metrics(y, proba)["auc_macro"])
+
+
+def test_no_labels_give_zero_accuracy_and_nan_elsewhere():
+    got = classification_metrics(np.zeros(0, int), np.zeros((0, 4)))
+    assert got["accuracy"] == 0.0
+    assert all(math.isnan(v) for k, v in got.items() if k != "accuracy")
 
 
 def test_nan_probabilities_count_as_uniform():
