@@ -28,7 +28,7 @@ from torch import nn
 
 from hpsearch.model_file import MODEL_FILE, ONNX_FILE, export_onnx, onnx_probabilities, save_model
 from hpsearch.paths import Workdir
-from hpsearch.record import ATTR
+from hpsearch.record import ATTR, StudyRecord
 from trainer.classes import CLASS_NAMES
 from trainer.data import Data, DataConfig
 from trainer.errors import UserError
@@ -117,8 +117,9 @@ class OnnxCheck:
 
 
 def _recorded(study: optuna.Study) -> dict[str, Any]:
-    """The settings ``hpsearch run`` recorded on the study (user attr ``ATTR``), or {}."""
-    return study.user_attrs.get(ATTR, {}) or {}
+    """The settings ``hpsearch run`` recorded on the study, as a mapping ({} for none)."""
+    record = StudyRecord.read(study)
+    return record.to_dict() if record else {}
 
 
 def best_complete_trial(study: optuna.Study) -> FrozenTrial:
@@ -193,18 +194,19 @@ def best_summary(study: optuna.Study, workdir: Workdir) -> dict[str, Any]:
 
 def data_config(study: optuna.Study, workdir: Workdir) -> DataConfig:
     """The study's data settings (as ``hpsearch run`` recorded them), cache in the workdir."""
-    data = _recorded(study).get("data")
-    if not data or "root" not in data:
+    record = StudyRecord.read(study)
+    if record is None or not record.data.root:
         raise UserError(
             f"study {study.study_name!r} records no data settings "
             f"(user attr {ATTR!r}); was it created by hpsearch run?"
         )
+    data = record.data
     return DataConfig(
-        root=Path(data["root"]),
-        image_size=int(data["image_size"]),
-        val_fraction=float(data["val_fraction"]),
-        test_fraction=float(data.get("test_fraction", 0.0)),
-        split_seed=int(data.get("split_seed", 0)),
+        root=Path(data.root),
+        image_size=data.image_size,
+        val_fraction=data.val_fraction,
+        test_fraction=data.test_fraction,
+        split_seed=data.split_seed,
         cache_dir=workdir.cache,
     )
 
@@ -482,7 +484,7 @@ def render(
 
     synthetic = metrics["data"]["synthetic"]
     sections, figures = final_sections(frame, metrics)
-    more, study_figs = study_sections(study)
+    more, study_figs = study_sections(study, _recorded(study))
     png = write_report(
         out_dir,
         report_title(study.study_name, synthetic, "Final model and search"),

@@ -184,7 +184,10 @@ def log_study_table(study: Any, mode: str, wandb_dir: str | os.PathLike[str]) ->
     try:
         import wandb
 
-        attrs = study.user_attrs.get("hpsearch", {})
+        from hpsearch.record import StudyRecord
+
+        record = StudyRecord.read(study)
+        attrs = record.to_dict() if record else {}
         columns, rows = trials_table(study)
         run = _init_run(
             mode,

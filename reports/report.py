@@ -6,7 +6,7 @@ part renders what the Optuna storage holds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +92,14 @@ def _final_summary(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
     return summary
 
 
-def study_sections(study: optuna.Study) -> tuple[list[Section], dict[str, go.Figure]]:
-    """The study part: settings and counts, Optuna's figures, the trials table."""
-    info = study_info(study)
+def study_sections(
+    study: optuna.Study, settings: Mapping[str, Any] | None = None
+) -> tuple[list[Section], dict[str, go.Figure]]:
+    """The study part: ``settings`` (what ``hpsearch run`` recorded) and counts, Optuna's
+    figures, the trials table."""
+    info = study_info(study, settings)
     data = info["data"]
-    figs = study_figures(study)
+    figs = study_figures(study, settings)
     summary = [
         ("study", info["study"]),
         ("objective", f"{info['metric']} on the validation split, {info['direction']}"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +29,10 @@ class StudyFigures:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def study_info(study: optuna.Study) -> dict[str, Any]:
-    """What the report says about the study: settings, data, trial counts, best trial."""
-    attrs = study.user_attrs.get("hpsearch", {}) or {}
+def study_info(study: optuna.Study, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What the report says about the study: ``settings`` (what ``hpsearch run`` recorded
+    about it, as a mapping; none for a plain Optuna study), data, trial counts, best trial."""
+    attrs = settings or {}
     trials = study.get_trials(deepcopy=False)
     states = Counter(t.state.name for t in trials)
     info: dict[str, Any] = {
@@ -73,7 +74,7 @@ def _target_name(info: dict[str, Any]) -> str:
     return f"{info['metric']} (validation)"
 
 
-def study_figures(study: optuna.Study) -> StudyFigures:
+def study_figures(study: optuna.Study, settings: Mapping[str, Any] | None = None) -> StudyFigures:
     """Optimization history, importances, parallel coordinates, intermediate values, slices.
 
     Parameter importances need at least two complete trials and a parameter that
@@ -81,7 +82,7 @@ def study_figures(study: optuna.Study) -> StudyFigures:
     that reported).
     """
     out = StudyFigures()
-    for key, title, make, needs in _figure_plan(study):
+    for key, title, make, needs in _figure_plan(study, settings):
         if needs is not None:
             out.skipped[key] = needs
             continue
@@ -99,13 +100,13 @@ def study_figures(study: optuna.Study) -> StudyFigures:
 
 
 def _figure_plan(
-    study: optuna.Study,
+    study: optuna.Study, settings: Mapping[str, Any] | None
 ) -> list[tuple[str, str, Callable[[], go.Figure], str | None]]:
     """(file stem, title, how to draw, why it cannot be drawn yet or None) per figure."""
     from optuna.importance import FanovaImportanceEvaluator
 
     vis = optuna.visualization
-    target = _target_name(study_info(study))
+    target = _target_name(study_info(study, settings))
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     varying = [

@@ -19,6 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import optuna
 
+    from hpsearch.record import StudyRecord
     from hpsearch.storage import open_storage, resolve_storage_url
     from hpsearch.study import load_existing
     from reports.report import REPORT_FILE, report_title, study_sections, write_report
@@ -28,8 +29,10 @@ def run(args: argparse.Namespace) -> int:
     storage = open_storage(resolve_storage_url(args.storage), heartbeat=False)
     study = load_existing(args.study, storage)
     out = Path(args.out)
-    synthetic = study_info(study)["synthetic"]
-    sections, figures = study_sections(study)
+    record = StudyRecord.read(study)
+    settings = record.to_dict() if record else {}
+    synthetic = study_info(study, settings)["synthetic"]
+    sections, figures = study_sections(study, settings)
     png = write_report(
         out,
         report_title(study.study_name, synthetic, "Search report"),

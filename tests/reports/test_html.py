@@ -27,7 +27,7 @@ def _evil_study(tmp_path, synthetic: bool = True):
 
 def test_study_name_is_escaped_everywhere(tmp_path) -> None:
     study = _evil_study(tmp_path)
-    sections, figures = study_sections(study)
+    sections, figures = study_sections(study, study.user_attrs.get("hpsearch"))
     write_report(
         tmp_path / "out",
         report_title(EVIL, True, "Search report"),
@@ -57,7 +57,7 @@ def test_synthetic_banner_only_for_synthetic_data(tmp_path) -> None:
     for synthetic in (True, False):
         (tmp_path / str(synthetic)).mkdir()
         study = _evil_study(tmp_path / str(synthetic), synthetic=synthetic)
-        sections, figures = study_sections(study)
+        sections, figures = study_sections(study, study.user_attrs.get("hpsearch"))
         out = tmp_path / f"out{synthetic}"
         write_report(out, "t", sections, figures, synthetic=synthetic, pngs=False)
         page = (out / "report.html").read_text(encoding="utf-8")
