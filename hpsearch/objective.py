@@ -170,7 +170,7 @@ class TrialObjective:
         except Exception as err:
             self.report.error = err
             self.report.outcome = TrialOutcome.of_error(err)
-            trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
+            trial.set_user_attr("error", error_reason(err)[:500])
             self._finish_tracker("failed", {})
             raise
         # Epochs trained by an earlier attempt of this slot (resumed from its checkpoint)
@@ -236,6 +236,13 @@ class TrialObjective:
             warnings.warn(
                 f"could not attach {path.name} to trial {trial.number}: {err}", stacklevel=2
             )
+
+
+def error_reason(err: BaseException) -> str:
+    """What a failed trial records as its reason: the one line a user error has, else
+    the exception's type and message."""
+    recurring = recurring_error(err)
+    return str(recurring) if recurring is not None else f"{type(err).__name__}: {err}"
 
 
 def result_attrs(result: Any, *, resumed: bool) -> dict[str, Any]:

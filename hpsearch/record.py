@@ -53,9 +53,20 @@ class StudyRecord:
     grid_order: list[int] | None = None
     """Grid point (file order) that each slot trains; None for random and TPE."""
     workdir: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Values given with ``--set`` when the study was created."""
 
     #: Keys that must match when a run joins an existing study.
-    IDENTITY = ("scale", "sampler", "metric", "direction", "space", "n_slots", "grid_order")
+    IDENTITY = (
+        "scale",
+        "sampler",
+        "metric",
+        "direction",
+        "space",
+        "n_slots",
+        "grid_order",
+        "overrides",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

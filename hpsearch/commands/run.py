@@ -98,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
     # server is opened now (an unreachable one fails before the data is prepared), a
     # SQLite file is created only once the data has loaded.
     storage = _open_server_storage(url)
-    data = prepare_data(spec, scale, args.data, workdir, trainer)
     check_setup(spec, scale, workdir)
+    data = prepare_data(spec, scale, args.data, workdir, trainer)
     storage = storage or open_storage(url)
     record = build_record(spec, scale, data.record(), str(workdir.root))
     study = create_or_load(name, storage, spec, record)
