@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import optuna
 import sqlalchemy as sa
 
+from trainer import errors
 from trainer.errors import UserError
 
 T = TypeVar("T")
@@ -60,8 +61,7 @@ def first_line(err: BaseException) -> str:
         if isinstance(link, sa.exc.DBAPIError) and link.orig is not None:
             err = link.orig
             break
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return errors.first_line(err)
 
 
 def disk_full_error(err: BaseException, where: str, workdir: Any) -> UserError:

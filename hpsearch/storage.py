@@ -13,7 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from trainer.errors import UserError
+from trainer.errors import UserError, first_line
 
 DEFAULT_STORAGE = "sqlite:///hpsearch.db"
 STORAGE_ENV = "HPSEARCH_STORAGE"
@@ -115,8 +115,8 @@ def open_storage(url: str, *, heartbeat: bool = True, retries: int = 3):
             break
         except (ImportError, ModuleNotFoundError) as err:
             raise UserError(f"storage {redact(url)!r}: database driver missing ({err})") from None
-    first_line = str(getattr(last_err, "orig", last_err)).strip().splitlines()[0]
-    raise UserError(f"cannot open storage {redact(url)}: {first_line}")
+    reason = first_line(getattr(last_err, "orig", last_err))
+    raise UserError(f"cannot open storage {redact(url)}: {reason}")
 
 
 def _check_sqlite_path(url: str) -> None:

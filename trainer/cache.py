@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from trainer.errors import UserError
+from trainer.errors import UserError, first_line
 from trainer.layout import natural_key
 
 CACHE_FORMAT = 1
@@ -103,8 +103,7 @@ def unreadable_reason(path: Path, error: Exception) -> str:
         pass
     if isinstance(error, UnidentifiedImageError):
         return "not an image Pillow can read"
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return f"corrupt image ({message})"
+    return f"corrupt image ({first_line(error)})"
 
 
 def _decode_rows(
