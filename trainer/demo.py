@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 from trainer._radiograph import render_case
 from trainer.classes import CLASS_NAMES
 from trainer.errors import UserError
+from trainer.layout import SYNTHETIC_MARKER
 
 __all__ = [
     "DATABASE_FOLDERS",
@@ -37,9 +38,6 @@ __all__ = [
 
 GENERATOR_VERSION = 1
 """Bumped whenever the same seed would draw different images."""
-
-SYNTHETIC_MARKER = "SYNTHETIC.txt"
-"""File in the dataset root whose presence marks the images as synthetic."""
 
 _MARKER_HEADLINE = "SYNTHETIC DATA: generated chest X-ray images, not real radiographs."
 

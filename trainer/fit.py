@@ -344,19 +344,21 @@ class _Run:
 
     def result(self, wall_seconds: float) -> FitResult:
         history = self.history
-        best_epoch = self.best_epoch or len(history)
+        # Set by the first epoch trained or restored, and epochs >= 1: never None here.
+        assert self.best_epoch is not None
+        best_epoch = self.best_epoch
         if self.train_seconds > 0:
             throughput = self.trained_images / self.train_seconds
         else:  # nothing left to train: report the recorded epochs
-            throughput = sum(r["images_per_sec"] for r in history) / max(1, len(history))
+            throughput = sum(r["images_per_sec"] for r in history) / len(history)
         stopped = self.stopped_early or (
-            len(history) < self.config.epochs and bool(history) and bool(history[-1]["diverged"])
+            len(history) < self.config.epochs and bool(history[-1]["diverged"])
         )
         best_path = self.dir / BEST if self.dir is not None else None
         last_path = self.dir / LAST if self.dir is not None else None
         return FitResult(
             best_epoch=best_epoch,
-            best_metrics=dict(history[best_epoch - 1]) if history else {},
+            best_metrics=dict(history[best_epoch - 1]),
             history=[dict(r) for r in history],
             epochs_run=len(history),
             stopped_early=stopped,

@@ -24,8 +24,6 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 SYNTHETIC_MARKER = "SYNTHETIC.txt"
 """A file of this name in the dataset root marks generated (synthetic) data."""
 
-KINDS = ("competition", "radiography-database", "folder-per-class")
-
 _OS_DEBRIS = frozenset({".ds_store", "thumbs.db", "desktop.ini", "__macosx"})
 
 EXPECTED_LAYOUTS = (
@@ -86,7 +84,6 @@ def list_image_files(
     order. Sub-folders are not entered; they are reported as skipped.
     """
     prefix = "" if root is None else folder.relative_to(root).as_posix() + "/"
-    prefix = "" if prefix == "./" else prefix
     with os.scandir(folder) as scan:
         entries = sorted(scan, key=lambda e: natural_key(e.name))
     images: list[str] = []
