@@ -36,7 +36,7 @@ from sklearn.preprocessing import StandardScaler
 from trainer.config import DataConfig, TrainConfig
 from trainer.data import Data, load_data
 from trainer.demo import contact_sheet, write_demo_dataset
-from trainer.fit import fit
+from trainer.training import fit
 
 
 def load_images(root: Path, paths: list[str]) -> np.ndarray:

@@ -55,7 +55,7 @@ from trainer.classes import class_index
 from trainer.config import TrainConfig
 from trainer.data import DataConfig, load_data
 from trainer.demo import write_demo_dataset
-from trainer.fit import fit
+from trainer.training import fit
 
 
 def original_hparams(batch_size: int, epochs: int) -> dict:

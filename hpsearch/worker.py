@@ -47,9 +47,8 @@ def trainer_module() -> Any:
     name = os.environ.get(TRAINER_MODULE_ENV)
     if name:
         return importlib.import_module(name)
-    # Explicit submodules: ``trainer.fit`` is both a module and the function in it.
     from trainer.data import load_data
-    from trainer.fit import fit
+    from trainer.training import fit
 
     return SimpleNamespace(load_data=load_data, fit=fit)
 

@@ -58,7 +58,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trainer.errors import UserError
-    from trainer.fit import resolve_device
+    from trainer.training import resolve_device
 
     for name in ("image_size", "batch_size", "epochs", "demo_n", "max_steps", "threads", "workers"):
         value = getattr(args, name)
@@ -111,8 +111,8 @@ def measure(args: argparse.Namespace, config: Any, root: Path, cache_dir: Path) 
 
     from trainer.cache import cache_dataset
     from trainer.data import DataConfig, load_data
-    from trainer.fit import fit, peak_rss_mb, resolve_device
     from trainer.layout import discover_layout
+    from trainer.training import fit, peak_rss_mb, resolve_device
 
     device = resolve_device(config.device)
     progress = not args.json

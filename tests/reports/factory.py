@@ -19,7 +19,7 @@ from optuna.trial import TrialState, create_trial
 from trainer.config import TrainConfig
 from trainer.data import Data, DataConfig, load_data
 from trainer.demo import write_demo_dataset
-from trainer.fit import fit
+from trainer.training import fit
 
 IMAGE_SIZE = 32
 DISTRIBUTIONS = {
