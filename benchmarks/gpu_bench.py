@@ -408,9 +408,7 @@ def memory_child_main(args: argparse.Namespace) -> None:
     root = Path(args.memory_child)
     started = time.perf_counter()
     data = load_data(
-        DataConfig(
-            root=root, image_size=s["size"], cache_dir=root.parent / "cache", progress=False
-        ),
+        DataConfig(root=root, image_size=s["size"], cache_dir=root.parent / "cache"),
         device=device if device == "cuda" else None,
     )
     load_seconds = time.perf_counter() - started

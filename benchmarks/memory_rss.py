@@ -86,9 +86,7 @@ def time_demo_generator(tmp: Path, sample: int, size: int, workers: int) -> floa
     """Seconds per image of ``trainer.demo`` at ``size`` with ``workers`` processes."""
     from trainer.demo import write_demo_dataset
 
-    made = write_demo_dataset(
-        tmp / "demo-sample", n=sample, size=size, workers=workers, progress=False
-    )
+    made = write_demo_dataset(tmp / "demo-sample", n=sample, size=size, workers=workers)
     shutil.rmtree(tmp / "demo-sample")
     return made["seconds"] / sample
 

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             study_name=name,
             spec_path=spec_path.absolute(),
             scale=scale,
-            data=dataclasses.replace(data_config, progress=False),
+            data=data_config,
             workdir=workdir.root,
             device="cuda" if devices else "cpu",
             cuda_visible=devices[i] if devices else None,
@@ -227,9 +227,11 @@ def _demo_data(spec: Any, workdir: Any) -> Path:
     out = workdir.root / f"demo-data-n{n}-{size}px-seed{seed}"
     if (out / "SYNTHETIC.txt").is_file():
         return out
+    from hpsearch.taskbar import progress_bar
     from trainer.demo import write_demo_dataset
 
-    write_demo_dataset(out, n=n, size=size, seed=seed)
+    with progress_bar("synthetic demo images") as on_progress:
+        write_demo_dataset(out, n=n, size=size, seed=seed, on_progress=on_progress)
     return out
 
 
@@ -252,9 +254,11 @@ def _data_attrs(config: Any) -> dict[str, Any]:
 
 def _prepare_data(config: Any) -> dict[str, Any]:
     """Build (or find) the decoded cache once, before any worker starts."""
+    from hpsearch.taskbar import progress_bar
     from hpsearch.worker import trainer_module
 
-    data = trainer_module().load_data(config)
+    with progress_bar("decoding images into the cache") as on_progress:
+        data = trainer_module().load_data(config, on_progress=on_progress)
     counts = {
         "train": len(data.train_y),
         "val": len(data.val_y),
