@@ -36,7 +36,7 @@ from sklearn.preprocessing import StandardScaler
 from trainer.config import DataConfig, TrainConfig
 from trainer.data import Data, load_data
 from trainer.demo import contact_sheet, write_demo_dataset
-from trainer.fit import fit
+from trainer.training import fit
 
 
 def load_images(root: Path, paths: list[str]) -> np.ndarray:
@@ -102,9 +102,7 @@ def main() -> None:
         print(f"contact sheet: {contact_sheet(args.sheet, seed=args.seed)}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "demo"
-        info = write_demo_dataset(
-            root, n=args.n, size=args.size, seed=args.seed, workers=1, progress=False
-        )
+        info = write_demo_dataset(root, n=args.n, size=args.size, seed=args.seed, workers=1)
         print(
             f"generated {args.n} SYNTHETIC images at {args.size} px on one core "
             f"in {info['seconds']:.1f} s: {info['counts']}"
@@ -115,7 +113,6 @@ def main() -> None:
             image_size=args.px,
             val_fraction=0.1,
             cache_dir=Path(tmp) / "cache",
-            progress=False,
         )
         data = load_data(data_config)
         full = load_images(root, data.names["train"] + data.names["val"])

@@ -63,7 +63,7 @@ from original_pipeline import ORIGINAL_MEAN, ORIGINAL_STD, original_transform  #
 
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import Data  # noqa: E402
-from trainer.fit import fit, peak_rss_mb  # noqa: E402
+from trainer.training import fit, peak_rss_mb  # noqa: E402
 
 # The original team's settings: SGD lr 1e-3, momentum 0.5, weight decay 1e-2 (their
 # normalisation constants are in original_pipeline.py).
@@ -408,9 +408,7 @@ def memory_child_main(args: argparse.Namespace) -> None:
     root = Path(args.memory_child)
     started = time.perf_counter()
     data = load_data(
-        DataConfig(
-            root=root, image_size=s["size"], cache_dir=root.parent / "cache", progress=False
-        ),
+        DataConfig(root=root, image_size=s["size"], cache_dir=root.parent / "cache"),
         device=device if device == "cuda" else None,
     )
     load_seconds = time.perf_counter() - started

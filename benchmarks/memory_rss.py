@@ -3,7 +3,7 @@
 Writes 20,000 synthetic 224-px grayscale PNGs (smooth gradient plus coarse random blocks;
 they only need to be decodable images, so a trivial generator writes them fast) into a
 temporary folder, then runs ``hpsearch bench`` on them twice as a separate process, each
-of which reports its own peak RSS (``VmHWM``, see ``trainer.fit.peak_rss_mb``):
+of which reports its own peak RSS (``VmHWM``, see ``trainer.training.peak_rss_mb``):
 
 1. the cache is built (decoded once by worker processes) and the trial trains;
 2. the cache is reused, as by every later trial of a study.
@@ -86,9 +86,7 @@ def time_demo_generator(tmp: Path, sample: int, size: int, workers: int) -> floa
     """Seconds per image of ``trainer.demo`` at ``size`` with ``workers`` processes."""
     from trainer.demo import write_demo_dataset
 
-    made = write_demo_dataset(
-        tmp / "demo-sample", n=sample, size=size, workers=workers, progress=False
-    )
+    made = write_demo_dataset(tmp / "demo-sample", n=sample, size=size, workers=workers)
     shutil.rmtree(tmp / "demo-sample")
     return made["seconds"] / sample
 
@@ -119,7 +117,7 @@ def run_trial(data: Path, workdir: Path, args: argparse.Namespace) -> dict:
 
 def framework_rss_mb() -> float:
     """Peak RSS of a process that only imports what a trial does (torch, torchvision, trainer)."""
-    code = "import trainer.data, trainer.fit; print(trainer.fit.peak_rss_mb())"
+    code = "import trainer.data, trainer.training; print(trainer.training.peak_rss_mb())"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True

@@ -55,7 +55,7 @@ from trainer.classes import class_index
 from trainer.config import TrainConfig
 from trainer.data import DataConfig, load_data
 from trainer.demo import write_demo_dataset
-from trainer.fit import fit
+from trainer.training import fit
 
 
 def original_hparams(batch_size: int, epochs: int) -> dict:
@@ -91,9 +91,7 @@ def bench_trainer(
     CPU time of ``fit`` is, to within about 1 %, that of its training loop.
     """
     started = time.perf_counter()
-    data = load_data(
-        DataConfig(root=root, image_size=args.image_size, cache_dir=cache, progress=False)
-    )
+    data = load_data(DataConfig(root=root, image_size=args.image_size, cache_dir=cache))
     load_seconds = time.perf_counter() - started
     config = TrainConfig(**original_hparams(args.batch_size, args.epochs), threads=threads)
     if threads is not None:
@@ -301,7 +299,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         root = Path(tmp) / "demo"
-        made = write_demo_dataset(root, n=args.n, size=args.source_size, progress=False)
+        made = write_demo_dataset(root, n=args.n, size=args.source_size)
         out["demo_seconds"] = made["seconds"]
         print(
             f"wrote {args.n} SYNTHETIC {args.source_size}-px images in {made['seconds']:.1f} s",

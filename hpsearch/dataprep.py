@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpsearch.record import DataRecord
+from hpsearch.taskbar import progress_bar
 from trainer.config import DataConfig
+from trainer.layout import SYNTHETIC_MARKER
 
 if TYPE_CHECKING:
     from hpsearch.paths import Workdir
@@ -48,11 +49,12 @@ def demo_data(spec: StudySpec, workdir: Workdir) -> Path:
     demo = spec.demo_config("demo")
     n, size, seed = demo.images, demo.size, demo.seed
     out = workdir.root / f"demo-data-n{n}-{size}px-seed{seed}"
-    if (out / "SYNTHETIC.txt").is_file():
+    if (out / SYNTHETIC_MARKER).is_file():
         return out
     from trainer.demo import write_demo_dataset
 
-    write_demo_dataset(out, n=n, size=size, seed=seed)
+    with progress_bar("synthetic demo images") as on_progress:
+        write_demo_dataset(out, n=n, size=size, seed=seed, on_progress=on_progress)
     return out
 
 
@@ -62,8 +64,7 @@ def prepare_data(
     """Find or generate the dataset and build its decoded cache, before any worker starts."""
     root = Path(data_flag).absolute() if data_flag else demo_data(spec, workdir)
     config = DataConfig(root=root, cache_dir=workdir.cache, **spec.data_values(scale))
-    data = trainer.load_data(config)
+    with progress_bar("decoding images into the cache") as on_progress:
+        data = trainer.load_data(config, on_progress=on_progress)
     counts = {"train": len(data.train_y), "val": len(data.val_y), "test": len(data.test_y)}
-    # Workers load the cache that now exists, silently.
-    quiet = dataclasses.replace(config, progress=False)
-    return PreparedData(config=quiet, synthetic=bool(data.synthetic), counts=counts)
+    return PreparedData(config=config, synthetic=bool(data.synthetic), counts=counts)

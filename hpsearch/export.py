@@ -229,7 +229,7 @@ def export_best(
 
     ``data`` defaults to the study's data loaded through the workdir's cache.
     """
-    from trainer.fit import resolve_device
+    from trainer.training import resolve_device
 
     trial = best_complete_trial(study)
     selected = selected_trial(study, trial)

@@ -34,9 +34,9 @@ def predict_folder(
     from hpsearch.model_file import load_model_dir
     from trainer.cache import UnreadableImageWarning
     from trainer.data import load_images
-    from trainer.fit import resolve_device
     from trainer.layout import list_image_files, natural_key
     from trainer.predict import predict_proba
+    from trainer.training import resolve_device
 
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size}: must be >= 1")

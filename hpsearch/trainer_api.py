@@ -23,6 +23,6 @@ class TrainerAPI:
 def default_trainer() -> TrainerAPI:
     """The real trainer (imports torch)."""
     from trainer.data import load_data
-    from trainer.fit import fit
+    from trainer.training import fit
 
     return TrainerAPI(load_data=load_data, fit=fit)

@@ -1,9 +1,8 @@
 """Training side of hpsearch: data, model, training loop, metrics.
 
-Knows nothing of Optuna or wandb. Names are imported on first use, so that
+Knows nothing of Optuna or wandb, and shows nothing: long steps report progress through
+an ``on_progress(done, total)`` callback. Names are imported on first use, so that
 ``from trainer.errors import UserError`` (the command line does it) does not load torch.
-The training function is imported from its module, ``from trainer.fit import fit``:
-as a package attribute, ``trainer.fit`` would be the module once it is imported.
 """
 
 from importlib import import_module
@@ -16,7 +15,8 @@ _EXPORTS = {
     "DataConfig": "trainer.config",
     "load_data": "trainer.data",
     "UserError": "trainer.errors",
-    "FitResult": "trainer.fit",
+    "FitResult": "trainer.training",
+    "fit": "trainer.training",
     "classification_metrics": "trainer.metrics",
     "confusion": "trainer.metrics",
     "per_class_table": "trainer.metrics",

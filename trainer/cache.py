@@ -20,10 +20,9 @@ import hashlib
 import json
 import multiprocessing
 import os
-import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +30,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from trainer.errors import UserError
+from trainer.errors import UserError, first_line
 from trainer.layout import natural_key
 
 CACHE_FORMAT = 1
 """Bump when decoding changes, so old caches are not reused."""
+
+OnProgress = Callable[[int, int], None]
+"""Called as ``on_progress(done, total)`` while images are decoded."""
 
 
 class UnreadableImageWarning(UserWarning):
@@ -103,8 +105,7 @@ def unreadable_reason(path: Path, error: Exception) -> str:
         pass
     if isinstance(error, UnidentifiedImageError):
         return "not an image Pillow can read"
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return f"corrupt image ({message})"
+    return f"corrupt image ({first_line(error)})"
 
 
 def _decode_rows(
@@ -123,36 +124,6 @@ def _decode_rows(
     rows.flush()
     del rows
     return failures
-
-
-class _Progress:
-    """One stderr line, rewritten in place on a terminal; a single summary line otherwise."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.done, self.enabled = total, 0, enabled and total > 0
-        self.tty = sys.stderr.isatty()
-        self.start = self.last = time.perf_counter()
-
-    def update(self, n: int) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if self.enabled and self.tty and (now - self.last > 0.1 or self.done == self.total):
-            self.last = now
-            self._write("\r")
-
-    def close(self) -> None:
-        if self.enabled:
-            self._write("\r" if self.tty else "")
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-    def _write(self, prefix: str) -> None:
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        sys.stderr.write(
-            f"{prefix}decoding images into the cache: {self.done}/{self.total} "
-            f"({self.done / elapsed:.0f}/s, {elapsed:.1f} s)"
-        )
-        sys.stderr.flush()
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -184,14 +155,15 @@ def cache_dataset(
     image_size: int,
     cache_dir: str | Path,
     workers: int | None = None,
-    progress: bool = True,
+    on_progress: OnProgress | None = None,
 ) -> CachedImages:
     """Decode ``root/<rel_path>`` images once into ``cache_dir``, or reuse that cache.
 
     Rows follow the natural order of the paths, whatever order they are given in.
     Unreadable files are left out, each named once in an :class:`UnreadableImageWarning`
     while the cache is built and listed in ``skipped``. ``workers`` processes decode
-    (None: all cores); ``progress`` shows a line on stderr while building.
+    (None: all cores); while they do, ``on_progress(done, total)`` is called after each
+    chunk of images (never when an existing cache is reused).
     """
     if image_size < 1:
         raise UserError(f"image_size={image_size}: must be >= 1")
@@ -199,15 +171,7 @@ def cache_dataset(
         raise ValueError("rel_paths holds duplicates")
     root = Path(root)
     cache_dir = Path(cache_dir).expanduser()
-    entries, missing = [], []
-    for rel in sorted(rel_paths, key=natural_key):
-        try:
-            st = os.stat(root / rel)
-        except OSError as error:
-            missing.append((rel, f"cannot read file ({error.strerror})"))
-            warnings.warn(f"skipped {rel}: {missing[-1][1]}", UnreadableImageWarning, stacklevel=2)
-            continue
-        entries.append((rel, st.st_size, st.st_mtime_ns))
+    entries, missing = _stat_inputs(root, rel_paths)
     key = cache_key(entries, image_size)
     u8_path, json_path = cache_dir / f"{key}.u8", cache_dir / f"{key}.json"
     paths = [e[0] for e in entries]
@@ -215,27 +179,8 @@ def cache_dataset(
     meta = _read_meta(u8_path, json_path, image_size)
     from_cache = meta is not None
     if meta is None:
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            lock = open(cache_dir / f"{key}.lock", "a+")  # noqa: SIM115 - held across the build
-        except OSError as error:
-            raise UserError(f"cache folder {cache_dir} is not writable: {error.strerror}") from None
-        with lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if progress:
-                    print(f"waiting for another process to build cache {key[:12]}", file=sys.stderr)
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            meta = _read_meta(u8_path, json_path, image_size)
-            from_cache = meta is not None
-            if meta is None:
-                workers = default_workers() if workers is None else max(1, int(workers))
-                meta = _build(root, paths, image_size, u8_path, json_path, workers, progress)
-                for rel, reason in meta["skipped"]:
-                    warnings.warn(f"skipped {rel}: {reason}", UnreadableImageWarning, stacklevel=2)
-
-    skipped = sorted(missing + [tuple(s) for s in meta["skipped"]], key=lambda s: natural_key(s[0]))
+        build = _Build(root, paths, image_size, u8_path, json_path, workers, on_progress)
+        meta, from_cache = _build_once(build)
     if from_cache and meta["skipped"]:
         warnings.warn(
             f"{len(meta['skipped'])} unreadable image(s) left out of the cached dataset "
@@ -243,16 +188,9 @@ def cache_dataset(
             UnreadableImageWarning,
             stacklevel=2,
         )
-    count = meta["shape"][0]
-    if count:
-        images: np.ndarray = np.memmap(
-            u8_path, dtype=np.uint8, mode="r", shape=(count, image_size, image_size)
-        )
-    else:
-        images = np.zeros((0, image_size, image_size), dtype=np.uint8)
-        images.flags.writeable = False
+    skipped = sorted(missing + [tuple(s) for s in meta["skipped"]], key=lambda s: natural_key(s[0]))
     return CachedImages(
-        images=images,
+        images=_open_rows(u8_path, meta["shape"][0], image_size),
         paths=[paths[i] for i in meta["kept"]],
         skipped=skipped,
         from_cache=from_cache,
@@ -260,6 +198,34 @@ def cache_dataset(
         key=key,
         file=u8_path,
     )
+
+
+def _stat_inputs(
+    root: Path, rel_paths: Sequence[str]
+) -> tuple[list[tuple[str, int, int]], list[tuple[str, str]]]:
+    """(relative path, bytes, mtime_ns) of each readable input in natural order, and the rest.
+
+    Warns once per missing input, attributed to the caller of :func:`cache_dataset`.
+    """
+    entries, missing = [], []
+    for rel in sorted(rel_paths, key=natural_key):
+        try:
+            st = os.stat(root / rel)
+        except OSError as error:
+            missing.append((rel, f"cannot read file ({error.strerror})"))
+            warnings.warn(f"skipped {rel}: {missing[-1][1]}", UnreadableImageWarning, stacklevel=3)
+            continue
+        entries.append((rel, st.st_size, st.st_mtime_ns))
+    return entries, missing
+
+
+def _open_rows(u8_path: Path, count: int, size: int) -> np.ndarray:
+    """The cache file as a read-only ``(count, size, size)`` array."""
+    if count:
+        return np.memmap(u8_path, dtype=np.uint8, mode="r", shape=(count, size, size))
+    images = np.zeros((0, size, size), dtype=np.uint8)
+    images.flags.writeable = False
+    return images
 
 
 def _read_meta(u8_path: Path, json_path: Path, image_size: int) -> dict | None:
@@ -278,79 +244,139 @@ def _read_meta(u8_path: Path, json_path: Path, image_size: int) -> dict | None:
     return meta
 
 
-def _build(
-    root: Path,
-    paths: list[str],
-    size: int,
-    u8_path: Path,
-    json_path: Path,
-    workers: int,
-    progress: bool,
-) -> dict:
-    """Decode all ``paths`` into ``u8_path``; the caller holds the key's lock."""
+@dataclass(frozen=True)
+class _Build:
+    """One cache to build: its inputs, its files, and how."""
+
+    root: Path
+    paths: list[str]
+    """Relative paths of the inputs, in natural order: row i decodes ``paths[i]``."""
+    size: int
+    u8_path: Path
+    json_path: Path
+    workers: int | None
+    on_progress: OnProgress | None
+
+
+def _build_once(build: _Build) -> tuple[dict, bool]:
+    """Build the cache holding its key's lock, or take the one another process built meanwhile.
+
+    Returns the metadata and whether it came from a cache that was already there.
+    """
+    folder = build.u8_path.parent
+    lock_path = folder / f"{build.u8_path.stem}.lock"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "a+")  # noqa: SIM115 - held across the build
+    except OSError as error:
+        raise UserError(f"cache folder {folder} is not writable: {error.strerror}") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits while another process builds this key
+        meta = _read_meta(build.u8_path, build.json_path, build.size)
+        if meta is not None:
+            return meta, True
+        meta = _build(build)
+        for rel, reason in meta["skipped"]:
+            # stacklevel 3: the caller of cache_dataset, as for the other warnings
+            warnings.warn(f"skipped {rel}: {reason}", UnreadableImageWarning, stacklevel=3)
+    return meta, False
+
+
+def _build(build: _Build) -> dict:
+    """Decode every input into the cache files and return their metadata; needs the lock."""
     started = time.perf_counter()
+    u8_path, size, n = build.u8_path, build.size, len(build.paths)
     for stale in u8_path.parent.glob(f"{u8_path.name}.tmp-*"):
         stale.unlink(missing_ok=True)  # left by a builder that died; we hold the lock
-    n, row = len(paths), size * size
     tmp = u8_path.with_name(f"{u8_path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        try:
-            # Reserve the space now: running out of disk inside a memory map is a crash.
-            os.posix_fallocate(f.fileno(), 0, max(n * row, 1))
-        except OSError as error:
-            if error.errno in (28, 122):  # ENOSPC, EDQUOT
-                tmp.unlink(missing_ok=True)
-                raise UserError(
-                    f"not enough disk space in {u8_path.parent} for the image cache "
-                    f"({n * row / 1e9:.2f} GB)"
-                ) from None
-        f.truncate(n * row)
-
-    chunk = int(min(512, max(16, n // (workers * 4) + 1)))
-    tasks = [
-        (str(tmp), n, size, str(root), start, paths[start : start + chunk])
-        for start in range(0, n, chunk)
-    ]
-    bar = _Progress(n, progress)
-    failures: dict[int, str] = {}
+    workers = default_workers() if build.workers is None else max(1, int(build.workers))
     try:
-        if workers == 1 or len(tasks) <= 1:
-            for task in tasks:
-                failures.update(_decode_rows(task))
-                bar.update(len(task[-1]))
-        else:
-            with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=_pool_context()) as pool:
-                futures = {pool.submit(_decode_rows, task): len(task[-1]) for task in tasks}
-                for future in as_completed(futures):
-                    failures.update(future.result())
-                    bar.update(futures[future])
+        _reserve(tmp, n * size * size)
+        failures = _decode_all(build, tmp, workers)
+        kept = [i for i in range(n) if i not in failures]
+        if failures:
+            _drop_rows(tmp, n, size, kept)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    finally:
-        bar.close()
-
-    kept = [i for i in range(n) if i not in failures]
-    if failures:
-        rows = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=(n, size, size))
-        for new, old in enumerate(kept):  # kept is ascending, so moving rows down is safe
-            if new != old:
-                rows[new] = rows[old]
-        rows.flush()
-        del rows
-        os.truncate(tmp, len(kept) * row)
     os.replace(tmp, u8_path)
     meta = {
         "format": CACHE_FORMAT,
         "image_size": size,
         "shape": [len(kept), size, size],
-        "built_from": str(root),
+        "built_from": str(build.root),
         "kept": kept,
-        "skipped": [[paths[i], failures[i]] for i in sorted(failures)],
+        "skipped": [[build.paths[i], failures[i]] for i in sorted(failures)],
         "build_seconds": round(time.perf_counter() - started, 3),
         "workers": workers,
     }
-    tmp_json = json_path.with_name(f"{json_path.name}.tmp-{os.getpid()}")
+    tmp_json = build.json_path.with_name(f"{build.json_path.name}.tmp-{os.getpid()}")
     tmp_json.write_text(json.dumps(meta))
-    os.replace(tmp_json, json_path)
+    os.replace(tmp_json, build.json_path)
     return meta
+
+
+def _reserve(tmp: Path, nbytes: int) -> None:
+    """Create ``tmp`` with ``nbytes`` of disk space reserved, or fail with one line."""
+    with open(tmp, "wb") as f:
+        try:
+            # Reserve the space now: running out of disk inside a memory map is a crash.
+            os.posix_fallocate(f.fileno(), 0, max(nbytes, 1))
+        except OSError as error:
+            if error.errno in (28, 122):  # ENOSPC, EDQUOT
+                raise UserError(
+                    f"not enough disk space in {tmp.parent} for the image cache "
+                    f"({nbytes / 1e9:.2f} GB)"
+                ) from None
+        f.truncate(nbytes)
+
+
+def _decode_all(build: _Build, tmp: Path, workers: int) -> dict[int, str]:
+    """Decode every input into its row of ``tmp``; row -> reason for the unreadable ones."""
+    n = len(build.paths)
+    chunk = int(min(512, max(16, n // (workers * 4) + 1)))
+    tasks = [
+        (str(tmp), n, build.size, str(build.root), start, build.paths[start : start + chunk])
+        for start in range(0, n, chunk)
+    ]
+    failures: dict[int, str] = {}
+    done = 0
+
+    def finished(task_failures: list[tuple[int, str]], images: int) -> None:
+        nonlocal done
+        failures.update(task_failures)
+        done += images
+        if build.on_progress is not None:
+            build.on_progress(done, n)
+
+    if build.on_progress is not None and n:
+        build.on_progress(0, n)
+    _run_tasks(tasks, workers, finished)
+    return failures
+
+
+def _run_tasks(
+    tasks: list[tuple[str, int, int, str, int, list[str]]],
+    workers: int,
+    finished: Callable[[list[tuple[int, str]], int], None],
+) -> None:
+    """Run the decoding tasks here or in a pool; ``finished(failures, images)`` after each."""
+    if workers == 1 or len(tasks) <= 1:
+        for task in tasks:
+            finished(_decode_rows(task), len(task[-1]))
+        return
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=_pool_context()) as pool:
+        futures = {pool.submit(_decode_rows, task): len(task[-1]) for task in tasks}
+        for future in as_completed(futures):
+            finished(future.result(), futures[future])
+
+
+def _drop_rows(tmp: Path, n: int, size: int, kept: list[int]) -> None:
+    """Move the ``kept`` rows of ``tmp`` to its front and cut the file after them."""
+    rows = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=(n, size, size))
+    for new, old in enumerate(kept):  # kept is ascending, so moving rows down is safe
+        if new != old:
+            rows[new] = rows[old]
+    rows.flush()
+    del rows
+    os.truncate(tmp, len(kept) * size * size)

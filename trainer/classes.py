@@ -5,7 +5,6 @@ import re
 #: Competition order: covid = 0, lung_opacity = 1, pneumonia = 2, normal = 3.
 #: Folder names are mapped onto these by meaning, never by sorting.
 CLASS_NAMES: tuple[str, ...] = ("covid", "lung_opacity", "pneumonia", "normal")
-NUM_CLASSES = len(CLASS_NAMES)
 
 _ALIASES = {
     "covid": 0,

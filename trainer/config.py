@@ -179,8 +179,6 @@ class DataConfig:
     """Where decoded caches live; None means ``~/.cache/hpsearch``."""
     workers: int | None = None
     """Processes used to build the cache; None means all cores."""
-    progress: bool = True
-    """Show progress while the cache is built."""
 
     def __post_init__(self) -> None:
         if self.image_size < MIN_IMAGE_SIZE:

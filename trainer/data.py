@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +68,11 @@ class Data:
 
 
 def load_data(
-    config: DataConfig, device: torch.device | str | None = None, *, with_test: bool = True
+    config: DataConfig,
+    device: torch.device | str | None = None,
+    *,
+    with_test: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Data:
     """Discover the layout, decode once into the cache (or reuse it), split.
 
@@ -82,7 +86,8 @@ def load_data(
 
     ``with_test=False`` (what a search trial uses) leaves the held-out test images on disk:
     ``test_x``/``test_y`` are empty, ``names['test']`` still lists them. A trial never
-    looks at them, and holds 10-20 % fewer image bytes.
+    looks at them, and holds 10-20 % fewer image bytes. ``on_progress(done, total)`` is
+    called while the cache is built (see :func:`~trainer.cache.cache_dataset`).
     """
     layout = discover_layout(config.root)
     cache_dir = DEFAULT_CACHE_DIR if config.cache_dir is None else Path(config.cache_dir)
@@ -93,14 +98,9 @@ def load_data(
         config.image_size,
         cache_dir,
         workers=config.workers,
-        progress=config.progress,
+        on_progress=on_progress,
     )
-    if not cached.paths:
-        raise UserError(f"no readable images in {layout.root}")
-    labels = np.array([label_of[p] for p in cached.paths], dtype=np.int64)
-    lost = [CLASS_NAMES[i] for i in range(len(CLASS_NAMES)) if not (labels == i).any()]
-    if lost:
-        raise UserError(f"no readable images for class(es) {', '.join(lost)} in {layout.root}")
+    labels = _labels(cached.paths, label_of, layout.root)
     split = split_indices(labels, config.val_fraction, config.test_fraction, config.split_seed)
     order = {"train": split.train, "val": split.val, "test": split.test}
     target = torch.device("cpu" if device is None else device)
@@ -121,6 +121,17 @@ def load_data(
         source=str(layout.root),
         synthetic=layout.synthetic,
     )
+
+
+def _labels(paths: list[str], label_of: dict[str, int], root: Path) -> np.ndarray:
+    """Labels of the readable images; every class must keep at least one."""
+    if not paths:
+        raise UserError(f"no readable images in {root}")
+    labels = np.array([label_of[p] for p in paths], dtype=np.int64)
+    lost = [name for i, name in enumerate(CLASS_NAMES) if not (labels == i).any()]
+    if lost:
+        raise UserError(f"no readable images for class(es) {', '.join(lost)} in {root}")
+    return labels
 
 
 def _read_rows(

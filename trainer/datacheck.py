@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from trainer.cache import decode_image, unreadable_reason
 from trainer.classes import CLASS_NAMES
-from trainer.layout import discover_layout
+from trainer.layout import Layout, discover_layout
 
 _KIND_TITLES = {
     "competition": "competition layout (train/<class>/, test/)",
@@ -16,18 +17,23 @@ _KIND_TITLES = {
 }
 
 
-def check_dataset(path: str | Path, decode: bool = False) -> dict[str, Any]:
+def check_dataset(
+    path: str | Path,
+    decode: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Layout, images per class, test images, skipped files and the synthetic flag of ``path``.
 
     With ``decode`` every image is also decoded (slow: one process, the full dataset) and
-    the unreadable ones are listed. The result is JSON-serialisable. A folder that is no
-    dataset raises :class:`~trainer.errors.UserError`.
+    the unreadable ones are listed; ``on_progress(done, total)`` is called as images are
+    decoded. The result is JSON-serialisable. A folder that is no dataset raises
+    :class:`~trainer.errors.UserError`.
     """
     layout = discover_layout(path)
     counts = [0] * len(CLASS_NAMES)
     for _, label in layout.items:
         counts[label] += 1
-    report: dict[str, Any] = {
+    return {
         "path": str(path),
         "root": str(layout.root),
         "layout": layout.kind,
@@ -45,17 +51,26 @@ def check_dataset(path: str | Path, decode: bool = False) -> dict[str, Any]:
         "test_images": len(layout.test_items),
         "skipped": [{"path": p, "reason": r} for p, r in layout.skipped],
         "decoded": decode,
-        "unreadable": [],
+        "unreadable": _unreadable(layout, on_progress) if decode else [],
     }
-    if decode:
-        rel_paths = [p for p, _ in layout.items] + layout.test_items
-        for rel in rel_paths:
-            try:
-                decode_image(layout.root / rel, 8)
-            except Exception as error:  # Pillow raises many types on malformed files
-                reason = unreadable_reason(layout.root / rel, error)
-                report["unreadable"].append({"path": rel, "reason": reason})
-    return report
+
+
+def _unreadable(
+    layout: Layout, on_progress: Callable[[int, int], None] | None
+) -> list[dict[str, str]]:
+    """Decode every labelled and test image; (path, reason) of those that fail."""
+    rel_paths = [p for p, _ in layout.items] + layout.test_items
+    bad = []
+    if on_progress is not None:
+        on_progress(0, len(rel_paths))
+    for done, rel in enumerate(rel_paths, start=1):
+        try:
+            decode_image(layout.root / rel, 8)
+        except Exception as error:  # Pillow raises many types on malformed files
+            bad.append({"path": rel, "reason": unreadable_reason(layout.root / rel, error)})
+        if on_progress is not None:
+            on_progress(done, len(rel_paths))
+    return bad
 
 
 def format_check(report: dict[str, Any]) -> str:

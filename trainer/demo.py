@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from trainer._radiograph import render_case
 from trainer.classes import CLASS_NAMES
 from trainer.config import DemoConfig
 from trainer.errors import UserError
+from trainer.layout import SYNTHETIC_MARKER
 
 __all__ = [
     "DATABASE_FOLDERS",
@@ -38,9 +38,6 @@ __all__ = [
 
 GENERATOR_VERSION = 1
 """Bumped whenever the same seed would draw different images."""
-
-SYNTHETIC_MARKER = "SYNTHETIC.txt"
-"""File in the dataset root whose presence marks the images as synthetic."""
 
 _MARKER_HEADLINE = "SYNTHETIC DATA: generated chest X-ray images, not real radiographs."
 
@@ -156,7 +153,7 @@ def write_demo_dataset(
     size: int = DemoConfig.size,
     seed: int = DemoConfig.seed,
     workers: int | None = None,
-    progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Write ``n`` synthetic chest X-ray PNGs in the public database's layout under ``out``.
 
@@ -166,15 +163,11 @@ def write_demo_dataset(
     gives byte-identical files whatever the number of worker processes (None: all cores).
     A previous demo dataset in ``out`` is replaced (its class folders and marker; files it
     did not write stay); any other non-empty folder is refused with a ``UserError``.
+    ``on_progress(done, n)`` is called as images are written.
 
     Returns ``{"counts": {folder: images}, "seconds": wall time}``.
     """
-    if n < len(DATABASE_FOLDERS):
-        raise ValueError(f"n must be at least {len(DATABASE_FOLDERS)}, got {n}")
-    if not 32 <= size <= 1024:
-        raise ValueError(f"size must be between 32 and 1024 pixels, got {size}")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+    _check_arguments(n, size, workers)
     started = time.perf_counter()
     out = Path(out)
     counts = class_counts(n)
@@ -183,30 +176,43 @@ def write_demo_dataset(
     (out / SYNTHETIC_MARKER).write_text(_marker_text(n, size, seed, counts), encoding="utf-8")
     for folder in counts:
         (out / folder / "images").mkdir(parents=True, exist_ok=True)
-
-    workers = min(workers or os.cpu_count() or 1, n)
-    chunk = max(1, min(200, math.ceil(n / (4 * workers))))
-    ranges = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
-    done = 0
-    if workers == 1:
-        results: Iterable[int] = (_write_range(str(out), n, size, seed, a, b) for a, b in ranges)
-        for written in results:
-            done += written
-            _report(progress, done, n)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_write_range, str(out), n, size, seed, a, b) for a, b in ranges]
-            for future in futures:
-                done += future.result()
-                _report(progress, done, n)
-    if progress:
-        print(file=sys.stderr)
+    _write_images(out, n, size, seed, min(workers or os.cpu_count() or 1, n), on_progress)
     return {"counts": counts, "seconds": time.perf_counter() - started}
 
 
-def _report(progress: bool, done: int, n: int) -> None:
-    if progress:
-        print(f"\rsynthetic demo images: {done}/{n}", end="", file=sys.stderr, flush=True)
+def _check_arguments(n: int, size: int, workers: int | None) -> None:
+    if n < len(DATABASE_FOLDERS):
+        raise ValueError(f"n must be at least {len(DATABASE_FOLDERS)}, got {n}")
+    if not 32 <= size <= 1024:
+        raise ValueError(f"size must be between 32 and 1024 pixels, got {size}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+
+
+def _write_images(
+    out: Path,
+    n: int,
+    size: int,
+    seed: int,
+    workers: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> None:
+    """Render all ``n`` images in chunks, here or in ``workers`` processes."""
+    chunk = max(1, min(200, math.ceil(n / (4 * workers))))
+    ranges = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
+    report = on_progress or (lambda _done, _total: None)
+    done = 0
+    report(done, n)
+    if workers == 1:
+        for a, b in ranges:
+            done += _write_range(str(out), n, size, seed, a, b)
+            report(done, n)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_write_range, str(out), n, size, seed, a, b) for a, b in ranges]
+        for future in futures:
+            done += future.result()
+            report(done, n)
 
 
 def contact_sheet(out_png: Path, seed: int = 0, per_class: int = 6, size: int = 128) -> Path:

@@ -9,7 +9,10 @@ class UserError(Exception):
     """
 
 
-def first_line(err: BaseException) -> str:
-    """The first line of ``err``'s message, or its type's name when it has none."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, or its type's name when the message is blank.
+
+    For one-line messages built from library errors, whose text may run over many lines.
+    """
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -24,8 +24,6 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 SYNTHETIC_MARKER = "SYNTHETIC.txt"
 """A file of this name in the dataset root marks generated (synthetic) data."""
 
-KINDS = ("competition", "radiography-database", "folder-per-class")
-
 _OS_DEBRIS = frozenset({".ds_store", "thumbs.db", "desktop.ini", "__macosx"})
 
 EXPECTED_LAYOUTS = (
@@ -86,7 +84,6 @@ def list_image_files(
     order. Sub-folders are not entered; they are reported as skipped.
     """
     prefix = "" if root is None else folder.relative_to(root).as_posix() + "/"
-    prefix = "" if prefix == "./" else prefix
     with os.scandir(folder) as scan:
         entries = sorted(scan, key=lambda e: natural_key(e.name))
     images: list[str] = []
@@ -168,6 +165,44 @@ def discover_layout(path: str | Path) -> Layout:
     holds a class folder that maps to no class, or lacks a class.
     """
     given = Path(path).expanduser()
+    root, kind = _find_root(given)
+    found = _Found(skipped=_non_dir_skips(root, root, {SYNTHETIC_MARKER}))
+    if kind == "competition":
+        _read_competition(root, found)
+    else:
+        _read_class_folders(root, kind, found)
+    _check_every_class(found.items, root, kind)
+    found.items.sort(key=lambda item: natural_key(item[0]))
+    synthetic = (root / SYNTHETIC_MARKER).is_file() or (given / SYNTHETIC_MARKER).is_file()
+    return Layout(
+        kind=kind,
+        root=root,
+        items=found.items,
+        test_items=found.test_items,
+        skipped=sorted(found.skipped, key=lambda s: natural_key(s[0])),
+        synthetic=synthetic,
+        class_folders=found.folders,
+    )
+
+
+@dataclass
+class _Found:
+    """What the layout readers collect, before it is sorted into a :class:`Layout`."""
+
+    skipped: list[tuple[str, str]]
+    items: list[tuple[str, int]] = field(default_factory=list)
+    test_items: list[str] = field(default_factory=list)
+    folders: dict[int, str] = field(default_factory=dict)
+
+    def add_class(self, index: int, folder: Path, root: Path) -> None:
+        images, skips = list_image_files(folder, root)
+        self.items += [(p, index) for p in images]
+        self.skipped += skips
+        self.folders[index] = folder.relative_to(root).as_posix()
+
+
+def _find_root(given: Path) -> tuple[Path, str]:
+    """The folder that holds the layout (``given`` or its only sub-folder) and its kind."""
     if not given.exists():
         raise UserError(f"dataset folder {given} does not exist; {EXPECTED_LAYOUTS}")
     if not given.is_dir():
@@ -181,60 +216,44 @@ def discover_layout(path: str | Path) -> Layout:
             kind = _guess_kind(root)
     if kind is None:
         raise UserError(f"no dataset layout recognised in {given}; {EXPECTED_LAYOUTS}")
+    return root, kind
 
-    items: list[tuple[str, int]] = []
-    test_items: list[str] = []
-    folders: dict[int, str] = {}
-    if kind == "competition":
-        skipped = _non_dir_skips(root, root, {SYNTHETIC_MARKER})
-        skipped += [
-            (d.relative_to(root).as_posix() + "/", "not part of the layout")
-            for d in _visible_dirs(root)
-            if d.name not in ("train", "test")
-        ]
-        train = root / "train"
-        skipped += _non_dir_skips(train, root, set())
-        for index, folder in sorted(_class_folders(train, root).items()):
-            images, skips = list_image_files(folder, root)
-            items += [(p, index) for p in images]
-            skipped += skips
-            folders[index] = folder.relative_to(root).as_posix()
-        if (root / "test").is_dir():
-            test_items, skips = list_image_files(root / "test", root)
-            skipped += skips
-    else:
-        skipped = _non_dir_skips(root, root, {SYNTHETIC_MARKER})
-        for index, folder in sorted(_class_folders(root, root).items()):
-            if kind == "radiography-database":
-                skipped += _database_class_skips(folder, root)
-                folder = folder / "images"
-                if not folder.is_dir():
-                    continue
-            images, skips = list_image_files(folder, root)
-            items += [(p, index) for p in images]
-            skipped += skips
-            folders[index] = folder.relative_to(root).as_posix()
 
-    counts = {i: 0 for i in range(len(CLASS_NAMES))}
-    for _, label in items:
-        counts[label] += 1
-    missing = [CLASS_NAMES[i] for i, n in counts.items() if n == 0]
+def _read_competition(root: Path, found: _Found) -> None:
+    """``train/<class>/`` images and the unlabelled ``test/`` ones."""
+    found.skipped += [
+        (d.relative_to(root).as_posix() + "/", "not part of the layout")
+        for d in _visible_dirs(root)
+        if d.name not in ("train", "test")
+    ]
+    train = root / "train"
+    found.skipped += _non_dir_skips(train, root, set())
+    for index, folder in sorted(_class_folders(train, root).items()):
+        found.add_class(index, folder, root)
+    if (root / "test").is_dir():
+        found.test_items, skips = list_image_files(root / "test", root)
+        found.skipped += skips
+
+
+def _read_class_folders(root: Path, kind: str, found: _Found) -> None:
+    """``<Class>/images/`` (radiography database) or ``<class>/`` (folder per class) images."""
+    for index, folder in sorted(_class_folders(root, root).items()):
+        if kind == "radiography-database":
+            found.skipped += _database_class_skips(folder, root)
+            folder = folder / "images"
+            if not folder.is_dir():
+                continue
+        found.add_class(index, folder, root)
+
+
+def _check_every_class(items: list[tuple[str, int]], root: Path, kind: str) -> None:
+    present = {label for _, label in items}
+    missing = [name for i, name in enumerate(CLASS_NAMES) if i not in present]
     if missing:
         raise UserError(
             f"no images for class(es) {', '.join(missing)} in {root} ({kind} layout); "
             f"every class needs a folder with images: {', '.join(CLASS_NAMES)}"
         )
-    items.sort(key=lambda item: natural_key(item[0]))
-    synthetic = (root / SYNTHETIC_MARKER).is_file() or (given / SYNTHETIC_MARKER).is_file()
-    return Layout(
-        kind=kind,
-        root=root,
-        items=items,
-        test_items=test_items,
-        skipped=sorted(skipped, key=lambda s: natural_key(s[0])),
-        synthetic=synthetic,
-        class_folders=folders,
-    )
 
 
 def _database_class_skips(folder: Path, root: Path) -> list[tuple[str, str]]:

@@ -21,7 +21,7 @@ from torchvision.models import (
 )
 
 from trainer.config import ARCHS
-from trainer.errors import UserError
+from trainer.errors import UserError, first_line
 
 _WEIGHTS = {
     "resnet18": ResNet18_Weights,
@@ -98,8 +98,7 @@ def _load_imagenet(model: nn.Module, arch: str, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot read weights file {path}: {reason}") from error
+        raise UserError(f"cannot read weights file {path}: {first_line(error)}") from error
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from trainer.batches import eval_batches
-from trainer.errors import UserError
+from trainer.errors import UserError, first_line
 from trainer.model import build_model
 
 _REQUIRED = ("state_dict", "arch", "num_classes", "in_chans", "mean", "std")
@@ -40,7 +40,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         )
         model.load_state_dict(saved["state_dict"])
     except (RuntimeError, TypeError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0].rstrip(":") if str(error).strip() else ""
+        reason = first_line(error).rstrip(":")
         raise UserError(
             f"{path}: its weights do not make a {saved['arch']} model with "
             f"{saved['num_classes']} classes and {saved['in_chans']} channel(s) ({reason})"

@@ -15,8 +15,8 @@ from torch import nn
 from trainer.classes import CLASS_NAMES
 from trainer.config import TrainConfig
 from trainer.data import Data, pixel_mean_std
-from trainer.fit import fit
 from trainer.model import build_model
+from trainer.training import fit
 
 
 @dataclass(frozen=True)

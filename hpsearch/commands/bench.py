@@ -58,7 +58,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trainer.errors import UserError
-    from trainer.fit import resolve_device
+    from trainer.training import resolve_device
 
     for name in ("image_size", "batch_size", "epochs", "demo_n", "max_steps", "threads", "workers"):
         value = getattr(args, name)
@@ -92,14 +92,16 @@ def _train_config(args: argparse.Namespace) -> Any:
 
 
 def _bench_demo(args: argparse.Namespace, config: Any, tmp: Path) -> dict[str, Any]:
+    from hpsearch.taskbar import progress_bar
     from trainer.demo import write_demo_dataset
 
     # Generated at the benchmark's size (the generator's range is 32-1024 px), so the
     # cache build decodes without resizing.
     size = min(max(args.image_size, 32), 1024)
-    made = write_demo_dataset(
-        tmp / "data", n=args.demo_n, size=size, workers=args.workers, progress=not args.json
-    )
+    with progress_bar("synthetic demo images", show=not args.json) as on_progress:
+        made = write_demo_dataset(
+            tmp / "data", n=args.demo_n, size=size, workers=args.workers, on_progress=on_progress
+        )
     result = measure(args, config, tmp / "data", tmp / "cache")
     result["demo_seconds"] = round(made["seconds"], 3)
     return result
@@ -109,26 +111,11 @@ def measure(args: argparse.Namespace, config: Any, root: Path, cache_dir: Path) 
     """Build or reuse the cache, load the splits, train with ``config``; the figures as a dict."""
     import time
 
-    from trainer.cache import cache_dataset
     from trainer.data import DataConfig, load_data
-    from trainer.fit import fit, peak_rss_mb, resolve_device
-    from trainer.layout import discover_layout
+    from trainer.training import fit, peak_rss_mb, resolve_device
 
     device = resolve_device(config.device)
-    progress = not args.json
-    layout = discover_layout(root)
-    cached = cache_dataset(
-        layout.root,
-        [rel for rel, _ in layout.items],
-        args.image_size,
-        cache_dir,
-        workers=args.workers,
-        progress=progress,
-    )
-    from_cache = cached.from_cache
-    build_seconds = None if from_cache else round(cached.build_seconds, 3)
-    del cached  # the memory map was never read; load_data reads the file itself
-
+    measured = _build_cache(args, root, cache_dir)
     started = time.perf_counter()
     data = load_data(
         DataConfig(
@@ -138,19 +125,56 @@ def measure(args: argparse.Namespace, config: Any, root: Path, cache_dir: Path) 
             test_fraction=args.test_fraction,
             cache_dir=cache_dir,
             workers=args.workers,
-            progress=progress,
         ),
         with_test=False,  # a trial never holds the held-out test images
     )
-    load_seconds = time.perf_counter() - started
-    rss_after_load = peak_rss_mb()
+    measured["load_seconds"] = round(time.perf_counter() - started, 3)
+    measured["peak_rss_after_load_mb"] = round(peak_rss_mb(), 1)
+    trained = _limit(data, args.max_steps * args.batch_size) if args.max_steps else data
+    result = fit(config, trained)
+    cuda = device.type == "cuda"
+    measured["cuda_peak_allocated_mb"] = round(result.peak_memory_mb, 1) if cuda else None
+    return _figures(args, config, data, trained, result, measured)
+
+
+def _build_cache(args: argparse.Namespace, root: Path, cache_dir: Path) -> dict[str, Any]:
+    """Build (or find) the image cache, timed on its own; whether it existed and the time."""
+    from hpsearch.taskbar import progress_bar
+    from trainer.cache import cache_dataset
+    from trainer.layout import discover_layout
+
+    layout = discover_layout(root)
+    with progress_bar("decoding images into the cache", show=not args.json) as on_progress:
+        cached = cache_dataset(
+            layout.root,
+            [rel for rel, _ in layout.items],
+            args.image_size,
+            cache_dir,
+            workers=args.workers,
+            on_progress=on_progress,
+        )
+    # The memory map is never read (load_data reads the file itself), so nothing is held.
+    return {
+        "cache_from_existing": cached.from_cache,
+        "cache_build_seconds": None if cached.from_cache else round(cached.build_seconds, 3),
+    }
+
+
+def _figures(
+    args: argparse.Namespace,
+    config: Any,
+    data: Any,
+    trained: Any,
+    result: Any,
+    measured: dict[str, Any],
+) -> dict[str, Any]:
+    """The report: what was trained on what, how fast, and the memory it took."""
+    from trainer.training import peak_rss_mb
+
     held_mb = (
         sum(t.numel() * t.element_size() for t in (data.train_x, data.val_x, data.test_x)) / 2**20
     )
-    trained = _limit(data, args.max_steps * args.batch_size) if args.max_steps else data
-
-    result = fit(config, trained)
-    cuda_peak = result.peak_memory_mb if device.type == "cuda" else None
+    n_test = len(data.names.get("test", []))
     return {
         "device": result.device,
         "arch": config.arch,
@@ -159,21 +183,19 @@ def measure(args: argparse.Namespace, config: Any, root: Path, cache_dir: Path) 
         "epochs": result.epochs_run,
         "train_images": int(trained.train_y.numel()),
         "val_images": int(trained.val_y.numel()),
-        "dataset_images": int(
-            data.train_y.numel() + data.val_y.numel() + len(data.names.get("test", []))
-        ),
-        "test_images_not_loaded": len(data.names.get("test", [])),
+        "dataset_images": int(data.train_y.numel() + data.val_y.numel() + n_test),
+        "test_images_not_loaded": n_test,
         "synthetic": data.synthetic,
         "images_per_sec": round(result.images_per_sec, 2),
         "epoch_images_per_sec": [round(r["images_per_sec"], 2) for r in result.history],
-        "cache_from_existing": from_cache,
-        "cache_build_seconds": build_seconds,
-        "load_seconds": round(load_seconds, 3),
+        "cache_from_existing": measured["cache_from_existing"],
+        "cache_build_seconds": measured["cache_build_seconds"],
+        "load_seconds": measured["load_seconds"],
         "fit_seconds": round(result.wall_seconds, 3),
         "dataset_uint8_mb": round(held_mb, 3),
-        "peak_rss_after_load_mb": round(rss_after_load, 1),
+        "peak_rss_after_load_mb": measured["peak_rss_after_load_mb"],
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "cuda_peak_allocated_mb": None if cuda_peak is None else round(cuda_peak, 1),
+        "cuda_peak_allocated_mb": measured["cuda_peak_allocated_mb"],
     }
 
 

@@ -30,22 +30,39 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.data_command == "demo":
-        from trainer.demo import write_demo_dataset
-        from trainer.errors import UserError
+        return _demo(args)
+    return _check(args)
 
-        if args.workers is not None and args.workers < 1:
-            raise UserError("--workers must be >= 1")
+
+def _demo(args: argparse.Namespace) -> int:
+    from hpsearch.taskbar import progress_bar
+    from trainer.demo import write_demo_dataset
+    from trainer.errors import UserError
+
+    if args.workers is not None and args.workers < 1:
+        raise UserError("--workers must be >= 1")
+    with progress_bar("synthetic demo images") as on_progress:
         result = write_demo_dataset(
-            Path(args.out), n=args.n, size=args.size, seed=args.seed, workers=args.workers
+            Path(args.out),
+            n=args.n,
+            size=args.size,
+            seed=args.seed,
+            workers=args.workers,
+            on_progress=on_progress,
         )
-        counts = ", ".join(f"{k} {v}" for k, v in result["counts"].items())
-        print(
-            f"wrote {args.n} SYNTHETIC images ({args.size} px, seed {args.seed}) to {args.out} "
-            f"in {result['seconds']:.1f} s: {counts}"
-        )
-        return 0
+    counts = ", ".join(f"{k} {v}" for k, v in result["counts"].items())
+    print(
+        f"wrote {args.n} SYNTHETIC images ({args.size} px, seed {args.seed}) to {args.out} "
+        f"in {result['seconds']:.1f} s: {counts}"
+    )
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from hpsearch.taskbar import progress_bar
     from trainer.datacheck import check_dataset, format_check
 
-    report = check_dataset(args.path, decode=args.decode)
+    with progress_bar("decoding images", show=not args.json) as on_progress:
+        report = check_dataset(args.path, decode=args.decode, on_progress=on_progress)
     print(json.dumps(report, indent=2) if args.json else format_check(report))
     return 0

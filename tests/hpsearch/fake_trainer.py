@@ -42,7 +42,9 @@ class FakeResult:
     peak_memory_mb: float = 0.0
 
 
-def load_data(config: Any, device: Any = None, with_test: bool = True) -> FakeData:
+def load_data(
+    config: Any, device: Any = None, with_test: bool = True, on_progress=None
+) -> FakeData:
     return FakeData()
 
 

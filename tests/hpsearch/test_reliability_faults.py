@@ -38,7 +38,7 @@ from tests.hpsearch.study_checks import (
 )
 from tests.trainer.synthetic_tensors import synthetic_data
 from trainer.config import TrainConfig
-from trainer.fit import fit
+from trainer.training import fit
 
 GRID_SIZE = 16  # conftest.TINY_GRID: 4 lr x 2 optimizers x 2 batch sizes
 N_SLOTS = 8  # the random-search study of the shorter tests
@@ -171,7 +171,7 @@ import os, signal, sys
 import torch
 from tests.trainer.synthetic_tensors import synthetic_data
 from trainer.config import TrainConfig
-from trainer.fit import fit
+from trainer.training import fit
 
 torch.set_num_threads(1)
 real_save = torch.save

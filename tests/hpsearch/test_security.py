@@ -34,9 +34,9 @@ from tests.hpsearch.study_checks import (
 from tests.trainer.synthetic_tensors import synthetic_data
 from trainer.config import TrainConfig
 from trainer.errors import UserError
-from trainer.fit import fit
 from trainer.model import build_model
 from trainer.predict import load_model
+from trainer.training import fit
 
 # -- model and checkpoint files never run code ---------------------------------------------
 

@@ -19,7 +19,7 @@ from optuna.trial import TrialState, create_trial
 from trainer.config import TrainConfig
 from trainer.data import Data, DataConfig, load_data
 from trainer.demo import write_demo_dataset
-from trainer.fit import fit
+from trainer.training import fit
 
 IMAGE_SIZE = 32
 DISTRIBUTIONS = {
@@ -55,7 +55,7 @@ def data_attrs(root: Path, test_fraction: float, synthetic: bool = True) -> dict
 def make_data(root: Path, cache: Path, test_fraction: float, n: int = 100) -> Data:
     """Synthetic demo images (32 px) and their splits."""
     if not root.exists():
-        write_demo_dataset(root, n=n, size=IMAGE_SIZE, seed=0, workers=1, progress=False)
+        write_demo_dataset(root, n=n, size=IMAGE_SIZE, seed=0, workers=1)
     config = DataConfig(
         root=root,
         image_size=IMAGE_SIZE,
@@ -64,7 +64,6 @@ def make_data(root: Path, cache: Path, test_fraction: float, n: int = 100) -> Da
         split_seed=0,
         cache_dir=cache,
         workers=1,
-        progress=False,
     )
     return load_data(config)
 

@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,11 +45,11 @@ def test_second_call_decodes_nothing(
     dataset: tuple[Path, list[str]], tmp_path: Path, decode_calls: list[str]
 ) -> None:
     root, paths = dataset
-    first = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1, progress=False)
+    first = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1)
     assert len(decode_calls) == len(paths)
     assert first.from_cache is False
     decode_calls.clear()
-    second = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1, progress=False)
+    second = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1)
     assert decode_calls == []
     assert second.from_cache is True
     assert second.key == first.key
@@ -63,7 +64,7 @@ def test_rows_are_the_decoded_images_in_natural_order(
     dataset: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
     root, paths = dataset
-    cached = cache_dataset(root, paths[::-1], 16, tmp_path / "cache", workers=1, progress=False)
+    cached = cache_dataset(root, paths[::-1], 16, tmp_path / "cache", workers=1)
     assert cached.paths == paths  # order of the input does not matter
     assert cached.images.shape == (len(paths), 16, 16)
     for row, rel in enumerate(cached.paths):
@@ -75,7 +76,7 @@ def test_content_change_gives_a_new_key(
     dataset: tuple[Path, list[str]], tmp_path: Path, decode_calls: list[str], change: str
 ) -> None:
     root, paths = dataset
-    first = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1, progress=False)
+    first = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1)
     size = 16
     target = root / paths[0]
     if change == "touch":
@@ -91,7 +92,7 @@ def test_content_change_gives_a_new_key(
     else:
         size = 12
     decode_calls.clear()
-    again = cache_dataset(root, paths, size, tmp_path / "cache", workers=1, progress=False)
+    again = cache_dataset(root, paths, size, tmp_path / "cache", workers=1)
     assert again.key != first.key
     assert again.from_cache is False
     assert len(decode_calls) == len(paths)
@@ -107,7 +108,7 @@ def test_unreadable_files_are_skipped_named_and_counted(tmp_path: Path) -> None:
     paths = [rel for rel, _ in discover_layout(root).items]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cached = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1, progress=False)
+        cached = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1)
     warned = [str(w.message) for w in caught if w.category is UnreadableImageWarning]
     assert len(warned) == 3  # one line per unreadable file
     for name in broken.values():
@@ -126,7 +127,7 @@ def test_unreadable_files_are_skipped_named_and_counted(tmp_path: Path) -> None:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        again = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1, progress=False)
+        again = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1)
     assert again.from_cache is True
     assert again.skipped == cached.skipped
     assert len([w for w in caught if w.category is UnreadableImageWarning]) == 1  # a summary
@@ -138,8 +139,8 @@ def test_parallel_build_equals_serial_build(tmp_path: Path) -> None:
     paths = [rel for rel, _ in discover_layout(root).items]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreadableImageWarning)
-        serial = cache_dataset(root, paths, 16, tmp_path / "one", workers=1, progress=False)
-        parallel = cache_dataset(root, paths, 16, tmp_path / "two", workers=2, progress=False)
+        serial = cache_dataset(root, paths, 16, tmp_path / "one", workers=1)
+        parallel = cache_dataset(root, paths, 16, tmp_path / "two", workers=2)
     assert parallel.key == serial.key
     assert parallel.paths == serial.paths
     assert parallel.skipped == serial.skipped
@@ -155,7 +156,7 @@ def _build_in_child(root: Path, paths: list[str], cache_dir: Path, barrier, queu
 
     cache_module.decode_image = slow
     barrier.wait()
-    cached = cache_dataset(root, paths, 16, cache_dir, workers=1, progress=False)
+    cached = cache_dataset(root, paths, 16, cache_dir, workers=1)
     digest = hashlib.sha256(np.asarray(cached.images).tobytes()).hexdigest()
     queue.put((cached.from_cache, cached.key, digest, cached.paths))
 
@@ -189,22 +190,22 @@ def test_two_processes_build_one_consistent_cache(
 
 def test_stale_temporary_file_is_removed(dataset: tuple[Path, list[str]], tmp_path: Path) -> None:
     root, paths = dataset
-    key = cache_dataset(root, paths, 16, tmp_path / "first", workers=1, progress=False).key
+    key = cache_dataset(root, paths, 16, tmp_path / "first", workers=1).key
     cache_dir = tmp_path / "second"
     cache_dir.mkdir()
     stale = cache_dir / f"{key}.u8.tmp-999999"
     stale.write_bytes(b"half written")
-    cached = cache_dataset(root, paths, 16, cache_dir, workers=1, progress=False)
+    cached = cache_dataset(root, paths, 16, cache_dir, workers=1)
     assert not stale.exists()
     assert cached.from_cache is False
 
 
 def test_damaged_cache_is_rebuilt(dataset: tuple[Path, list[str]], tmp_path: Path) -> None:
     root, paths = dataset
-    first = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1, progress=False)
+    first = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1)
     expected = np.asarray(first.images).copy()
     os.truncate(first.file, 10)  # as if the disk had lost the end of the file
-    again = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1, progress=False)
+    again = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1)
     assert again.from_cache is False
     assert np.array_equal(np.asarray(again.images), expected)
 
@@ -216,26 +217,33 @@ def test_unusable_cache_folder_is_a_user_error(
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     with pytest.raises(UserError, match="not-a-folder"):
-        cache_dataset(root, paths, 16, blocker, workers=1, progress=False)
+        cache_dataset(root, paths, 16, blocker, workers=1)
 
 
-@pytest.mark.parametrize("progress", [True, False])
-def test_progress_goes_to_stderr_only_when_asked(
-    dataset: tuple[Path, list[str]],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    progress: bool,
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_is_reported_to_the_callback_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], workers: int
 ) -> None:
-    root, paths = dataset
-    cache_dataset(root, paths, 16, tmp_path / "cache", workers=1, progress=progress)
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert ("decoding images" in err) is progress
+    root = make_folder_per_class(tmp_path / "data", per_class=10, size=24)
+    paths = [rel for rel, _ in discover_layout(root).items]
+    calls: list[tuple[int, int]] = []
+    cache_dataset(root, paths, 16, tmp_path / "cache", workers=workers, on_progress=_record(calls))
+    assert calls[0] == (0, len(paths))  # the total is known before the first image
+    assert calls[-1] == (len(paths), len(paths))
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+    assert capsys.readouterr() == ("", "")  # the trainer itself shows nothing
+    calls.clear()
+    cache_dataset(root, paths, 16, tmp_path / "cache", workers=workers, on_progress=_record(calls))
+    assert calls == []  # a reused cache decodes nothing
+
+
+def _record(calls: list[tuple[int, int]]) -> Callable[[int, int], None]:
+    return lambda done, total: calls.append((done, total))
 
 
 def test_empty_input_gives_an_empty_cache(tmp_path: Path) -> None:
-    cached = cache_dataset(tmp_path, [], 16, tmp_path / "cache", workers=1, progress=False)
+    cached = cache_dataset(tmp_path, [], 16, tmp_path / "cache", workers=1)
     assert cached.images.shape == (0, 16, 16)
     assert cached.paths == []
-    again = cache_dataset(tmp_path, [], 16, tmp_path / "cache", workers=1, progress=False)
+    again = cache_dataset(tmp_path, [], 16, tmp_path / "cache", workers=1)
     assert again.from_cache is True

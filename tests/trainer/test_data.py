@@ -20,7 +20,7 @@ from trainer.layout import SYNTHETIC_MARKER
 def _config(root: Path, tmp_path: Path, **changes: object) -> DataConfig:
     values = {"image_size": 16, "val_fraction": 0.25, "test_fraction": 0.25}
     values |= changes
-    return DataConfig(root=root, cache_dir=tmp_path / "cache", workers=1, progress=False, **values)
+    return DataConfig(root=root, cache_dir=tmp_path / "cache", workers=1, **values)
 
 
 def test_splits_hold_the_right_images_and_labels(tmp_path: Path) -> None:
@@ -55,6 +55,16 @@ def test_without_test_split_the_test_images_are_not_loaded(tmp_path: Path) -> No
         assert torch.equal(getattr(trial, f"{part}_x"), getattr(full, f"{part}_x"))
         assert torch.equal(getattr(trial, f"{part}_y"), getattr(full, f"{part}_y"))
     assert (trial.mean, trial.std) == (full.mean, full.std)
+
+
+def test_progress_of_the_cache_build_reaches_the_callback(tmp_path: Path) -> None:
+    root = make_database(tmp_path / "db", per_class=8)
+    calls: list[tuple[int, int]] = []
+    load_data(_config(root, tmp_path), on_progress=lambda *c: calls.append(c))
+    assert calls[-1] == (32, 32)  # every image decoded into the new cache
+    calls.clear()
+    load_data(_config(root, tmp_path), on_progress=lambda *c: calls.append(c))
+    assert calls == []  # the cache is reused
 
 
 def test_mean_and_std_are_over_the_training_pixels(tmp_path: Path) -> None:
@@ -108,7 +118,7 @@ def test_default_cache_folder_is_in_the_home_cache(
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     root = make_folder_per_class(tmp_path / "d", per_class=2)
-    load_data(DataConfig(root=root, image_size=16, workers=1, progress=False))
+    load_data(DataConfig(root=root, image_size=16, workers=1))
     assert len(list((tmp_path / "home" / ".cache" / "hpsearch").glob("*.u8"))) == 1
 
 

@@ -21,7 +21,7 @@ REAL = {folder: count for folder, _, count in DATABASE_FOLDERS}
 
 
 def _write(out: Path, n: int = 12, seed: int = 0, workers: int = 1) -> dict:
-    return write_demo_dataset(out, n=n, size=64, seed=seed, workers=workers, progress=False)
+    return write_demo_dataset(out, n=n, size=64, seed=seed, workers=workers)
 
 
 def _files(root: Path) -> list[Path]:
@@ -88,6 +88,20 @@ def test_same_seed_gives_identical_bytes_whatever_the_workers(tmp_path: Path) ->
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_goes_to_the_callback_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], workers: int
+) -> None:
+    calls: list[tuple[int, int]] = []
+    write_demo_dataset(
+        tmp_path / "demo", n=8, size=64, workers=workers, on_progress=lambda *c: calls.append(c)
+    )
+    assert calls[0] == (0, 8)  # the total is known before the first image
+    assert calls[-1] == (8, 8)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+    assert capsys.readouterr() == ("", "")  # the trainer itself shows nothing
+
+
 def test_different_seeds_give_different_images(tmp_path: Path) -> None:
     _write(tmp_path / "a", n=8, seed=0)
     _write(tmp_path / "b", n=8, seed=1)
@@ -143,7 +157,7 @@ def test_writes_into_an_existing_empty_folder(tmp_path: Path) -> None:
 )
 def test_rejects_bad_settings(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        write_demo_dataset(tmp_path / "demo", **{"progress": False, **kwargs})
+        write_demo_dataset(tmp_path / "demo", **kwargs)
     assert not (tmp_path / "demo").exists()
 
 

@@ -12,9 +12,9 @@ import torch
 from tests.trainer.synthetic_tensors import synthetic_data
 from trainer.config import TrainConfig
 from trainer.errors import UserError
-from trainer.fit import fit
 from trainer.metrics import classification_metrics
 from trainer.predict import load_model, predict_proba
+from trainer.training import fit
 
 TIMING = {"images_per_sec", "epoch_seconds"}
 

@@ -292,6 +292,14 @@ def test_check_dataset_reports_counts_debris_and_unreadable(tmp_path: Path) -> N
     assert "SYNTHETIC" not in text
 
 
+def test_check_dataset_reports_decoding_progress(tmp_path: Path) -> None:
+    root = _awkward_competition(tmp_path)
+    calls: list[tuple[int, int]] = []
+    report = check_dataset(root, decode=True, on_progress=lambda *c: calls.append(c))
+    total = report["images"] + report["test_images"]  # every labelled and test image
+    assert calls == [(done, total) for done in range(total + 1)]
+
+
 def test_format_check_says_synthetic(tmp_path: Path) -> None:
     root = make_folder_per_class(tmp_path, per_class=1)
     (root / SYNTHETIC_MARKER).write_text("synthetic")

@@ -141,25 +141,10 @@ class _Run:
         self.fingerprint = run_fingerprint(config, data)
         self.data = data.to(device)
         self.val_y = self.data.val_y.cpu().numpy()
-
-        torch.manual_seed(config.seed)
-        model = build_model(
-            config.arch,
-            num_classes=len(data.class_names),
-            in_chans=data.train_x.shape[1],
-            pretrained=config.pretrained,
-            weights_path=config.weights_path,
-        ).to(device)
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        self.train_model: nn.Module = model
-        if config.compile and self.cuda:
-            self.train_model = torch.compile(model)
-
+        self._build_model(data)
         self.batches = batches_per_epoch(data.train_y.numel(), config.batch_size)
         self.steps_per_epoch = math.ceil(self.batches / config.accumulate)
-        self.optimizer = make_optimizer(config, model.parameters(), fused=self.cuda)
+        self.optimizer = make_optimizer(config, self.model.parameters(), fused=self.cuda)
         self.scheduler = make_scheduler(self.optimizer, config, self.steps_per_epoch)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
@@ -168,11 +153,35 @@ class _Run:
         self.stopped_early = False
         self.trained_images = 0
         self.train_seconds = 0.0
-        self.dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        if self.dir is not None:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            for stale in remove_stale_temporaries(self.dir):
-                self.log(f"removed {stale.name}, left by an interrupted checkpoint write")
+        self.dir = self._checkpoint_dir(checkpoint_dir)
+
+    def _build_model(self, data: Data) -> None:
+        """``self.model`` (saved, evaluated) and ``self.train_model`` (compiled if asked)."""
+        config = self.config
+        torch.manual_seed(config.seed)
+        model = build_model(
+            config.arch,
+            num_classes=len(data.class_names),
+            in_chans=data.train_x.shape[1],
+            pretrained=config.pretrained,
+            weights_path=config.weights_path,
+        ).to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.train_model: nn.Module = model
+        if config.compile and self.cuda:
+            self.train_model = torch.compile(model)
+
+    def _checkpoint_dir(self, checkpoint_dir: Path | None) -> Path | None:
+        """The checkpoint folder, created and cleared of interrupted writes; None without one."""
+        if checkpoint_dir is None:
+            return None
+        folder = Path(checkpoint_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in remove_stale_temporaries(folder):
+            self.log(f"removed {stale.name}, left by an interrupted checkpoint write")
+        return folder
 
     # -- checkpoints -------------------------------------------------------------------
 
@@ -344,19 +353,21 @@ class _Run:
 
     def result(self, wall_seconds: float) -> FitResult:
         history = self.history
-        best_epoch = self.best_epoch or len(history)
+        # Set by the first epoch trained or restored, and epochs >= 1: never None here.
+        assert self.best_epoch is not None
+        best_epoch = self.best_epoch
         if self.train_seconds > 0:
             throughput = self.trained_images / self.train_seconds
         else:  # nothing left to train: report the recorded epochs
-            throughput = sum(r["images_per_sec"] for r in history) / max(1, len(history))
+            throughput = sum(r["images_per_sec"] for r in history) / len(history)
         stopped = self.stopped_early or (
-            len(history) < self.config.epochs and bool(history) and bool(history[-1]["diverged"])
+            len(history) < self.config.epochs and bool(history[-1]["diverged"])
         )
         best_path = self.dir / BEST if self.dir is not None else None
         last_path = self.dir / LAST if self.dir is not None else None
         return FitResult(
             best_epoch=best_epoch,
-            best_metrics=dict(history[best_epoch - 1]) if history else {},
+            best_metrics=dict(history[best_epoch - 1]),
             history=[dict(r) for r in history],
             epochs_run=len(history),
             stopped_early=stopped,
