@@ -90,6 +90,7 @@ def test_attach_rejects_missing_file_and_foreign_trial(study, tmp_path) -> None:
         attach_file(study, "0", _file(tmp_path, "b.pt", b"b"), store)
 
 
+@pytest.mark.slow
 def test_optuna_cli_reads_the_storage(study: optuna.Study, tmp_path: Path) -> None:
     store = open_artifact_store(tmp_path / "artifacts")
     for value in (0.7, 0.9):

@@ -54,6 +54,7 @@ def test_best_user_errors(search: Search, argv, message, capsys) -> None:
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_without_browser_skips_pngs_in_one_line(search, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "missing-chromium"))
     out = tmp_path / "final"

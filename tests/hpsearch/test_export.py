@@ -128,6 +128,7 @@ def test_report_and_card_say_synthetic_and_split(exported) -> None:
     assert f"{result.metrics['accuracy']:.4g}" in card
 
 
+@pytest.mark.slow
 def test_study_without_test_split_is_labelled_validation(tmp_path) -> None:
     search = build_search(tmp_path, name="no-test", test_fraction=0.0)
     out = tmp_path / "export"
@@ -153,6 +154,7 @@ def test_missing_checkpoint_suggests_retrain(search: Search, tmp_path) -> None:
         moved.rename(search.checkpoint)
 
 
+@pytest.mark.slow
 def test_retrain_trains_on_train_and_validation(search: Search, tmp_path) -> None:
     lines: list[str] = []
     result = export_best(

@@ -40,6 +40,8 @@ from tests.trainer.synthetic_tensors import synthetic_data
 from trainer.config import TrainConfig
 from trainer.training import fit
 
+pytestmark = pytest.mark.slow  # every test runs workers in subprocesses or trains
+
 GRID_SIZE = 16  # conftest.TINY_GRID: 4 lr x 2 optimizers x 2 batch sizes
 N_SLOTS = 8  # the random-search study of the shorter tests
 

@@ -197,6 +197,7 @@ def test_bad_dataset_writes_no_study(case: str, tmp_path: Path, run, study_file:
     assert not db.exists()
 
 
+@pytest.mark.slow
 def test_class_of_unreadable_images_names_them_then_fails(tmp_path: Path, study_file: Path) -> None:
     root = tmp_path / "xray"
     expected = _bad_dataset("class unreadable", root)
@@ -222,6 +223,7 @@ def _snapshot(url: str, name: str) -> tuple:
     return study.user_attrs, trials, [tuple(r) for r in slot_rows(url, study)]
 
 
+@pytest.mark.slow
 def test_bad_input_leaves_an_existing_study_untouched(
     tmp_path: Path, run, study_file: Path, dataset: Path
 ) -> None:
@@ -274,6 +276,7 @@ def _counts(stderr: str) -> int:
     return sum(int(n) for n in match.groups())
 
 
+@pytest.mark.slow
 def test_awkward_images_are_converted_and_broken_ones_skipped(
     tmp_path: Path, study_file: Path
 ) -> None:

@@ -27,6 +27,8 @@ from tests.hpsearch.study_checks import (
     slot_rows,
 )
 
+pytestmark = pytest.mark.slow  # many workers in subprocesses, about a minute each
+
 FULL = os.environ.get("HPSEARCH_LOAD_FULL") == "1"
 SQLITE_WORKERS, SQLITE_TRIALS_EACH = 8, (100 if FULL else 30)
 PG_WORKERS, PG_TRIALS_EACH = 16, (25 if FULL else 5)

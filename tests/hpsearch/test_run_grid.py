@@ -22,6 +22,8 @@ from optuna.trial import TrialState
 
 from tests.hpsearch.conftest import ROOT, fake_env, run_cli
 
+pytestmark = pytest.mark.slow  # every test runs `hpsearch run` workers in subprocesses
+
 GRID = {
     "lr": [0.0001, 0.001, 0.01, 0.1],
     "optimizer": ["sgd", "adam"],

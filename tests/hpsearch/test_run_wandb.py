@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.hpsearch.conftest import fake_env, run_cli
 from tests.hpsearch.wandb_records import wait_for_runs
+
+pytestmark = pytest.mark.slow  # runs `hpsearch run` in a subprocess
 
 
 def test_run_logs_one_offline_wandb_run_per_trial(tmp_path: Path, grid_file) -> None:

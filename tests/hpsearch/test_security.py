@@ -163,6 +163,7 @@ def _files_holding(folder: Path, text: str) -> list[Path]:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_storage_password_never_shown_logged_or_stored(tmp_path: Path, study_name: str) -> None:
     url = require_postgres().replace("postgres@", f"postgres:{SECRET}@", 1)
     assert SECRET in url  # the test server trusts local users, so any password works
@@ -247,6 +248,7 @@ def test_trial_folders_stay_under_the_workdir(tmp_path: Path) -> None:
 EVIL = ("<script>alert(1)</script>", '"><img src=x onerror=alert(2)>')
 
 
+@pytest.mark.slow
 def test_report_escapes_parameter_values_and_attributes(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-browser"))
     url = f"sqlite:///{tmp_path / 's.db'}"

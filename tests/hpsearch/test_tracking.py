@@ -99,6 +99,7 @@ def test_resolve_wandb_mode_rejects_unknown_flag() -> None:
         resolve_wandb_mode("disabled")
 
 
+@pytest.mark.slow
 def test_offline_runs_per_trial_read_back_from_disk(wandb_env: Path, tmp_path: Path) -> None:
     tracker = TrialTracker("offline", "demo", "tpe", "median", wandb_env)
     study = _quiet_study()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import plotly.graph_objects as go
+import pytest
 
 from reports.html import Section, escape, render_page, table
 from reports.report import report_title, study_sections, write_report
@@ -25,6 +26,7 @@ def _evil_study(tmp_path, synthetic: bool = True):
     )
 
 
+@pytest.mark.slow
 def test_study_name_is_escaped_everywhere(tmp_path) -> None:
     study = _evil_study(tmp_path)
     sections, figures = study_sections(study, study.user_attrs.get("hpsearch"))
@@ -53,6 +55,7 @@ def test_plotly_js_is_embedded_once_and_nothing_is_fetched(tmp_path) -> None:
     assert "cdn.plot.ly" not in page.split("</head>")[0]
 
 
+@pytest.mark.slow
 def test_synthetic_banner_only_for_synthetic_data(tmp_path) -> None:
     for synthetic in (True, False):
         (tmp_path / str(synthetic)).mkdir()

@@ -60,6 +60,7 @@ def test_learns_the_synthetic_task_and_a_tiny_lr_learns_less():
     assert tiny.best_metrics["val_accuracy"] < good.best_metrics["val_accuracy"] - 0.25
 
 
+@pytest.mark.slow
 def test_history_rows_have_the_promised_keys(small):
     result = fit(_config(epochs=1, threads=2), small)
     row = result.history[0]
@@ -89,6 +90,7 @@ def test_history_rows_have_the_promised_keys(small):
     assert result.best_checkpoint is None and result.last_checkpoint is None
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_other_seed_other_metrics(small):
     config = _config(epochs=2, crop_padding=2, balanced_sampling=True)
     a, b = fit(config, small), fit(config, small)
@@ -130,6 +132,7 @@ def test_on_epoch_can_stop_training(small):
         },
     ],
 )
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(small, tmp_path, changes):
     config = _config(**changes)
     straight = fit(config, small, checkpoint_dir=tmp_path / "straight")
@@ -147,6 +150,7 @@ def test_resumed_run_equals_uninterrupted_run(small, tmp_path, changes):
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
 
 
+@pytest.mark.slow
 def test_finished_run_resumes_to_the_same_result_without_training(small, tmp_path):
     config = _config(epochs=2)
     first = fit(config, small, checkpoint_dir=tmp_path)
@@ -157,6 +161,7 @@ def test_finished_run_resumes_to_the_same_result_without_training(small, tmp_pat
     assert again.best_epoch == first.best_epoch
 
 
+@pytest.mark.slow
 def test_other_settings_refuse_to_resume(small, tmp_path):
     fit(_config(epochs=1), small, checkpoint_dir=tmp_path)
     with pytest.raises(UserError, match="other settings"):
@@ -168,6 +173,7 @@ def test_other_settings_refuse_to_resume(small, tmp_path):
     assert fresh.epochs_run == 1
 
 
+@pytest.mark.slow
 def test_failed_checkpoint_write_leaves_the_previous_one(small, tmp_path, monkeypatch):
     config = _config(epochs=2)
     fit(config, small, lambda epoch, row: True, checkpoint_dir=tmp_path)
@@ -189,6 +195,7 @@ def test_failed_checkpoint_write_leaves_the_previous_one(small, tmp_path, monkey
     assert fit(config, small, checkpoint_dir=tmp_path).epochs_run == 2
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_a_self_contained_model(small, tmp_path):
     config = _config(epochs=2, monitor="val_loss")
     result = fit(config, small, checkpoint_dir=tmp_path)
@@ -213,6 +220,7 @@ def test_best_checkpoint_is_a_self_contained_model(small, tmp_path):
     assert again["auc_macro"] == pytest.approx(result.best_metrics["val_auc_macro"], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_diverging_lr_finishes_the_epoch_and_stops(small):
     result = fit(_config(epochs=3, lr=1e8, momentum=0.9), small)
     last = result.history[-1]

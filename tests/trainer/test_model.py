@@ -50,6 +50,7 @@ def test_same_seed_gives_same_initial_weights():
     assert torch.equal(a.fc.weight, b.fc.weight)
 
 
+@pytest.mark.slow
 def test_pretrained_from_file_sums_rgb_kernels(tmp_path, empty_hub):
     torch.manual_seed(1)
     imagenet = torchvision.models.resnet18(weights=None)
