@@ -36,15 +36,15 @@ class DataRecord:
 class StudyRecord:
     """A study's settings as ``hpsearch run`` created it (the study user attr ``hpsearch``)."""
 
-    spec_file: str
-    scale: str
-    sampler: str
-    pruner: str
-    metric: str
-    direction: str
-    n_slots: int
-    """Trials that complete the study: grid points, or the random/TPE budget."""
     data: DataRecord
+    spec_file: str = ""
+    scale: str = ""
+    sampler: str = ""
+    pruner: str = "none"
+    metric: str = "val_accuracy"
+    direction: str = "maximize"
+    n_slots: int = 0
+    """Trials that complete the study: grid points, or the random/TPE budget."""
     fixed: dict[str, Any] = field(default_factory=dict)
     """Training values shared by every trial at this scale."""
     space: list[str] = field(default_factory=list)
