@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 #: only when their command runs, so ``hpsearch status`` never pays for torch or wandb.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run (or resume) a study: launch training trials on the study storage"),
+    "confirm": ("confirm", "train the best configurations again with new seeds, and rank them"),
     "status": ("status", "trials by state, best so far, ETA"),
     "best": ("best", "the best trial; --export DIR turns it into the final model and report"),
     "report": ("report", "study report (history, importances, curves) as HTML/PNG"),

@@ -137,6 +137,11 @@ class TrialObjective:
         params = suggest(trial, spec.space_at(ctx.scale))
         values = {**spec.train_values(ctx.scale), **params}
         values.setdefault("seed", spec.seed)
+        if ctx.runs:  # a confirmation run: the configuration again with a new seed
+            run = ctx.runs[self.claim.slot]
+            values["seed"] = run.seed
+            trial.set_user_attr("confirm_of", run.source_trial)
+            trial.set_user_attr("seed", run.seed)
         config = TrainConfig.from_dict({**values, "device": ctx.device, "threads": ctx.threads})
         trial.set_user_attr("slot", self.claim.slot)
         trial.set_user_attr("attempt", self.claim.attempt)

@@ -45,6 +45,8 @@ class StudyRecord:
     direction: str = "maximize"
     n_slots: int = 0
     """Trials that complete the study: grid points, or the random/TPE budget."""
+    seed: int = 0
+    """The study's seed (the file's, or ``--seed``'s)."""
     fixed: dict[str, Any] = field(default_factory=dict)
     """Training values shared by every trial at this scale."""
     space: list[str] = field(default_factory=list)
@@ -55,6 +57,9 @@ class StudyRecord:
     workdir: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Values given with ``--set`` when the study was created."""
+    confirm: dict[str, Any] | None = None
+    """For a ``<name>.confirm`` study: the search it confirms, ``top``, ``seeds`` and
+    each slot's run (params, seed, source trial)."""
 
     #: Keys that must match when a run joins an existing study.
     IDENTITY = (
@@ -66,6 +71,7 @@ class StudyRecord:
         "n_slots",
         "grid_order",
         "overrides",
+        "confirm",
     )
 
     def to_dict(self) -> dict[str, Any]:

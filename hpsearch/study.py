@@ -92,6 +92,7 @@ def build_record(spec: StudySpec, scale: str, data: DataRecord, workdir: str) ->
         n_slots=spec.budget(scale),
         grid_order=grid_order(spec, scale) if spec.sampler == "grid" else None,
         overrides=dict(spec.overrides),
+        seed=spec.seed,
     )
 
 

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -27,6 +27,9 @@ from hpsearch.spec import StudySpec
 from hpsearch.storage import Heartbeat, open_storage
 from hpsearch.study import build_pruner, sampler_for_slot
 from hpsearch.trainer_api import TrainerAPI
+
+if TYPE_CHECKING:
+    from hpsearch.confirm import ConfirmRun
 from trainer.config import DataConfig
 from trainer.errors import UserError
 
@@ -69,6 +72,12 @@ class WorkerContext:
     deadline: float | None = None
     """Wall-clock time after which no new trial starts."""
     poll_s: float = POLL_S
+    runs: tuple[ConfirmRun, ...] = ()
+    """Fixed runs, one per slot (``hpsearch confirm``): trained to the budget, unpruned."""
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.runs) if self.runs else self.spec.budget(self.scale)
 
 
 class TrialBudget:
@@ -116,9 +125,9 @@ def worker_main(ctx: WorkerContext, budget: TrialBudget, emit: Emit) -> dict[str
     storage = open_storage(ctx.storage_url, heartbeat=ctx.heartbeat)
     keep_heartbeat_alive(storage)
     # load_study's default pruner is MedianPruner: pass the study file's own.
-    pruner = build_pruner(ctx.spec, ctx.scale)
+    pruner = optuna.pruners.NopPruner() if ctx.runs else build_pruner(ctx.spec, ctx.scale)
     study = optuna.load_study(study_name=ctx.study_name, storage=storage, pruner=pruner)
-    board = SlotBoard(study, storage, ctx.spec.budget(ctx.scale))
+    board = SlotBoard(study, storage, ctx.n_slots)
     # On a GPU the uint8 splits are filled straight into device memory. The held-out test
     # split stays on disk: no trial may see it, and the search holds less memory.
     device = "cuda" if ctx.device == "cuda" else None
@@ -180,7 +189,7 @@ def run_claim(
     emit: Emit,
 ) -> TrialOutcome:
     """Run the trial of one claimed slot, settle the slot, and say how the trial ended."""
-    study.sampler = sampler_for_slot(ctx.spec, ctx.scale, claim.slot)
+    study.sampler = _sampler(ctx, claim.slot)
     objective = TrialObjective(ctx, board, claim, data, emit)
     report = objective.report
     try:
@@ -200,6 +209,14 @@ def run_claim(
         error = recurring_error(report.error) if report.error else None
         raise UserError(f"{error} ({where}; no attempt spent)") from None
     return outcome
+
+
+def _sampler(ctx: WorkerContext, slot: int) -> optuna.samplers.BaseSampler:
+    """The sampler that creates the slot's trial: a fixed run's parameters, or the study's."""
+    if ctx.runs:
+        fixed = ctx.runs[slot].params
+        return optuna.samplers.PartialFixedSampler(fixed, optuna.samplers.RandomSampler(slot))
+    return sampler_for_slot(ctx.spec, ctx.scale, slot)
 
 
 def _after_optimize_error(

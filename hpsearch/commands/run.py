@@ -11,8 +11,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import optuna
 
+    from hpsearch.confirm import ConfirmRun
+    from hpsearch.dataprep import PreparedData
     from hpsearch.launch import LaunchResult
+    from hpsearch.paths import Workdir
     from hpsearch.spec import StudySpec
+    from hpsearch.trainer_api import TrainerAPI
     from hpsearch.worker import WorkerContext
 
 
@@ -75,15 +79,11 @@ def run(args: argparse.Namespace) -> int:
     import optuna
 
     from hpsearch.dataprep import prepare_data
-    from hpsearch.launch import launch
     from hpsearch.paths import Workdir, safe_name
-    from hpsearch.plan import plan_devices
     from hpsearch.preflight import check_setup
-    from hpsearch.progress import Progress
-    from hpsearch.storage import Heartbeat, open_storage, redact, resolve_storage_url
+    from hpsearch.storage import open_storage, resolve_storage_url
     from hpsearch.study import build_record, create_or_load
     from hpsearch.trainer_api import default_trainer
-    from hpsearch.worker import WorkerContext
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _check_flags(args)
@@ -91,8 +91,6 @@ def run(args: argparse.Namespace) -> int:
     name = safe_name(args.name or spec.name)
     url = resolve_storage_url(args.storage)
     workdir = Workdir.resolve(args.workdir).make()
-    plan = plan_devices(args.workers, args.devices)
-    heartbeat = Heartbeat(interval_s=args.heartbeat) if args.heartbeat else Heartbeat()
     trainer = getattr(args, "trainer", None) or default_trainer()
     # Every input is checked before anything is written to the storage: a database
     # server is opened now (an unreachable one fails before the data is prepared), a
@@ -103,21 +101,46 @@ def run(args: argparse.Namespace) -> int:
     storage = storage or open_storage(url)
     record = build_record(spec, scale, data.record(), str(workdir.root))
     study = create_or_load(name, storage, spec, record)
-    total = spec.budget(scale)
-    if args.retry_failed:
+    return run_workers(args, study, storage, url, spec, scale, data, workdir, trainer)
+
+
+def run_workers(
+    args: argparse.Namespace,
+    study: optuna.Study,
+    storage: Any,
+    url: str,
+    spec: StudySpec,
+    scale: str,
+    data: PreparedData,
+    workdir: Workdir,
+    trainer: TrainerAPI,
+    runs: tuple[ConfirmRun, ...] = (),
+) -> int:
+    """Start the workers on ``study`` (or on the fixed ``runs`` of a confirmation), show
+    their progress, and summarise; the exit status. Shared by ``run`` and ``confirm``."""
+    from hpsearch.launch import launch
+    from hpsearch.plan import plan_devices
+    from hpsearch.progress import Progress
+    from hpsearch.storage import Heartbeat, redact
+    from hpsearch.worker import WorkerContext
+
+    plan = plan_devices(args.workers, args.devices)
+    heartbeat = Heartbeat(interval_s=args.heartbeat) if args.heartbeat else Heartbeat()
+    total = len(runs) if runs else spec.budget(scale)
+    if getattr(args, "retry_failed", False):
         _retry_failed(study, storage, total)
     done_before = _finished_slots(study, storage, total)
-
     progress = Progress(total, spec.metric, spec.direction, done_before=done_before)
+    what = "confirmation of" if runs else f"{spec.sampler}, pruner {spec.pruner.kind},"
     progress.message(
-        f"study {name!r} ({spec.sampler}, pruner {spec.pruner.kind}, {scale} scale) "
+        f"study {study.study_name!r} ({what} {scale} scale) "
         f"on {redact(url)}: {total} trials in all, {done_before} done before; "
         f"{data.describe()}; {plan.describe()}"
     )
     base = WorkerContext(
         index=0,
         storage_url=url,
-        study_name=name,
+        study_name=study.study_name,
         spec=spec,
         scale=scale,
         data=data.config,
@@ -128,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         threads=None if plan.gpus else plan.threads,
         wandb_mode=_wandb_mode(args.wandb),
         deadline=_deadline(args.timeout or spec.timeout_s),
+        runs=runs,
     )
     contexts = [
         dataclasses.replace(base, index=i, cuda_visible=plan.gpus[i] if plan.gpus else None)
@@ -137,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         result = launch(contexts, args.n_trials, progress.handle)
     finally:
         progress.close()
-    return _summarise(study, storage, spec.metric, name, contexts[0], result)
+    return _summarise(study, storage, spec.metric, study.study_name, contexts[0], result)
 
 
 def _deadline(timeout_s: float | None) -> float | None:
@@ -215,7 +239,7 @@ def _summarise(
     if result.errors:
         raise UserError(result.errors[0])
     if result.died:
-        return _report_deaths(study, storage, ctx.spec.budget(ctx.scale), result.died)
+        return _report_deaths(study, storage, ctx.n_slots, result.died)
     return _report_exhausted(study, storage)
 
 

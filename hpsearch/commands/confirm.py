@@ -1,0 +1,139 @@
+"""``hpsearch confirm``: train the search's top configurations again with new seeds.
+
+The runs go to a companion study ``<name>.confirm`` on the same storage, with the same
+claims, workers, heartbeats, checkpoints and resume as ``run``: each (configuration,
+seed) is trained exactly once across workers and machines, and the same command again
+resumes (or, when all are done, trains nothing). ``status`` and ``best`` then show the
+confirmed ranking, and ``best --export`` ships one of the winner's confirmation runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpsearch.confirm import ConfirmRun
+    from hpsearch.record import StudyRecord
+    from hpsearch.spec import StudySpec
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--study", required=True, help="name of the searched study in the storage")
+    parser.add_argument(
+        "--top", type=int, default=3, help="configurations to confirm, best first (default 3)"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="new seeds per configuration (default 3)"
+    )
+    parser.add_argument("--storage", help="storage URL (default: $HPSEARCH_STORAGE or sqlite)")
+    parser.add_argument(
+        "--data", help="the dataset folder, where it is on this machine (default: as recorded)"
+    )
+    parser.add_argument("--workers", type=int, help="worker processes (default: one per GPU, or 1)")
+    parser.add_argument("--devices", help="GPU indices to use, e.g. 0,1 (one worker each)")
+    parser.add_argument("--n-trials", type=int, help="start at most N runs in this call")
+    parser.add_argument("--timeout", type=float, help="start no new run after S seconds")
+    parser.add_argument("--workdir", help="working directory (default: ./hpsearch-work)")
+    parser.add_argument(
+        "--wandb",
+        choices=("off", "offline", "online"),
+        help="wandb logging (default: online if WANDB_API_KEY is set, else offline)",
+    )
+    parser.add_argument("--heartbeat", type=int, metavar="S", help="as for run (default 10)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the search, plan the runs, prepare the data, launch, print the ranking."""
+    import optuna
+
+    from hpsearch.commands.run import _check_flags, run_workers
+    from hpsearch.confirm import confirm_study_name, plan_runs
+    from hpsearch.dataprep import prepare_data
+    from hpsearch.paths import Workdir
+    from hpsearch.ranking import confirmed_ranking, format_ranking
+    from hpsearch.storage import open_storage, resolve_storage_url
+    from hpsearch.study import load_existing
+    from hpsearch.trainer_api import default_trainer
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _check_flags(args)
+    url = resolve_storage_url(args.storage)
+    storage = open_storage(url)
+    search = load_existing(args.study, storage)
+    record, spec = _search_settings(search)
+    runs = plan_runs(search, spec.seed, args.top, args.seeds)
+    workdir = Workdir.resolve(args.workdir).make()
+    trainer = getattr(args, "trainer", None) or default_trainer()
+    data_flag = args.data or record.data.root
+    data = prepare_data(spec, record.scale, data_flag, workdir, trainer)
+    companion = _companion(search, storage, spec, record, runs, args)
+    print(
+        f"confirming the top {args.top} configuration(s) of {search.study_name!r} with "
+        f"{args.seeds} new seed(s) each, in study {confirm_study_name(search.study_name)!r}"
+    )
+    code = run_workers(
+        args, companion, storage, url, spec, record.scale, data, workdir, trainer, runs
+    )
+    ranking = confirmed_ranking(search)
+    if ranking is not None:
+        print(format_ranking(ranking, spec.metric))
+    return code
+
+
+def _search_settings(search: optuna.Study) -> tuple[StudyRecord, StudySpec]:
+    """The searched study's record and its study file, as that run used them."""
+    from hpsearch.record import StudyRecord
+    from hpsearch.spec import load_study_file
+    from trainer.errors import UserError
+
+    record = StudyRecord.read(search)
+    if record is None or record.confirm is not None:
+        raise UserError(f"study {search.study_name!r} is not a search made by hpsearch run")
+    path = Path(record.spec_file)
+    if not path.is_file():
+        raise UserError(
+            f"study file {path} of {search.study_name!r} is not on this machine: "
+            "confirm needs it (its search space and settings)"
+        )
+    spec = load_study_file(path).with_seed(record.seed)
+    if record.overrides:
+        spec = spec.with_overrides([f"{k}={_toml(v)}" for k, v in record.overrides.items()],
+                                   record.scale)  # fmt: skip
+    return record, spec
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def _companion(
+    search: optuna.Study,
+    storage: Any,
+    spec: StudySpec,
+    record: StudyRecord,
+    runs: tuple[ConfirmRun, ...],
+    args: argparse.Namespace,
+) -> optuna.Study:
+    """The ``<name>.confirm`` study, created or joined (the same runs, or refused)."""
+    from hpsearch.confirm import confirm_study_name
+    from hpsearch.study import create_or_load
+
+    plan = {
+        "search": search.study_name,
+        "top": args.top,
+        "seeds": args.seeds,
+        "runs": [dataclasses.asdict(r) for r in runs],
+    }
+    companion = dataclasses.replace(
+        record, n_slots=len(runs), grid_order=None, pruner="none", confirm=plan
+    )
+    return create_or_load(confirm_study_name(search.study_name), storage, spec, companion)

@@ -1,0 +1,160 @@
+"""``hpsearch confirm``: top configurations again with new seeds, exactly once; the ranking."""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
+from scipy import stats
+
+from hpsearch.confirm import confirm_seeds, confirm_study_name
+from hpsearch.ranking import INDISTINGUISHABLE, rank
+from tests.hpsearch.conftest import fake_env, run_cli
+from tests.hpsearch.study_checks import start_cli, wait_for_lines
+
+TOP, SEEDS = 2, 3
+
+
+def _args(command: str, study_file: Path, name: str, url: str, tmp_path: Path) -> list[str]:
+    common = ["--storage", url, "--workers", "2", "--workdir", str(tmp_path / "work")]
+    common += ["--wandb", "off"]
+    if command == "run":
+        return ["run", "--study", str(study_file), "--name", name, "--data", str(tmp_path), *common]
+    return ["confirm", "--study", name, "--top", str(TOP), "--seeds", str(SEEDS), *common]
+
+
+def _confirm_trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=confirm_study_name(name), storage=url)
+    return study.get_trials(deepcopy=False)
+
+
+def _search(tmp_path: Path, grid_file, url: str, name: str) -> list[str]:
+    study_file = grid_file(epochs=2)
+    env = fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0")
+    assert run_cli(_args("run", study_file, name, url, tmp_path), env).returncode == 0
+    return _args("confirm", study_file, name, url, tmp_path)
+
+
+@pytest.mark.slow
+def test_confirm_runs_each_configuration_and_seed_once(
+    tmp_path: Path, grid_file, storage_url: str, study_name: str
+) -> None:
+    confirm = _search(tmp_path, grid_file, storage_url, study_name)
+    log = tmp_path / "epochs.log"
+    searched = len(log.read_text().splitlines())
+    result = run_cli(confirm, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.05"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = _confirm_trials(storage_url, study_name)
+    # K x S runs, all complete, no stray trial.
+    assert len(trials) == TOP * SEEDS
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    # Each (configuration, seed) exactly once, with the derived seeds, never the study's.
+    pairs = collections.Counter((t.user_attrs["confirm_of"], t.user_attrs["seed"]) for t in trials)
+    assert max(pairs.values()) == 1 and len(pairs) == TOP * SEEDS
+    assert {t.user_attrs["seed"] for t in trials} == set(confirm_seeds(0, SEEDS))
+    # The runs trained to the budget (no pruning) with their seed in the config.
+    assert all(t.user_attrs["epochs_run"] == 2 for t in trials)
+    assert all(t.user_attrs["config"]["seed"] == t.user_attrs["seed"] for t in trials)
+    # The ranking is printed.
+    assert "confirmed ranking" in result.stdout
+    # A rerun with the same K and S trains nothing.
+    trained = len(log.read_text().splitlines())
+    assert trained - searched == TOP * SEEDS * 2
+    again = run_cli(confirm, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(log.read_text().splitlines()) == trained
+    # Another K or S on the same companion study is refused with one line.
+    other = list(confirm)
+    other[other.index("--top") + 1] = "4"
+    refused = run_cli(other, fake_env(tmp_path))
+    assert refused.returncode == 2 and "different confirm" in refused.stderr
+
+
+@pytest.mark.slow
+def test_sigkill_mid_confirm_then_rerun_loses_and_repeats_nothing(
+    tmp_path: Path, grid_file, study_name: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    confirm = _search(tmp_path, grid_file, url, study_name)
+    log = tmp_path / "epochs.log"
+    searched = len(log.read_text().splitlines())
+    proc = start_cli(confirm, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3"))
+    try:
+        wait_for_lines(log, searched + 3)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    rerun = run_cli(confirm, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0"))
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    trials = _confirm_trials(url, study_name)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    # Every (configuration, seed) complete exactly once.
+    pairs = collections.Counter(
+        (t.user_attrs["confirm_of"], t.user_attrs["seed"]) for t in complete
+    )
+    assert len(pairs) == TOP * SEEDS and max(pairs.values()) == 1
+    # No epoch of a confirmation run trained twice: killed runs resumed their checkpoint.
+    lines = log.read_text().splitlines()[searched:]
+    per_epoch = collections.Counter((line.split()[1], line.split()[-1]) for line in lines)
+    assert max(per_epoch.values()) == 1 and len(per_epoch) <= TOP * SEEDS * 2
+
+
+def _confirm_trial(source: int, seed: int, value: float, lr: float) -> optuna.trial.FrozenTrial:
+    return create_trial(
+        params={"lr": lr},
+        distributions={"lr": CategoricalDistribution([0.001, 0.01, 0.1])},
+        value=value,
+        user_attrs={"confirm_of": source, "seed": seed},
+    )
+
+
+def test_the_ranking_equals_a_direct_computation() -> None:
+    values = {0: [0.81, 0.84, 0.79, 0.83], 5: [0.86, 0.80, 0.85], 2: [0.70, 0.72]}
+    lrs = {0: 0.01, 5: 0.001, 2: 0.1}
+    trials = [
+        _confirm_trial(src, seed, v, lrs[src])
+        for src, vs in values.items()
+        for seed, v in enumerate(vs)
+    ]
+    ranking = rank(trials, "maximize")
+    # Ordered by mean, best first.
+    assert [c.source_trial for c in ranking.configs] == [5, 0, 2]
+    for config in ranking.configs:
+        vs = np.array(values[config.source_trial])
+        n = len(vs)
+        half = stats.t.ppf(0.975, n - 1) * vs.std(ddof=1) / math.sqrt(n)
+        # Mean, sample standard deviation and the t interval, as numpy and scipy give them.
+        assert config.mean == pytest.approx(vs.mean(), abs=1e-12)
+        assert config.std == pytest.approx(vs.std(ddof=1), abs=1e-12)
+        assert config.ci95 == pytest.approx((vs.mean() - half, vs.mean() + half), abs=1e-12)
+        low, high = stats.t.interval(0.95, n - 1, loc=vs.mean(), scale=stats.sem(vs))
+        assert config.ci95 == pytest.approx((low, high), abs=1e-12)
+    # The top two overlap: said in plain words.
+    assert ranking.top_two_overlap and INDISTINGUISHABLE in ranking.verdict()
+    # Minimising orders the other way.
+    assert [c.source_trial for c in rank(trials, "minimize").configs] == [2, 0, 5]
+
+
+def test_a_clear_winner_is_not_called_indistinguishable() -> None:
+    trials = [_confirm_trial(0, s, v, 0.01) for s, v in enumerate([0.90, 0.91, 0.92])]
+    trials += [_confirm_trial(1, s, v, 0.1) for s, v in enumerate([0.50, 0.51, 0.52])]
+    ranking = rank(trials, "maximize")
+    assert not ranking.top_two_overlap
+    assert INDISTINGUISHABLE not in ranking.verdict()
+    # The representative run is the one closest to the mean.
+    assert ranking.configs[0].representative() == (ranking.configs[0].trials[1], 1)
+
+
+def test_seeds_are_derived_from_the_study_seed() -> None:
+    # The same study seed gives the same seeds; none is the study seed itself.
+    assert confirm_seeds(7, 3) == confirm_seeds(7, 3)
+    assert 7 not in confirm_seeds(7, 5) and len(set(confirm_seeds(7, 5))) == 5
+    assert confirm_seeds(7, 3) != confirm_seeds(8, 3)
