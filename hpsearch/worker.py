@@ -24,6 +24,7 @@ from hpsearch.resilience import (
 )
 from hpsearch.slots import DONE, FAILED, RELEASED, Claim, Outcome, SlotBoard
 from hpsearch.spec import StudySpec
+from hpsearch.stopping import check_stop
 from hpsearch.storage import Heartbeat, open_storage
 from hpsearch.study import build_pruner, sampler_for_slot
 from hpsearch.trainer_api import TrainerAPI
@@ -72,6 +73,10 @@ class WorkerContext:
     deadline: float | None = None
     """Wall-clock time after which no new trial starts."""
     poll_s: float = POLL_S
+    val_size: int = 0
+    """Images in the validation split (the stop rule's standard error needs it)."""
+    follow_stop_rule: bool = True
+    """False when ``--n-trials`` asks for new trials on purpose."""
     runs: tuple[ConfirmRun, ...] = ()
     """Fixed runs, one per slot (``hpsearch confirm``): trained to the budget, unpruned."""
 
@@ -134,7 +139,7 @@ def worker_main(ctx: WorkerContext, budget: TrialBudget, emit: Emit) -> dict[str
     data = ctx.trainer.load_data(ctx.data, device=device, with_test=False)
     counts = {outcome.state: 0 for outcome in TrialOutcome}
     while True:
-        stop = _why_stop(ctx, budget)
+        stop = _why_stop(ctx, budget, study)
         if stop is None:
             outcome, claim = wait_for_storage(board.claim, "claiming a trial", _message(ctx, emit))
             stop = _claim_result(ctx, budget, outcome, emit)
@@ -152,10 +157,14 @@ def worker_main(ctx: WorkerContext, budget: TrialBudget, emit: Emit) -> dict[str
     return counts
 
 
-def _why_stop(ctx: WorkerContext, budget: TrialBudget) -> str | None:
-    """Why no new trial may start (deadline, ``--n-trials``), or None."""
+def _why_stop(ctx: WorkerContext, budget: TrialBudget, study: optuna.Study) -> str | None:
+    """Why no new trial may start (deadline, the study's stop rule, ``--n-trials``), or None."""
     if ctx.deadline is not None and time.time() >= ctx.deadline:
         return "timeout"
+    if ctx.follow_stop_rule and not ctx.runs:
+        reason = check_stop(study, ctx.spec, ctx.val_size)
+        if reason is not None:
+            return reason
     if not budget.take():
         return "n-trials reached"
     return None

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     from hpsearch.export import best_summary, export_best
     from hpsearch.paths import Workdir
+    from hpsearch.ranking import confirmed_ranking, format_ranking
     from hpsearch.storage import open_storage, resolve_storage_url
     from hpsearch.study import load_existing
     from trainer.errors import UserError
@@ -48,11 +49,19 @@ def run(args: argparse.Namespace) -> int:
     study = load_existing(args.study, storage)
     workdir = Workdir.resolve(args.workdir)
     summary = best_summary(study, workdir)
+    ranking = confirmed_ranking(study)
+    summary["ranking"] = ranking.to_dict() if ranking else None
     if args.export is None:
         if args.json:
             print(json.dumps(summary, indent=2, default=str))
         else:
             _print_summary(summary)
+            print(
+                format_ranking(ranking, summary["metric"] or "value")
+                if ranking
+                else f"  unconfirmed: one seed per configuration (run: hpsearch confirm "
+                f"--study {study.study_name})"
+            )
         return 0
 
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print

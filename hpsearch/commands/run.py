@@ -151,6 +151,8 @@ def run_workers(
         threads=None if plan.gpus else plan.threads,
         wandb_mode=_wandb_mode(args.wandb),
         deadline=_deadline(args.timeout or spec.timeout_s),
+        val_size=data.counts.get("val", 0),
+        follow_stop_rule=args.n_trials is None,
         runs=runs,
     )
     contexts = [

@@ -15,7 +15,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import optuna
 
+    from hpsearch.ranking import confirmed_ranking, format_ranking
     from hpsearch.record import StudyRecord
+    from hpsearch.stopping import STOP_ATTR
     from hpsearch.storage import open_storage, redact, resolve_storage_url
     from hpsearch.study import load_existing
     from hpsearch.summary import format_trials_table, study_status, trial_record
@@ -38,11 +40,18 @@ def run(args: argparse.Namespace) -> int:
         status["metric"] = record.metric if record else None
         status["scale"] = record.scale if record else None
         status["synthetic"] = record.data.synthetic if record else None
+        status["stopped"] = study.user_attrs.get(STOP_ATTR)
+        ranking = confirmed_ranking(study)
+        status["ranking"] = ranking.to_dict() if ranking else None
         if args.json:
             status["trials"] = [trial_record(t) for t in study.get_trials(deepcopy=False)]
             out.append(status)
             continue
         _print_status(status, study, format_trials_table)
+        if status["stopped"]:
+            print(f"  {status['stopped']} (hpsearch run --n-trials N starts more on purpose)")
+        if ranking is not None:
+            print(format_ranking(ranking, status.get("metric") or "value"))
     if args.json:
         print(json.dumps(out if len(out) != 1 else out[0], indent=2, default=str))
     return 0
