@@ -20,7 +20,7 @@ import optuna
 
 from hpsearch.paths import Workdir
 from hpsearch.resilience import is_disk_full, is_storage_outage, recurring_error
-from hpsearch.study import suggest
+from hpsearch.study import is_enqueued, suggest
 from trainer.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -143,6 +143,8 @@ class TrialObjective:
             trial.set_user_attr("confirm_of", run.source_trial)
             trial.set_user_attr("seed", run.seed)
         config = TrainConfig.from_dict({**values, "device": ctx.device, "threads": ctx.threads})
+        if is_enqueued(spec, ctx.scale, self.claim.slot) and not ctx.runs:
+            trial.set_user_attr("enqueued", True)
         trial.set_user_attr("slot", self.claim.slot)
         trial.set_user_attr("attempt", self.claim.attempt)
         trial.set_user_attr("config", config.to_dict())

@@ -35,15 +35,32 @@ def sampler_for_slot(spec: StudySpec, scale: str, slot: int) -> optuna.samplers.
     """The sampler that creates the trial of ``slot``.
 
     A grid slot is one fixed point; random and TPE draw with a seed derived from the
-    slot, so a search is reproducible whatever worker happens to run which slot.
+    slot, so a search is reproducible whatever worker happens to run which slot. The
+    first slots of a random or TPE study run the ``[[enqueue]]``-ed configurations.
     """
     seed = spec.seed * 1_000_003 + slot
     if spec.sampler == "grid":
         point = spec.grid_points(scale)[grid_order(spec, scale)[slot]]
         return optuna.samplers.PartialFixedSampler(point, optuna.samplers.RandomSampler(seed))
+    enqueued = spec.enqueued(scale)
+    if slot < len(enqueued):
+        fixed = enqueued[slot]
+        return optuna.samplers.PartialFixedSampler(fixed, optuna.samplers.RandomSampler(seed))
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, spec.budget(scale)))
+    tpe = spec.tpe
+    startup = tpe.n_startup_trials if tpe and tpe.n_startup_trials is not None else None
+    return optuna.samplers.TPESampler(
+        seed=seed,
+        n_startup_trials=startup if startup is not None else min(10, spec.budget(scale)),
+        # Running trials count as bad ones, so parallel workers do not all propose alike.
+        constant_liar=tpe.constant_liar if tpe else True,
+    )
+
+
+def is_enqueued(spec: StudySpec, scale: str, slot: int) -> bool:
+    """True for the slots that run the ``[[enqueue]]``-ed configurations (the first ones)."""
+    return slot < len(spec.enqueued(scale))
 
 
 def grid_order(spec: StudySpec, scale: str) -> list[int]:
@@ -52,11 +69,15 @@ def grid_order(spec: StudySpec, scale: str) -> list[int]:
     Workers claim the lowest free slot, so this is the order in which the grid is run. A
     shuffled order, as Optuna's own GridSampler uses, makes the first trials (those that
     set the pruner's bar) and the trials of a search stopped early a spread of the grid
-    rather than one corner of it. The order is recorded in the study and checked when a
-    study is resumed, so slot k always means the same point.
+    rather than one corner of it. Enqueued grid points come first, in file order, each
+    in its own point's slot (so it runs once). The order is recorded in the study and
+    checked when a study is resumed, so slot k always means the same point.
     """
-    n = len(spec.grid_points(scale))
-    return [int(i) for i in np.random.default_rng(spec.seed).permutation(n)]
+    points = spec.grid_points(scale)
+    first = [points.index(p) for p in spec.enqueued(scale) if p in points]
+    first = list(dict.fromkeys(first))
+    rest = [int(i) for i in np.random.default_rng(spec.seed).permutation(len(points))]
+    return first + [i for i in rest if i not in first]
 
 
 def suggest(trial: optuna.Trial, space: tuple[Param, ...]) -> dict[str, Any]:
