@@ -41,7 +41,10 @@ def check_weights(arch: str, weights_path: str | None) -> None:
     """The ImageNet weights of ``arch`` load (from ``weights_path`` or torchvision's cache)."""
     from trainer.model import build_model
 
-    build_model(arch, pretrained=True, weights_path=weights_path)
+    try:
+        build_model(arch, pretrained=True, weights_path=weights_path)
+    except UserError as err:
+        raise UserError(f"{err} (or train from scratch: --set pretrained=false)") from None
 
 
 def check_writable(folder: os.PathLike[str] | str) -> None:
