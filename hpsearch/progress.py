@@ -118,7 +118,10 @@ class Progress:
     def handle(self, event: dict[str, Any]) -> None:
         kind, worker = event.get("kind"), event.get("worker", 0)
         with self._lock:
-            row = self.workers.setdefault(worker, {"status": "starting"})
+            # A message is the run's, not a worker's: it adds no row to the table.
+            row = (
+                {} if kind == "message" else self.workers.setdefault(worker, {"status": "starting"})
+            )
             if kind == "trial_start":
                 self._trial_start(worker, row, event)
             elif kind == "epoch":

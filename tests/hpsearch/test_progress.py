@@ -209,3 +209,10 @@ def test_a_finished_study_has_no_how_to_go_on_line() -> None:
     progress.handle({"kind": "worker_end", "worker": 0, "reason": "study done"})
     progress.close()
     assert "run the same command again" not in out.getvalue()
+
+
+def test_a_run_message_adds_no_worker_row() -> None:
+    out = io.StringIO()
+    progress = Progress(6, "val_accuracy", "maximize", stream=out, clock=FakeClock())
+    progress.message("study 'grid': 6 trials in all")
+    assert progress.workers == {} and "study 'grid'" in out.getvalue()
