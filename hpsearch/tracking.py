@@ -237,15 +237,15 @@ def runs_line(mode: str, wandb_dir: Path, study_name: str) -> str:
     given them all uploads every one (runs already uploaded are skipped).
     """
     project = os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
-    where = f"project {project!r}, group {study_name!r}: a run per trial and a study summary"
+    where = f"project {project!r}, group {study_name!r}"
     if mode == "online":
-        return f"wandb: this study's runs are online ({where})"
+        return f"wandb: this study's runs are online ({where}): one per trial and a summary"
     runs_dir = wandb_dir / "wandb"
     count = len(list(runs_dir.glob("offline-run-*")))
     shown = shlex.quote(_relative(runs_dir))
     return (
-        f"wandb: {count} offline run(s) in {shown}/ (this study: {where}); "
-        f"upload them all with: wandb sync {shown}/offline-run-*"
+        f"wandb: {count} offline run(s) in {shown}/ ({where}); "
+        f"upload them all: wandb sync {shown}/offline-run-*"
     )
 
 

@@ -255,9 +255,9 @@ def test_end_of_run_is_one_line_with_the_upload_command(wandb_env: Path, capsys)
     (line,) = captured.out.splitlines()  # wandb's own summaries and hints stay quiet
     assert not captured.err.strip()
     runs = f"{wandb_env / 'wandb'}"
-    assert line.startswith(f"wandb: 3 offline run(s) in {runs}/ (this study: project ")
+    assert line.startswith(f"wandb: 3 offline run(s) in {runs}/ (project ")
     assert "group 'demo'" in line
-    assert line.endswith(f"upload them all with: wandb sync {runs}/offline-run-*")
+    assert line.endswith(f"upload them all: wandb sync {runs}/offline-run-*")
 
 
 def test_runs_line_is_relative_and_quoted(tmp_path: Path, monkeypatch) -> None:
