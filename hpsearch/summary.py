@@ -97,7 +97,10 @@ def format_trials_table(study: optuna.Study, metric: str) -> str:
             ]
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    ]
     lines += [_unused_note(name) for name in sorted(unused)]
     return "\n".join(lines)
 
