@@ -27,18 +27,36 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "measure training throughput and memory as a trial would"),
 }
 
+#: Shown at the end of ``hpsearch --help``.
+EXAMPLES = """\
+examples:
+  hpsearch run --study grid          # a search on synthetic demo data (study file: grid)
+  hpsearch status                    # trials, best so far, ETA (stored study: grid)
+  hpsearch best --export final/      # the best trial as the final model and its report
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpsearch",
-        description="Hyperparameter searches for chest X-ray classifiers (Optuna + torchvision).",
+        description="Hyperparameter searches for chest X-ray classifiers (Optuna + torchvision).\n"
+        "`hpsearch COMMAND --help` shows a command's options and examples.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        commands = _command_module(module)
+        cmd = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=commands.EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         cmd.set_defaults(_module=module)
-        _command_module(module).configure(cmd)
+        commands.configure(cmd)
     return parser
 
 

@@ -219,7 +219,9 @@ class TrialObjective:
             spec.pruner.kind,
             Workdir(self.ctx.workdir).wandb,
         )
-        tracker.start(trial.number, config.to_dict(), params)
+        run_id = tracker.start(trial.number, config.to_dict(), params)
+        if run_id is not None:  # from the dashboard's trial to its wandb run
+            trial.set_user_attr("wandb_run_id", run_id)
         return tracker
 
     def _finish_tracker(self, state: str, attrs: dict[str, Any]) -> None:

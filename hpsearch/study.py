@@ -153,6 +153,20 @@ def create_or_load(
     return study
 
 
+def resolve_study_name(storage: optuna.storages.BaseStorage, name: str | None) -> str:
+    """``name`` when given; else the storage's only study; else a UserError saying why."""
+    if name:
+        return name
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise UserError("no study in this storage: run one first (hpsearch run --study grid)")
+    raise UserError(
+        f"{len(names)} studies in this storage ({', '.join(names)}): choose one with --study NAME"
+    )
+
+
 def load_existing(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
     """Load a study by name; a missing one is a UserError listing those present."""
     try:

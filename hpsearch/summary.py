@@ -10,21 +10,19 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from reports.trials import trial_rows
+from hpsearch.applicable import IGNORED_BY_OPTIMIZER, applies
+from reports.trials import trial_rows, trial_seconds
 
 
 def trial_record(t: FrozenTrial) -> dict[str, Any]:
     """One trial as plain JSON-able data."""
-    seconds = None
-    if t.datetime_start and t.datetime_complete:
-        seconds = (t.datetime_complete - t.datetime_start).total_seconds()
     value = t.value if t.value is not None and math.isfinite(t.value) else None
     return {
         "number": t.number,
         "state": t.state.name.lower(),
         "params": t.params,
         "value": value,
-        "seconds": seconds,
+        "seconds": trial_seconds(t),
         "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
         "user_attrs": {k: v for k, v in t.user_attrs.items() if k != "config"},
         "config": t.user_attrs.get("config"),
@@ -39,20 +37,20 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
 
 
 def study_status(study: optuna.Study, n_slots: int | None = None) -> dict[str, Any]:
-    """Counts by state, best trial, mean seconds per finished trial, ETA."""
+    """Counts by state, best trial, mean seconds per finished trial, ETA.
+
+    The ETA (None when no trial is running, none has finished, or none is left) shares
+    the trials left among the running ones, each taking the finished trials' mean.
+    """
     trials = study.get_trials(deepcopy=False)
     states = Counter(t.state.name.lower() for t in trials)
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    durations = [
-        (t.datetime_complete - t.datetime_start).total_seconds()
-        for t in finished
-        if t.datetime_start and t.datetime_complete
-    ]
+    durations = [s for s in map(trial_seconds, finished) if s is not None]
     mean_s = sum(durations) / len(durations) if durations else None
     remaining = None if n_slots is None else max(0, n_slots - len(finished))
-    running = max(1, states.get("running", 0))
+    running = states.get("running", 0)
     eta = None
-    if mean_s is not None and remaining is not None:
+    if mean_s is not None and remaining and running:
         eta = mean_s * remaining / running
     best = best_trial(study)
     return {
@@ -62,6 +60,7 @@ def study_status(study: optuna.Study, n_slots: int | None = None) -> dict[str, A
         "states": dict(states),
         "finished": len(finished),
         "remaining": remaining,
+        "running": running,
         "mean_seconds_per_trial": mean_s,
         "eta_seconds": eta,
         "best": trial_record(best) if best else None,
@@ -70,20 +69,27 @@ def study_status(study: optuna.Study, n_slots: int | None = None) -> dict[str, A
 
 
 def format_trials_table(study: optuna.Study, metric: str) -> str:
-    """A fixed-width table of every trial.
+    """A fixed-width table of every trial, and a note on parameters shown as ``-``.
 
-    A trial without an objective value (pruned, say) shows the ``metric`` it recorded.
+    A trial without an objective value shows the ``metric`` it recorded (a pruned one)
+    or its last epoch's value (a running one). A parameter the trial's optimizer does
+    not use (momentum on an Adam trial) shows as ``-``.
     """
     table = trial_rows(study, user_attrs=True)
-    header = ["#", "state", *table.params, metric, "best ep", "epochs", "s"]
-    rows = []
+    last = {t.number: _last_value(t) for t in study.get_trials(deepcopy=False)}
+    header = ["#", "state", *table.params, metric, "best epoch", "epochs", "seconds"]
+    rows, unused = [], set()
     for row in table.rows:
-        value = row["value"] if row["value"] is not None else row.get(metric)
+        params = {n: row[n] for n in table.params}
+        unused |= {n for n in table.params if not applies(n, params)}
+        value = next((v for v in (row["value"], row.get(metric)) if v is not None), None)
+        if value is None and row["state"] == "RUNNING":
+            value = last.get(row["number"])
         rows.append(
             [
                 str(row["number"]),
                 row["state"].lower(),
-                *[_short(row[n]) for n in table.params],
+                *[_short(row[n]) if applies(n, params) else "-" for n in table.params],
                 _short(value),
                 _short(row["best_epoch"]),
                 _short(row["epochs_run"]),
@@ -91,8 +97,24 @@ def format_trials_table(study: optuna.Study, metric: str) -> str:
             ]
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    ]
+    lines += [_unused_note(name) for name in sorted(unused)]
     return "\n".join(lines)
+
+
+def _last_value(t: FrozenTrial) -> float | None:
+    """The value a trial reported for its latest epoch, if any."""
+    if not t.intermediate_values:
+        return None
+    return t.intermediate_values[max(t.intermediate_values)]
+
+
+def _unused_note(name: str) -> str:
+    optimizers = ", ".join(sorted(IGNORED_BY_OPTIMIZER[name]))
+    return f"{name} '-': not used by {optimizers} trials (the grid still gives them a value)"
 
 
 def _short(value: Any, digits: int = 4) -> str:

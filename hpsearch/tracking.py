@@ -19,6 +19,7 @@ import contextlib
 import logging
 import math
 import os
+import shlex
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
@@ -99,10 +100,13 @@ class TrialTracker:
 
     def start(
         self, trial_number: int, config: Mapping[str, Any], params: Mapping[str, Any]
-    ) -> None:
-        """Open the trial's run: ``config`` (the full training config) updated with ``params``."""
+    ) -> str | None:
+        """Open the trial's run: ``config`` (the full training config) updated with ``params``.
+
+        Returns the run's id (to record on the Optuna trial), or None when not tracking.
+        """
         if not self._enabled:
-            return
+            return None
         if self._run is not None:  # a previous trial was not finished: close it first
             self.finish("failed", {})
         try:
@@ -127,8 +131,11 @@ class TrialTracker:
             self._run.define_metric("epoch")
             self._run.define_metric("*", step_metric="epoch")
             self._trial_number = trial_number
+            run_id = getattr(self._run, "id", None)
+            return None if run_id is None else str(run_id)
         except Exception as err:
             self._disable("start a run", err)
+            return None
 
     def log_epoch(self, row: Mapping[str, Any], epoch: int) -> None:
         """Log one epoch's numeric metrics (losses, accuracy, AUC, lr, images/s)."""
@@ -197,7 +204,7 @@ def log_study_table(study: Any, mode: str, wandb_dir: str | os.PathLike[str]) ->
             job_type="study",
             tags=[f"sampler:{attrs.get('sampler', '?')}", f"pruner:{attrs.get('pruner', '?')}"],
             config={"study": study.study_name, "hpsearch": _clean(attrs)},
-            silent=False,  # says where the runs are and how to upload them
+            silent=True,  # runs_line says where all the runs are, in one line
         )
         try:
             run.log({"trials": wandb.Table(columns=columns, data=rows)})
@@ -213,6 +220,41 @@ def log_study_table(study: Any, mode: str, wandb_dir: str | os.PathLike[str]) ->
         )
         log.debug("wandb error", exc_info=err)
         return False
+
+
+def report_wandb_runs(study: Any, mode: str, wandb_dir: str | os.PathLike[str]) -> None:
+    """End of a run: log the study's trials table, then print :func:`runs_line`."""
+    if mode == "off":
+        return
+    log_study_table(study, mode, wandb_dir)
+    print(runs_line(mode, Path(wandb_dir), study.study_name))
+
+
+def runs_line(mode: str, wandb_dir: Path, study_name: str) -> str:
+    """One line: where the study's wandb runs are and the one command that uploads them.
+
+    Offline runs are folders ``offline-run-*`` under ``wandb_dir/wandb``; ``wandb sync``
+    given them all uploads every one (runs already uploaded are skipped).
+    """
+    project = os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
+    where = f"project {project!r}, group {study_name!r}"
+    if mode == "online":
+        return f"wandb: this study's runs are online ({where}): one per trial and a summary"
+    runs_dir = wandb_dir / "wandb"
+    count = len(list(runs_dir.glob("offline-run-*")))
+    shown = shlex.quote(_relative(runs_dir))
+    return (
+        f"wandb: {count} offline run(s) in {shown}/ ({where}); "
+        f"upload them all: wandb sync {shown}/offline-run-*"
+    )
+
+
+def _relative(path: Path) -> str:
+    """``path`` relative to the current folder when under it (shorter to type)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def trials_table(study: Any) -> tuple[list[str], list[list[Any]]]:

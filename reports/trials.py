@@ -56,10 +56,16 @@ def trial_rows(study: optuna.Study, *, user_attrs: bool = False) -> TrialRows:
     return TrialRows((*BASE_COLUMNS, *params, *attrs), params, rows)
 
 
-def _row(t: FrozenTrial, params: tuple[str, ...], attrs: tuple[str, ...]) -> dict[str, Any]:
+def trial_seconds(t: FrozenTrial) -> float | None:
+    """A trial's seconds, the one definition every view uses: the training time it
+    recorded, else start to end, to 0.1 s; None while it has neither."""
     seconds = t.user_attrs.get("wall_seconds")
     if seconds is None and t.duration is not None:
         seconds = t.duration.total_seconds()
+    return round(seconds, 1) if seconds is not None else None
+
+
+def _row(t: FrozenTrial, params: tuple[str, ...], attrs: tuple[str, ...]) -> dict[str, Any]:
     value = t.value if t.value is not None and math.isfinite(t.value) else None
     row: dict[str, Any] = {
         "number": t.number,
@@ -68,7 +74,7 @@ def _row(t: FrozenTrial, params: tuple[str, ...], attrs: tuple[str, ...]) -> dic
         "value": value,
         "best_epoch": t.user_attrs.get("best_epoch"),
         "epochs_run": t.user_attrs.get("epochs_run", len(t.intermediate_values) or None),
-        "seconds": round(seconds, 1) if seconds is not None else None,
+        "seconds": trial_seconds(t),
     }
     row.update({name: t.params.get(name) for name in params})
     row.update({name: _number_or_none(t.user_attrs.get(name)) for name in attrs})

@@ -13,6 +13,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+#: Shown at the end of ``hpsearch bench --help``.
+EXAMPLES = """\
+examples:
+  hpsearch bench --data demo --image-size 64
+  hpsearch bench --data ~/data/xray-data --image-size 224 --device cuda --max-steps 50
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -7,9 +7,22 @@ import json
 import sys
 from pathlib import Path
 
+#: Shown at the end of ``hpsearch best --help``.
+EXAMPLES = """\
+examples:
+  hpsearch best                              # the storage's only study
+  hpsearch best --study grid --export final/
+  hpsearch best --study grid --export final/ --retrain
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--study", required=True, help="study name in the storage")
+    parser.add_argument(
+        "--study",
+        metavar="NAME",
+        help="a study stored in the storage, by the name `hpsearch run` gave it (its study "
+        "file's name, or --name); may be left out when the storage holds one study",
+    )
     parser.add_argument("--storage", help="storage URL (default: $HPSEARCH_STORAGE or sqlite)")
     parser.add_argument(
         "--workdir", help="the search's working directory (default: ./hpsearch-work)"
@@ -39,14 +52,14 @@ def run(args: argparse.Namespace) -> int:
     from hpsearch.paths import Workdir
     from hpsearch.ranking import confirmed_ranking, format_ranking
     from hpsearch.storage import open_storage, resolve_storage_url
-    from hpsearch.study import load_existing
+    from hpsearch.study import load_existing, resolve_study_name
     from trainer.errors import UserError
 
     if args.retrain and not args.export:
         raise UserError("--retrain needs --export DIR (it trains the model to export)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(resolve_storage_url(args.storage), heartbeat=False)
-    study = load_existing(args.study, storage)
+    study = load_existing(resolve_study_name(storage, args.study), storage)
     workdir = Workdir.resolve(args.workdir)
     summary = best_summary(study, workdir)
     ranking = confirmed_ranking(study)

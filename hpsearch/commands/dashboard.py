@@ -18,6 +18,14 @@ def _port(text: str) -> int:
     return value
 
 
+#: Shown at the end of ``hpsearch dashboard --help``.
+EXAMPLES = """\
+examples:
+  hpsearch dashboard                         # http://127.0.0.1:8080 on ./hpsearch.db
+  hpsearch dashboard --storage sqlite:///runs/hpsearch.db --port 8081
+"""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage",

@@ -6,6 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
+#: Shown at the end of ``hpsearch data --help``.
+EXAMPLES = """\
+examples:
+  hpsearch data demo --out demo-data
+  hpsearch data check ~/data/xray-data
+  hpsearch data check ~/data/xray-data --decode --json
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -14,13 +22,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="write the SYNTHETIC demo dataset (public database layout)",
         description="Write synthetic chest radiographs in the COVID-19 Radiography "
         "Database layout, four classes in its proportions. The images are synthetic.",
+        epilog="examples:\n  hpsearch data demo --out demo-data\n"
+        "  hpsearch data demo --out small --n 400 --size 64 --seed 1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--out", required=True, help="folder to write (new, or a previous demo)")
     demo.add_argument("--n", type=int, default=2000, help="number of images (default 2000)")
     demo.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     demo.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     demo.add_argument("--workers", type=int, help="processes (default: all cores)")
-    check = sub.add_parser("check", help="layout, images per class, skipped files")
+    check = sub.add_parser(
+        "check",
+        help="layout, images per class, skipped files",
+        epilog="examples:\n  hpsearch data check ~/data/xray-data\n"
+        "  hpsearch data check ~/data/xray-data --decode --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     check.add_argument("path", help="dataset folder")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.add_argument(

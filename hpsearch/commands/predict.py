@@ -6,6 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+#: Shown at the end of ``hpsearch predict --help``.
+EXAMPLES = """\
+examples:
+  hpsearch predict --model final/ --images ~/data/xray-data/test --out submission.csv
+  hpsearch predict --model final/ --images scans/ --out scans.csv --proba
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

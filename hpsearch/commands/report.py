@@ -9,9 +9,21 @@ import argparse
 import sys
 from pathlib import Path
 
+#: Shown at the end of ``hpsearch report --help``.
+EXAMPLES = """\
+examples:
+  hpsearch report --out report/              # the storage's only study
+  hpsearch report --study tpe --out report/ --storage postgresql://me@db/studies
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--study", required=True, help="study name in the storage")
+    parser.add_argument(
+        "--study",
+        metavar="NAME",
+        help="a study stored in the storage, by the name `hpsearch run` gave it (its study "
+        "file's name, or --name); may be left out when the storage holds one study",
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for report.html")
     parser.add_argument("--storage", help="storage URL (default: $HPSEARCH_STORAGE or sqlite)")
 
@@ -21,13 +33,13 @@ def run(args: argparse.Namespace) -> int:
 
     from hpsearch.record import StudyRecord
     from hpsearch.storage import open_storage, resolve_storage_url
-    from hpsearch.study import load_existing
+    from hpsearch.study import load_existing, resolve_study_name
     from reports.report import REPORT_FILE, report_title, study_sections, write_report
     from reports.study import study_info, trials_table
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(resolve_storage_url(args.storage), heartbeat=False)
-    study = load_existing(args.study, storage)
+    study = load_existing(resolve_study_name(storage, args.study), storage)
     out = Path(args.out)
     record = StudyRecord.read(study)
     settings = record.to_dict() if record else {}

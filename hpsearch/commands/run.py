@@ -20,9 +20,23 @@ if TYPE_CHECKING:
     from hpsearch.worker import WorkerContext
 
 
+#: Shown at the end of ``hpsearch run --help``.
+EXAMPLES = """\
+examples:
+  hpsearch run --study grid                  # the demo grid, on synthetic images
+  hpsearch run --study tpe --data ~/data/xray-data --devices 0,1
+  hpsearch run --study grid --n-trials 2     # two trials now; the same command continues
+"""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--study", required=True, help="study file name (grid, random, tpe) or path"
+        "--study",
+        required=True,
+        metavar="FILE",
+        help="the study FILE to run: grid, random or tpe (shipped in studies/) or a path to a "
+        ".toml; the study it makes in the storage takes the file's name (or --name), which "
+        "status, best and report then take as their --study",
     )
     parser.add_argument("--name", help="study name in the storage (default: the file's name)")
     parser.add_argument(
@@ -232,9 +246,9 @@ def _summarise(
     print_summary(study, metric, name)
     if ctx.wandb_mode != "off":
         from hpsearch.paths import Workdir
-        from hpsearch.tracking import log_study_table
+        from hpsearch.tracking import report_wandb_runs
 
-        log_study_table(study, ctx.wandb_mode, Workdir(ctx.workdir).wandb)
+        report_wandb_runs(study, ctx.wandb_mode, Workdir(ctx.workdir).wandb)
     if result.interrupted:
         print("interrupted: completed trials are saved; run the same command again to resume")
         return 130

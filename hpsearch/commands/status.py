@@ -5,9 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 
+#: Shown at the end of ``hpsearch status --help``.
+EXAMPLES = """\
+examples:
+  hpsearch status                            # every study in ./hpsearch.db
+  hpsearch status --study grid --storage sqlite:///runs/hpsearch.db
+  hpsearch status --study grid --json
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--study", help="study name (default: every study in the storage)")
+    parser.add_argument(
+        "--study",
+        metavar="NAME",
+        help="a study stored in the storage, by the name `hpsearch run` gave it (its study "
+        "file's name, or --name); default: every study in the storage",
+    )
     parser.add_argument("--storage", help="storage URL (default: $HPSEARCH_STORAGE or sqlite)")
     parser.add_argument("--json", action="store_true", help="every trial as JSON")
 
@@ -69,7 +82,12 @@ def _print_status(status: dict, study, format_trials_table) -> None:
         eta = status["eta_seconds"]
         print(
             f"  {status['mean_seconds_per_trial']:.1f} s per finished trial"
-            + (f", ETA {eta / 60:.1f} min" if eta else "")
+            + (f", ETA {eta / 60:.1f} min at {status['running']} running" if eta else "")
+        )
+    if status["remaining"] and not status.get("running"):
+        print(
+            f"  no trial is running: {status['remaining']} of {total} left; "
+            "`hpsearch run` with the same arguments continues the study"
         )
     best = status["best"]
     if best:

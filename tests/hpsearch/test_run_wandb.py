@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 
 from tests.hpsearch.conftest import fake_env, run_cli
@@ -23,7 +24,7 @@ def test_run_logs_one_offline_wandb_run_per_trial(tmp_path: Path, grid_file) -> 
         WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"),
         WANDB_DATA_DIR=str(tmp_path / "wandb-data"),
     )
-    for key in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR"):
+    for key in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_PROJECT"):
         env.pop(key, None)
     workdir = tmp_path / "work"
     storage = f"sqlite:///{tmp_path / 'study.db'}"
@@ -58,3 +59,24 @@ def test_run_logs_one_offline_wandb_run_per_trial(tmp_path: Path, grid_file) -> 
         assert run.summary["optuna/state"] in ("complete", "pruned")
         assert "sampler:grid" in run.tags and "pruner:median" in run.tags
     assert sorted(r.summary["optuna/trial_number"] for r in trial_runs) == [0, 1]
+
+    # each Optuna trial names its wandb run, whose config names the trial back
+    study = optuna.load_study(study_name="wb", storage=storage)
+    by_id = {r.run_id: r for r in trial_runs}
+    for trial in study.trials:
+        run = by_id[trial.user_attrs["wandb_run_id"]]
+        assert run.config["optuna"]["trial_number"] == trial.number
+
+    # one line says where the runs are and how to upload them all; wandb itself is quiet
+    wandb_lines = [
+        line for line in (result.stdout + result.stderr).splitlines() if "wandb" in line.lower()
+    ]
+    runs_dir = workdir / "wandb" / "wandb"
+    assert wandb_lines == [
+        f"wandb: 3 offline run(s) in {runs_dir}/ (project 'hpsearch', group 'wb'); "
+        f"upload them all: wandb sync {runs_dir}/offline-run-*"
+    ]
+    # --n-trials stopped the run early: how to go on
+    assert "--n-trials reached: run the same command again to continue: 14 of 16 left" in (
+        result.stderr
+    )

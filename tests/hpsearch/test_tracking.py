@@ -9,7 +9,14 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hpsearch.tracking import TrackingWarning, TrialTracker, log_study_table, resolve_wandb_mode
+from hpsearch.tracking import (
+    TrackingWarning,
+    TrialTracker,
+    log_study_table,
+    report_wandb_runs,
+    resolve_wandb_mode,
+    runs_line,
+)
 from tests.hpsearch.wandb_records import wait_for_runs
 
 EPOCHS = 3
@@ -152,7 +159,7 @@ def test_offline_runs_per_trial_read_back_from_disk(wandb_env: Path, tmp_path: P
 
 def test_failed_trial_run_exits_nonzero(wandb_env: Path) -> None:
     tracker = TrialTracker("offline", "demo", "random", "none", wandb_env)
-    tracker.start(7, {"epochs": 1}, {"lr": 0.01})
+    run_id = tracker.start(7, {"epochs": 1}, {"lr": 0.01})
     tracker.log_epoch({"train_loss": 2.0}, 1)
     tracker.finish("failed", {"error": "CUDA out of memory"})
 
@@ -160,6 +167,8 @@ def test_failed_trial_run_exits_nonzero(wandb_env: Path) -> None:
     assert run.exit_code != 0
     assert run.summary["optuna/state"] == "failed"
     assert run.summary["optuna/trial_number"] == 7
+    # start gives the run's id (recorded on the Optuna trial); the config has the number
+    assert run.run_id == run_id and run.config["optuna"]["trial_number"] == 7
 
 
 def test_wandb_init_failure_warns_once_and_trials_go_on(
@@ -234,3 +243,31 @@ def test_missing_wandb_package_only_matters_when_on(tmp_path, monkeypatch) -> No
     on.log_epoch({"train_loss": 1.0}, 1)
     on.finish("complete", {})
     assert not on.enabled
+
+
+def test_end_of_run_is_one_line_with_the_upload_command(wandb_env: Path, capsys) -> None:
+    tracker = TrialTracker("offline", "demo", "grid", "median", wandb_env)
+    study = _quiet_study()
+    study.optimize(_objective(tracker), n_trials=2)
+    capsys.readouterr()
+    report_wandb_runs(study, "offline", wandb_env)
+    wait_for_runs(wandb_env, 3)
+    captured = capsys.readouterr()
+    (line,) = captured.out.splitlines()  # wandb's own summaries and hints stay quiet
+    assert not captured.err.strip()
+    runs = f"{wandb_env / 'wandb'}"
+    assert line.startswith(f"wandb: 3 offline run(s) in {runs}/ (project ")
+    assert "group 'demo'" in line
+    assert line.endswith(f"upload them all: wandb sync {runs}/offline-run-*")
+
+
+def test_runs_line_is_relative_and_quoted(tmp_path: Path, monkeypatch) -> None:
+    runs = tmp_path / "my work" / "wandb" / "wandb"
+    for name in ("offline-run-1", "offline-run-2", "latest-run"):
+        (runs / name).mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    line = runs_line("offline", tmp_path / "my work" / "wandb", "grid")
+    assert line.startswith("wandb: 2 offline run(s) in 'my work/wandb/wandb'/ ")
+    assert line.endswith("wandb sync 'my work/wandb/wandb'/offline-run-*")
+    assert runs_line("online", runs, "grid").startswith("wandb: this study's runs are online")
