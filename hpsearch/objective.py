@@ -75,10 +75,12 @@ _SHOWN = (TrialOutcome.COMPLETE, TrialOutcome.PRUNED, TrialOutcome.INTERRUPTED)
 
 class _KnownErrorsFilter(logging.Filter):
     """Drops Optuna's traceback of a trial that failed through no fault of its own
-    (a setup error, a full disk, an outage): the worker reports those in one line."""
+    (a setup error, a full disk, an outage, Ctrl-C): the worker reports those in one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, KeyboardInterrupt):
+            return False  # Ctrl-C or a scheduler's stop: recorded as interrupted
         return error is None or TrialOutcome.of_error(error) is TrialOutcome.FAILED
 
 
