@@ -22,8 +22,18 @@ if TYPE_CHECKING:
     from hpsearch.spec import StudySpec
 
 
+EXAMPLES = """\
+examples:
+  hpsearch confirm --study grid                        # top 3 configurations x 3 seeds
+  hpsearch confirm --study grid --top 2 --seeds 5 --workers 2
+  hpsearch status --study grid                         # then: the confirmed ranking
+"""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--study", required=True, help="name of the searched study in the storage")
+    parser.add_argument(
+        "--study", required=True, help="a study stored in the storage (the search to confirm)"
+    )
     parser.add_argument(
         "--top", type=int, default=3, help="configurations to confirm, best first (default 3)"
     )
