@@ -26,7 +26,7 @@ EXAMPLES = """\
 examples:
   hpsearch confirm --study grid                        # top 3 configurations x 3 seeds
   hpsearch confirm --study grid --top 2 --seeds 5 --workers 2
-  hpsearch status --study grid                         # then: the confirmed ranking
+  hpsearch confirm --study grid --storage postgresql://hp@db/studies   # on each machine
 """
 
 
