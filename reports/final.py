@@ -17,12 +17,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from sklearn.metrics import roc_curve
 
+from reports.per_class import per_class_rows
 from trainer.classes import CLASS_NAMES
 from trainer.metrics import (
     balanced_accuracy,
     confusion,
     macro_f1,
-    per_class_table,
     roc_auc_macro,
     roc_auc_micro,
     roc_auc_per_class,
@@ -129,11 +129,6 @@ def _py(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
-
-
-def per_class_rows(y_true: np.ndarray, y_pred: np.ndarray) -> list[dict[str, Any]]:
-    """The original team's per-class table (``trainer.metrics.per_class_table``), JSON-ready."""
-    return [{k: _py(v) for k, v in row.items()} for row in per_class_table(y_true, y_pred)]
 
 
 def roc_auc_scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, Any]:

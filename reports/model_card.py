@@ -6,6 +6,7 @@ from typing import Any
 
 from reports.final import split_sentence
 from reports.html import format_value
+from reports.per_class import PER_CLASS_CAPTION, per_class_frame
 
 SYNTHETIC_WARNING = (
     "**SYNTHETIC demo data.** This model was trained and evaluated on generated images, "
@@ -98,11 +99,11 @@ def _metric_lines(export: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
     rows += [[f"ROC AUC, {name}", v, "one vs rest"] for name, v in auc["per_class"].items()]
     lines += [_table([f"metric ({split})", "value", "note"], rows), ""]
     if metrics.get("per_class"):
-        header = list(metrics["per_class"][0].keys())
+        frame = per_class_frame(metrics["per_class"])
         lines += [
-            f"Per class ({split} split):",
+            f"Per class ({split} split). {PER_CLASS_CAPTION}",
             "",
-            _table(header, [[row.get(k) for k in header] for row in metrics["per_class"]]),
+            _table(list(frame.columns), frame.values.tolist()),
             "",
         ]
     selection = export.get("selection_metrics") or {}

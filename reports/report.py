@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 
 from reports.final import final_figures, split_sentence
 from reports.html import Markup, Section, definition_list, escape, render_page, table
+from reports.per_class import PER_CLASS_CAPTION, per_class_frame
 from reports.png import PngResult, write_pngs
 from reports.study import study_figures, study_info, trials_table
 
@@ -42,11 +43,8 @@ def final_sections(
     said = dict.fromkeys([split_sentence(split, metrics["n"]), *metrics.get("notes", [])])
     notes = [Markup(f'<p class="note">{escape(n)}</p>') for n in said]
     per_class = table(
-        pd.DataFrame(metrics.get("per_class", [])),
-        caption=(
-            f"One class vs the rest, {split} split; predicted_normal_rate = share "
-            "of the class predicted as normal (missed as healthy)"
-        ),
+        per_class_frame(metrics.get("per_class", [])),
+        caption=f"{split.capitalize()} split. {PER_CLASS_CAPTION}",
     )
     sections = [
         Section(f"Final model ({split} split)", [*notes, definition_list(_final_summary(metrics))]),
