@@ -17,6 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from sklearn.metrics import roc_curve
 
+from reports.layout import fit_figure
 from reports.per_class import per_class_rows
 from trainer.classes import CLASS_NAMES
 from trainer.metrics import (
@@ -229,15 +230,10 @@ def confusion_figure(metrics: dict[str, Any], normalized: bool = False) -> go.Fi
     )
     kind = "row-normalized (recall per true class)" if normalized else "counts"
     fig.update_layout(
-        title=f"Confusion matrix, {kind} — {_split_label(metrics)}",
-        xaxis_title="predicted class",
-        yaxis_title="true class",
-        yaxis_autorange="reversed",
-        template="plotly_white",
-        width=620,
-        height=540,
+        xaxis_title="predicted class", yaxis_title="true class", yaxis_autorange="reversed"
     )
-    return fig
+    title = f"Confusion matrix, {kind} — {_split_label(metrics)}"
+    return fit_figure(fig, title, width=620, height=540)
 
 
 def roc_figure(frame: pd.DataFrame, metrics: dict[str, Any]) -> go.Figure:
@@ -272,15 +268,9 @@ def roc_figure(frame: pd.DataFrame, metrics: dict[str, Any]) -> go.Figure:
     fig.add_trace(
         go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"color": "lightgrey"}, name="chance")
     )
-    fig.update_layout(
-        title=f"ROC curves, one class vs rest — {_split_label(metrics)}",
-        xaxis_title="false positive rate",
-        yaxis_title="true positive rate",
-        template="plotly_white",
-        width=760,
-        height=560,
-    )
-    return fig
+    fig.update_layout(xaxis_title="false positive rate", yaxis_title="true positive rate")
+    title = f"ROC curves, one class vs rest — {_split_label(metrics)}"
+    return fit_figure(fig, title, width=860, height=560)
 
 
 def final_figures(frame: pd.DataFrame, metrics: dict[str, Any]) -> dict[str, go.Figure]:

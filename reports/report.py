@@ -18,7 +18,8 @@ from reports.final import final_figures, split_sentence
 from reports.html import Markup, Section, definition_list, escape, render_page, table
 from reports.per_class import PER_CLASS_CAPTION, per_class_frame
 from reports.png import PngResult, write_pngs
-from reports.study import study_figures, study_info, trials_table
+from reports.study import study_info, trials_table
+from reports.study_figures import study_figures
 
 REPORT_FILE = "report.html"
 SYNTHETIC_BANNER = (
