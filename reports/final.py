@@ -107,6 +107,16 @@ def split_sentence(split: str, n: int) -> str:
     )
 
 
+def onnx_sentence(onnx: dict[str, Any], split: str) -> str:
+    """The ONNX check in words: the largest difference in predicted probability between
+    ``model.onnx`` and PyTorch (``onnx``: ``max_abs_prob_diff``, ``batch``)."""
+    return (
+        f"largest difference in predicted probability between ONNX Runtime and PyTorch: "
+        f"{onnx['max_abs_prob_diff']:.1e}, over the four class probabilities of "
+        f"{onnx['batch']} {split} images"
+    )
+
+
 def wilson_interval(successes: int, total: int, z: float = Z_95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (stays inside [0, 1], good at small n)."""
     if total <= 0:

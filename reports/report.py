@@ -14,7 +14,7 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports.final import final_figures, split_sentence
+from reports.final import final_figures, onnx_sentence, split_sentence
 from reports.html import Markup, Section, definition_list, escape, render_page, table
 from reports.per_class import PER_CLASS_CAPTION, per_class_frame
 from reports.png import PngResult, write_pngs
@@ -71,7 +71,7 @@ def _final_summary(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
         ("trial", model.get("trial")),
         ("weights", model.get("source_text")),
         ("parameters", ", ".join(f"{k}={v}" for k, v in sorted(model.get("params", {}).items()))),
-        ("data", data.get("root")),
+        ("data (relative to this folder)", data.get("root")),
         ("synthetic data", "YES — SYNTHETIC demo data" if data.get("synthetic") else "no"),
         ("split sizes", ", ".join(f"{k} {v}" for k, v in data.get("split_sizes", {}).items())),
         ("evaluated on", f"{split} split, {metrics['n']} images"),
@@ -84,10 +84,11 @@ def _final_summary(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
         (f"ROC AUC macro ({split})", auc["macro"]),
         (f"ROC AUC micro ({split})", auc["micro"]),
     ]
+    if model.get("checkpoint"):
+        summary.insert(3, ("checkpoint (relative to this folder)", model["checkpoint"]))
     onnx = metrics.get("onnx") or {}
     if onnx.get("max_abs_prob_diff") is not None:
-        diff = f"max |Δp| = {onnx['max_abs_prob_diff']:.2e} on {onnx['batch']} {split} images"
-        summary.append(("ONNX vs PyTorch", diff))
+        summary.append(("model.onnx vs model.pt", onnx_sentence(onnx, split)))
     return summary
 
 
