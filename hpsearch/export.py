@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,8 @@ class Weights:
     source: str
     """``checkpoint`` (the trial's best epoch) or ``retrain`` (train + validation)."""
     source_text: str
+    checkpoint: str | None = None
+    """The checkpoint file the weights were read from (None for a retrain)."""
 
 
 @dataclass(frozen=True)
@@ -283,7 +286,8 @@ def checkpoint_weights(
         config=meta.get("config"),
         epoch=meta.get("epoch"),
         source="checkpoint",
-        source_text=f"best checkpoint of trial {trial.number} (epoch {meta.get('epoch')}), {ckpt}",
+        source_text=f"best checkpoint of trial {trial.number} (epoch {meta.get('epoch')})",
+        checkpoint=str(ckpt),
     )
 
 
@@ -435,6 +439,7 @@ def write_metrics(
         "metric": selected.metric,
         "value": selected.value,
         "source_text": weights.source_text,
+        "checkpoint": weights.checkpoint,
         "best_epoch": selected.best_epoch,
         "epochs_run": selected.epochs_run,
         "selection_metrics": selected.selection_metrics,
@@ -483,8 +488,10 @@ def render(
     from reports.report import final_sections, report_title, study_sections, write_report
 
     synthetic = metrics["data"]["synthetic"]
+    # Report and card travel with the folder: they name paths relative to it.
+    metrics = with_relative_paths(metrics, out_dir)
     sections, figures = final_sections(frame, metrics)
-    more, study_figs = study_sections(study, _recorded(study))
+    more, study_figs = study_sections(study, with_relative_paths(_recorded(study), out_dir))
     png = write_report(
         out_dir,
         report_title(study.study_name, synthetic, "Final model and search"),
@@ -496,6 +503,26 @@ def render(
     card = render_model_card(_card_info(metrics), metrics)
     (out_dir / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
     return png
+
+
+def with_relative_paths(record: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """A copy of ``record`` (metrics.json's content, or the study's recorded settings) whose
+    data root and model checkpoint are relative to ``out_dir``."""
+    out = dict(record)
+    if (out.get("data") or {}).get("root"):
+        out["data"] = {**out["data"], "root": relative_path(out["data"]["root"], out_dir)}
+    if (out.get("model") or {}).get("checkpoint"):
+        checkpoint = relative_path(out["model"]["checkpoint"], out_dir)
+        out["model"] = {**out["model"], "checkpoint": checkpoint}
+    return out
+
+
+def relative_path(path: str | Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` (POSIX separators); its name if there is no such path."""
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve())).as_posix()
+    except ValueError:  # another drive on Windows
+        return Path(path).name
 
 
 def _card_info(metrics: dict[str, Any]) -> dict[str, Any]:

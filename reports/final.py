@@ -17,12 +17,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from sklearn.metrics import roc_curve
 
+from reports.layout import fit_figure
+from reports.per_class import per_class_rows
 from trainer.classes import CLASS_NAMES
 from trainer.metrics import (
     balanced_accuracy,
     confusion,
     macro_f1,
-    per_class_table,
     roc_auc_macro,
     roc_auc_micro,
     roc_auc_per_class,
@@ -106,6 +107,16 @@ def split_sentence(split: str, n: int) -> str:
     )
 
 
+def onnx_sentence(onnx: dict[str, Any], split: str) -> str:
+    """The ONNX check in words: the largest difference in predicted probability between
+    ``model.onnx`` and PyTorch (``onnx``: ``max_abs_prob_diff``, ``batch``)."""
+    return (
+        f"largest difference in predicted probability between ONNX Runtime and PyTorch: "
+        f"{onnx['max_abs_prob_diff']:.1e}, over the four class probabilities of "
+        f"{onnx['batch']} {split} images"
+    )
+
+
 def wilson_interval(successes: int, total: int, z: float = Z_95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (stays inside [0, 1], good at small n)."""
     if total <= 0:
@@ -129,11 +140,6 @@ def _py(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
-
-
-def per_class_rows(y_true: np.ndarray, y_pred: np.ndarray) -> list[dict[str, Any]]:
-    """The original team's per-class table (``trainer.metrics.per_class_table``), JSON-ready."""
-    return [{k: _py(v) for k, v in row.items()} for row in per_class_table(y_true, y_pred)]
 
 
 def roc_auc_scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
@@ -234,15 +240,10 @@ def confusion_figure(metrics: dict[str, Any], normalized: bool = False) -> go.Fi
     )
     kind = "row-normalized (recall per true class)" if normalized else "counts"
     fig.update_layout(
-        title=f"Confusion matrix, {kind} — {_split_label(metrics)}",
-        xaxis_title="predicted class",
-        yaxis_title="true class",
-        yaxis_autorange="reversed",
-        template="plotly_white",
-        width=620,
-        height=540,
+        xaxis_title="predicted class", yaxis_title="true class", yaxis_autorange="reversed"
     )
-    return fig
+    title = f"Confusion matrix, {kind} — {_split_label(metrics)}"
+    return fit_figure(fig, title, width=620, height=540)
 
 
 def roc_figure(frame: pd.DataFrame, metrics: dict[str, Any]) -> go.Figure:
@@ -277,15 +278,9 @@ def roc_figure(frame: pd.DataFrame, metrics: dict[str, Any]) -> go.Figure:
     fig.add_trace(
         go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"color": "lightgrey"}, name="chance")
     )
-    fig.update_layout(
-        title=f"ROC curves, one class vs rest — {_split_label(metrics)}",
-        xaxis_title="false positive rate",
-        yaxis_title="true positive rate",
-        template="plotly_white",
-        width=760,
-        height=560,
-    )
-    return fig
+    fig.update_layout(xaxis_title="false positive rate", yaxis_title="true positive rate")
+    title = f"ROC curves, one class vs rest — {_split_label(metrics)}"
+    return fit_figure(fig, title, width=860, height=560)
 
 
 def final_figures(frame: pd.DataFrame, metrics: dict[str, Any]) -> dict[str, go.Figure]:

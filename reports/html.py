@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from reports.layout import PAGE_WIDTH_PX
+
 
 def escape(value: Any) -> str:
     """HTML-escape ``str(value)``, quotes included; use on every user-given string."""
@@ -65,19 +67,20 @@ def definition_list(items: Sequence[tuple[str, Any]]) -> Markup:
     return Markup(f'<table class="kv"><tbody>{rows}</tbody></table>')
 
 
-_STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
-       max-width: 1200px; padding: 0 1rem; color: #222; }
-h1 { font-size: 1.7rem; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2rem; }
-.banner { background: #b00020; color: white; font-weight: bold; font-size: 1.3rem;
-          padding: .8rem 1rem; border-radius: 4px; margin: 1rem 0; }
-.note { background: #fff4ce; border-left: 4px solid #e0a800; padding: .5rem .8rem; }
-table { border-collapse: collapse; margin: .8rem 0; font-size: .9rem; }
-th, td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: right; }
-th { background: #f4f4f4; } table.kv th, table.kv td { text-align: left; }
-caption { caption-side: top; text-align: left; font-weight: bold; padding: .3rem 0; }
-.skipped { color: #666; font-style: italic; }
-.figure { margin: 1rem 0; }
+# The body's content box is PAGE_WIDTH_PX wide at most; every figure fits in it.
+_STYLE = f"""
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
+       max-width: {PAGE_WIDTH_PX}px; padding: 0 1rem; color: #222; }}
+h1 {{ font-size: 1.7rem; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom: .2rem; }}
+.banner {{ background: #b00020; color: white; font-weight: bold; font-size: 1.3rem;
+          padding: .8rem 1rem; border-radius: 4px; margin: 1rem 0; }}
+.note {{ background: #fff4ce; border-left: 4px solid #e0a800; padding: .5rem .8rem; }}
+table {{ border-collapse: collapse; margin: .8rem 0; font-size: .9rem; }}
+th, td {{ border: 1px solid #ddd; padding: .25rem .5rem; text-align: right; }}
+th {{ background: #f4f4f4; }} table.kv th, table.kv td {{ text-align: left; }}
+caption {{ caption-side: top; text-align: left; font-weight: bold; padding: .3rem 0; }}
+.skipped {{ color: #666; font-style: italic; }}
+.figure {{ margin: 1rem 0; overflow-x: auto; }}
 """
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from reports.final import split_sentence
+from reports.final import onnx_sentence, split_sentence
 from reports.html import format_value
+from reports.per_class import PER_CLASS_CAPTION, per_class_frame
 
 SYNTHETIC_WARNING = (
     "**SYNTHETIC demo data.** This model was trained and evaluated on generated images, "
@@ -26,8 +27,10 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def render_model_card(export: dict[str, Any], metrics: dict[str, Any]) -> str:
     """The model card as Markdown.
 
-    ``export`` describes the model (study, trial, params, source, data, split sizes,
-    ONNX check); ``metrics`` is the content of ``metrics.json``.
+    ``export`` describes the model (study, trial, params, source, checkpoint, data, split
+    sizes, ONNX check); ``metrics`` is the content of ``metrics.json``. Paths are written
+    as given: pass them relative to the export folder, so the card names no folder of
+    the machine that wrote it.
     """
     lines: list[str] = [f"# Model card: {export['study']} / trial {export['trial']}", ""]
     if export["data"].get("synthetic"):
@@ -50,7 +53,8 @@ def _model_lines(export: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
         + ", ".join(f"{i}: {n}" for i, n in enumerate(metrics["class_names"]))
         + ".",
         f"- Input normalization: pixel/255, then (x − {export['mean']:.4f}) / {export['std']:.4f}.",
-        f"- Weights: {export['source_text']}.",
+        f"- Weights: {export['source_text']}"
+        + (f", from `{export['checkpoint']}`." if export.get("checkpoint") else "."),
         f"- Files: `model.pt` (state_dict and metadata; `torch.load(..., weights_only=True)`), "
         f"`model.onnx` (input `pixels`: float32 pixel values 0–255, shape N×1×"
         f"{size}; output `probabilities`: the four "
@@ -64,7 +68,7 @@ def _data_lines(export: dict[str, Any]) -> list[str]:
     return [
         "## Data",
         "",
-        f"- Source: `{data.get('root')}`"
+        f"- Source: `{data.get('root')}` (relative to this folder)"
         + (" — **SYNTHETIC demo data** (generated images)." if data.get("synthetic") else "."),
         f"- Split: stratified, seed {data.get('split_seed')}, validation fraction "
         f"{data.get('val_fraction')}, test fraction {data.get('test_fraction')}.",
@@ -98,11 +102,11 @@ def _metric_lines(export: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
     rows += [[f"ROC AUC, {name}", v, "one vs rest"] for name, v in auc["per_class"].items()]
     lines += [_table([f"metric ({split})", "value", "note"], rows), ""]
     if metrics.get("per_class"):
-        header = list(metrics["per_class"][0].keys())
+        frame = per_class_frame(metrics["per_class"])
         lines += [
-            f"Per class ({split} split):",
+            f"Per class ({split} split). {PER_CLASS_CAPTION}",
             "",
-            _table(header, [[row.get(k) for k in header] for row in metrics["per_class"]]),
+            _table(list(frame.columns), frame.values.tolist()),
             "",
         ]
     selection = export.get("selection_metrics") or {}
@@ -117,8 +121,7 @@ def _metric_lines(export: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
     onnx = export.get("onnx") or {}
     if onnx.get("max_abs_prob_diff") is not None:
         lines += [
-            f"ONNX check: max |p_onnx − p_torch| = {onnx['max_abs_prob_diff']:.2e} on "
-            f"{onnx['batch']} images ({onnx['exporter']} exporter).",
+            f"ONNX check ({onnx['exporter']} exporter): the {onnx_sentence(onnx, split)}.",
             "",
         ]
     return lines

@@ -14,10 +14,12 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports.final import final_figures, split_sentence
+from reports.final import final_figures, onnx_sentence, split_sentence
 from reports.html import Markup, Section, definition_list, escape, render_page, table
+from reports.per_class import PER_CLASS_CAPTION, per_class_frame
 from reports.png import PngResult, write_pngs
-from reports.study import study_figures, study_info, trials_table
+from reports.study import study_info, trials_table
+from reports.study_figures import study_figures
 
 REPORT_FILE = "report.html"
 SYNTHETIC_BANNER = (
@@ -42,11 +44,8 @@ def final_sections(
     said = dict.fromkeys([split_sentence(split, metrics["n"]), *metrics.get("notes", [])])
     notes = [Markup(f'<p class="note">{escape(n)}</p>') for n in said]
     per_class = table(
-        pd.DataFrame(metrics.get("per_class", [])),
-        caption=(
-            f"One class vs the rest, {split} split; predicted_normal_rate = share "
-            "of the class predicted as normal (missed as healthy)"
-        ),
+        per_class_frame(metrics.get("per_class", [])),
+        caption=f"{split.capitalize()} split. {PER_CLASS_CAPTION}",
     )
     sections = [
         Section(f"Final model ({split} split)", [*notes, definition_list(_final_summary(metrics))]),
@@ -72,7 +71,7 @@ def _final_summary(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
         ("trial", model.get("trial")),
         ("weights", model.get("source_text")),
         ("parameters", ", ".join(f"{k}={v}" for k, v in sorted(model.get("params", {}).items()))),
-        ("data", data.get("root")),
+        ("data (relative to this folder)", data.get("root")),
         ("synthetic data", "YES — SYNTHETIC demo data" if data.get("synthetic") else "no"),
         ("split sizes", ", ".join(f"{k} {v}" for k, v in data.get("split_sizes", {}).items())),
         ("evaluated on", f"{split} split, {metrics['n']} images"),
@@ -85,10 +84,11 @@ def _final_summary(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
         (f"ROC AUC macro ({split})", auc["macro"]),
         (f"ROC AUC micro ({split})", auc["micro"]),
     ]
+    if model.get("checkpoint"):
+        summary.insert(3, ("checkpoint (relative to this folder)", model["checkpoint"]))
     onnx = metrics.get("onnx") or {}
     if onnx.get("max_abs_prob_diff") is not None:
-        diff = f"max |Δp| = {onnx['max_abs_prob_diff']:.2e} on {onnx['batch']} {split} images"
-        summary.append(("ONNX vs PyTorch", diff))
+        summary.append(("model.onnx vs model.pt", onnx_sentence(onnx, split)))
     return summary
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -12,7 +14,7 @@ import torch
 import torchvision
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
-from hpsearch.export import best_summary, export_best
+from hpsearch.export import best_summary, export_best, relative_path
 from hpsearch.paths import Workdir
 from tests.reports.factory import Search, build_search
 from trainer.classes import CLASS_NAMES
@@ -117,7 +119,7 @@ def test_onnx_agrees_with_pytorch(exported, search) -> None:
     assert 0 <= recorded < 1e-4
 
 
-def test_report_and_card_say_synthetic_and_split(exported) -> None:
+def test_report_and_card_say_synthetic_and_split(exported, search: Search) -> None:
     out, result = exported
     page = (out / "report.html").read_text()
     assert "SYNTHETIC demo data" in page.split("<h2>")[0]
@@ -126,6 +128,16 @@ def test_report_and_card_say_synthetic_and_split(exported) -> None:
     card = (out / "MODEL_CARD.md").read_text()
     assert "SYNTHETIC demo data" in card.splitlines()[2]
     assert f"{result.metrics['accuracy']:.4g}" in card
+    # the card and the report travel with the folder: paths relative to it, none absolute
+    for absolute in (str(search.checkpoint), str(search.data_root)):
+        assert absolute not in card and absolute not in page
+    checkpoint = os.path.relpath(search.checkpoint, out)
+    assert f"`{checkpoint}`" in card and f"<td>{checkpoint}</td>" in page
+
+
+def test_relative_path() -> None:
+    assert relative_path("/a/b/ckpt/best.pt", Path("/a/b/export")) == "../ckpt/best.pt"
+    assert relative_path("/a/b/export/x.pt", Path("/a/b/export")) == "x.pt"
 
 
 @pytest.mark.slow

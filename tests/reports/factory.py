@@ -94,6 +94,7 @@ def make_study(
         "hpsearch",
         {
             "spec_file": "studies/grid.toml",
+            "scale": "full",
             "sampler": "grid",
             "pruner": "median",
             "metric": "val_accuracy",
@@ -146,3 +147,35 @@ def build_search(tmp: Path, name: str = "demo", test_fraction: float = 0.25) -> 
     url = f"sqlite:///{tmp / 'study.db'}"
     study = make_study(url, name, data_attrs(root, test_fraction), workdir, ckpt, config, metrics)
     return Search(study, url, data, root, workdir, ckpt)
+
+
+GRID_SPACE: dict[str, list[Any]] = {
+    "lr": [0.001, 0.01, 0.1],
+    "momentum": [0.5, 0.9],
+    "batch_size": [64, 128],
+    "optimizer": ["sgd", "adam"],
+    "weight_decay": [0.01],
+}
+
+
+def make_grid_study(storage_url: str, n_complete: int, n_pruned: int = 2) -> optuna.Study:
+    """A grid-shaped study without checkpoints: ``n_complete`` complete trials over five
+    parameters (``weight_decay`` the same in all of them), then ``n_pruned`` pruned ones."""
+    import random
+
+    study = optuna.create_study(study_name="grid", storage=storage_url, direction="maximize")
+    distributions = {k: CategoricalDistribution(v) for k, v in GRID_SPACE.items()}
+    rng = random.Random(0)
+    for i in range(n_complete + n_pruned):
+        pruned = i >= n_complete
+        curve = [0.3 + 0.1 * e + 0.2 * rng.random() for e in range(2 if pruned else 4)]
+        study.add_trial(
+            create_trial(
+                state=TrialState.PRUNED if pruned else TrialState.COMPLETE,
+                value=None if pruned else max(curve),
+                params={k: rng.choice(v) for k, v in GRID_SPACE.items()},
+                distributions=distributions,
+                intermediate_values={e + 1: v for e, v in enumerate(curve)},
+            )
+        )
+    return study

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from reports.final import compute_metrics
@@ -48,3 +50,24 @@ def test_card_names_data_and_split(synthetic: bool, split: str) -> None:
     assert "Not for diagnosis" in card
     assert ("VALIDATION split" in card) is (split == "validation")
     assert "| lr | 0.01 |" in card
+
+
+def test_card_says_the_onnx_check_in_words() -> None:
+    metrics = compute_metrics(random_frame(40, 0))
+    card = render_model_card(_export(True, 40), metrics)
+    assert (
+        "the largest difference in predicted probability between ONNX Runtime and PyTorch: "
+        "1.0e-07, over the four class probabilities of 8 test images" in card
+    )
+    assert "|p_onnx" not in card and "Δp" not in card
+
+
+def test_card_names_paths_as_given_relative_to_the_export() -> None:
+    export = _export(True, 40)
+    export["checkpoint"] = "../work/grid/slot-3/best.pt"
+    export["data"] = {**export["data"], "root": "../demo-data"}
+    card = render_model_card(export, compute_metrics(random_frame(40, 0)))
+    assert "from `../work/grid/slot-3/best.pt`" in card
+    assert "Source: `../demo-data` (relative to this folder)" in card
+    # no absolute path anywhere: nothing of the machine that wrote it
+    assert not re.search(r"(^|[\s`(])/\w", card, re.M)

@@ -7,7 +7,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from reports.study import study_figures, study_info, trials_table
+from reports.study import study_info, trials_table
+from reports.study_figures import study_figures
 from tests.reports.factory import data_attrs, make_study
 
 
@@ -39,15 +40,16 @@ def test_trials_table_has_every_trial_and_state(study: optuna.Study) -> None:
 
 
 def test_figures_cover_pruned_trials(study: optuna.Study) -> None:
-    figs = study_figures(study)
+    figs = study_figures(study, study.user_attrs["hpsearch"])
     assert set(figs.figures) == {
         "optimization_history",
-        "param_importances",
         "parallel_coordinate",
         "intermediate_values",
         "slice",
     }
-    assert figs.skipped == {}
+    # three complete trials are too few for importances: said, not drawn
+    assert set(figs.skipped) == {"param_importances"}
+    assert figs.skipped["param_importances"].startswith("too few trials: 3 complete")
     curves = figs.figures["intermediate_values"].data
     pruned = study.get_trials(states=(TrialState.PRUNED,))[0].number
     # one curve per trial that reported, the pruned one included
@@ -55,7 +57,7 @@ def test_figures_cover_pruned_trials(study: optuna.Study) -> None:
     assert (
         figs.figures["intermediate_values"].layout.yaxis.title.text == "val_accuracy (validation)"
     )
-    assert any(f"Trial{pruned}" == (c.name or "").replace(" ", "") for c in curves)
+    assert f"trial #{pruned} (pruned)" in [c.name for c in curves]
 
 
 def test_young_study_skips_what_cannot_be_drawn(tmp_path) -> None:
@@ -72,7 +74,7 @@ def test_young_study_skips_what_cannot_be_drawn(tmp_path) -> None:
         )
     )
     figs = study_figures(study)
-    assert "needs at least 2 complete trials (has 1)" in figs.skipped["param_importances"]
+    assert "too few trials: 1 complete" in figs.skipped["param_importances"]
     assert "optimization_history" in figs.figures
     assert study_info(study)["best_trial"] == 0
     assert trials_table(study)["epochs_run"].tolist() == [1]

@@ -1,0 +1,241 @@
+"""Optuna's figures of a search, sized for the report and labelled for a reader.
+
+Works on a study that is still running: only what the storage holds now is drawn,
+and a figure that cannot be drawn yet is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import plotly.colors
+import plotly.graph_objects as go
+from optuna.trial import TrialState
+
+from reports.html import escape
+from reports.layout import PAGE_WIDTH_PX, fit_figure
+from reports.study import study_info
+
+#: PED-ANOVA, Optuna's default importance evaluator and optuna-dashboard's, compares
+#: the best 10 % of the complete trials with all of them; below 11 trials that best
+#: 10 % is a single trial, and the importances say more about it than about the space.
+MIN_IMPORTANCE_TRIALS = 11
+IMPORTANCE_METHOD = "PED-ANOVA (Optuna's default evaluator, the one optuna-dashboard uses)"
+#: Blues without its near-white end, so the worst trial's line shows on white.
+LINE_COLORS: list[str] = plotly.colors.sequential.Blues[3:]
+#: At most this many ticks on an integer axis (epochs, trial numbers).
+MAX_INTEGER_TICKS = 12
+
+
+@dataclass
+class StudyFigures:
+    """Figures by file stem, and the figures that were skipped with why."""
+
+    figures: dict[str, go.Figure] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Search:
+    """What the figures need to know about the study, read once."""
+
+    study: optuna.Study
+    target: str
+    """The objective's name as the axes show it, e.g. ``val_accuracy (validation)``."""
+    n_complete: int
+    varying: list[str]
+    """Parameters with more than one value across the complete trials, sorted."""
+    fixed: dict[str, Any]
+    """Parameters with one value in every complete trial."""
+    states: dict[int, str]
+    """Trial number -> state name."""
+
+    @property
+    def fixed_note(self) -> str | None:
+        if not self.fixed:
+            return None
+        values = ", ".join(f"{k}={v}" for k, v in sorted(self.fixed.items()))
+        return f"Fixed in every complete trial, so not drawn: {escape(values)}."
+
+
+def _search(study: optuna.Study, settings: Mapping[str, Any] | None) -> _Search:
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    values: dict[str, set[str]] = {}
+    for trial in complete:
+        for name, value in trial.params.items():
+            values.setdefault(name, set()).add(repr(value))
+    varying = sorted(name for name, seen in values.items() if len(seen) > 1)
+    fixed = {name: complete[0].params.get(name) for name in values if name not in varying}
+    info = study_info(study, settings)
+    return _Search(
+        study=study,
+        target=f"{info['metric']} (validation)",
+        n_complete=len(complete),
+        varying=varying,
+        fixed=fixed,
+        states={t.number: t.state.name for t in trials},
+    )
+
+
+def study_figures(study: optuna.Study, settings: Mapping[str, Any] | None = None) -> StudyFigures:
+    """Optimization history, importances, parallel coordinates, intermediate values, slices.
+
+    ``settings`` is what ``hpsearch run`` recorded about the study (the metric's name).
+    Parameter importances need :data:`MIN_IMPORTANCE_TRIALS` complete trials and a
+    parameter that varies; other figures need one complete trial (intermediate values:
+    any trial that reported).
+    """
+    search = _search(study, settings)
+    out = StudyFigures()
+    for key, draw, needs in _figure_plan(search):
+        if needs is not None:
+            out.skipped[key] = needs
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out.figures[key] = draw(search)
+        except (ValueError, RuntimeError, ZeroDivisionError) as err:
+            out.skipped[key] = f"could not be drawn: {err}"
+    return out
+
+
+def _figure_plan(
+    search: _Search,
+) -> list[tuple[str, Callable[[_Search], go.Figure], str | None]]:
+    """(file stem, how to draw, why it cannot be drawn yet or None) per figure."""
+    no_complete = None if search.n_complete else "no complete trial yet"
+    no_varying = None
+    if search.n_complete and not search.varying:
+        no_varying = "no parameter varies across the complete trials"
+    reported = any(t.intermediate_values for t in search.study.get_trials(deepcopy=False))
+    return [
+        ("optimization_history", history_figure, no_complete),
+        ("param_importances", importance_figure, _importance_need(search)),
+        ("parallel_coordinate", parallel_figure, no_complete or no_varying),
+        (
+            "intermediate_values",
+            epoch_figure,
+            None if reported else "no trial has reported an epoch yet",
+        ),
+        ("slice", slice_figure, no_complete or no_varying),
+    ]
+
+
+def _importance_need(search: _Search) -> str | None:
+    """Why the importances are not drawn, or None."""
+    if search.n_complete < MIN_IMPORTANCE_TRIALS:
+        return (
+            f"too few trials: {search.n_complete} complete, and {IMPORTANCE_METHOD} needs at "
+            f"least {MIN_IMPORTANCE_TRIALS} (its best 10 % must hold more than one trial)"
+        )
+    if not search.varying:
+        return "no parameter varies across the complete trials"
+    return None
+
+
+def _title(search: _Search, what: str) -> str:
+    return f"{what} — study {escape(search.study.study_name)}"
+
+
+def _integer_axis(largest: float) -> dict[str, Any]:
+    """Ticks on whole numbers only (no epoch 1.5), at most :data:`MAX_INTEGER_TICKS`."""
+    step = max(1, math.ceil(largest / MAX_INTEGER_TICKS))
+    return {"tickmode": "linear", "tick0": 0, "dtick": step, "tickformat": "d"}
+
+
+def history_figure(search: _Search) -> go.Figure:
+    """Each complete trial's value and the best so far, by trial number."""
+    fig = optuna.visualization.plot_optimization_history(search.study, target_name=search.target)
+    fig.update_layout(xaxis=_integer_axis(max(search.states, default=0)))
+    return fit_figure(fig, _title(search, "Optimization history"), width=900, height=480)
+
+
+def importance_figure(search: _Search) -> go.Figure:
+    """Parameter importances by PED-ANOVA, as optuna-dashboard computes them."""
+    from optuna.importance import PedAnovaImportanceEvaluator
+
+    fig = optuna.visualization.plot_param_importances(
+        search.study, evaluator=PedAnovaImportanceEvaluator(), target_name=search.target
+    )
+    n_params = len(search.varying) + len(search.fixed)
+    note = f"{IMPORTANCE_METHOD}, fitted on {search.n_complete} complete trials."
+    title = _title(search, "Parameter importances")
+    return fit_figure(fig, title, width=900, height=200 + 40 * n_params, note=note)
+
+
+def parallel_figure(search: _Search) -> go.Figure:
+    """One line per complete trial across the parameters that vary; darker is better."""
+    fig = optuna.visualization.plot_parallel_coordinate(
+        search.study, params=search.varying, target_name=search.target
+    )
+    _visible_lines(fig)
+    note = f"Colour: {escape(search.target)}, darker is better."
+    if search.fixed_note:
+        note = f"{note} {search.fixed_note}"
+    width = 300 + 170 * len(search.varying)
+    return fit_figure(
+        fig, _title(search, "Parallel coordinates"), width=width, height=520, note=note
+    )
+
+
+def _visible_lines(fig: go.Figure) -> None:
+    """Recolour Optuna's trial lines with :data:`LINE_COLORS`, which has no near-white end.
+
+    Optuna draws each trial as a line whose first point is its value, scaled to [0, 1],
+    and one marker trace that carries the colour bar (reversed when lower is better).
+    """
+    bars = [t for t in fig.data if t.marker is not None and t.marker.showscale]
+    reverse = bool(bars and bars[0].marker.reversescale)
+    scale = plotly.colors.make_colorscale(LINE_COLORS)
+    for bar in bars:
+        bar.marker.colorscale = scale
+    for trace in fig.data:
+        if trace.mode == "lines" and trace.y and trace.y[0] is not None:
+            position = 1 - trace.y[0] if reverse else trace.y[0]
+            trace.line.color = plotly.colors.sample_colorscale(scale, [position])[0]
+            trace.opacity = 0.85
+
+
+def epoch_figure(search: _Search) -> go.Figure:
+    """The validation metric per epoch of every trial that reported, one legend entry each."""
+    fig = optuna.visualization.plot_intermediate_values(search.study)
+    epochs = [x for trace in fig.data for x in (trace.x or ())]
+    for trace in fig.data:
+        trace.name = _trial_label(trace.name or "", search.states)
+    fig.update_layout(
+        showlegend=True,
+        legend_title_text="trial",
+        xaxis={"title": "epoch", **_integer_axis(max(epochs, default=1))},
+        yaxis_title=search.target,
+    )
+    title = _title(search, "Validation metric per epoch (complete, pruned and running trials)")
+    return fit_figure(fig, title, width=1000, height=520)
+
+
+def _trial_label(name: str, states: Mapping[int, str]) -> str:
+    """Optuna's ``Trial7`` as optuna-dashboard says it, ``trial #7``, with its state unless
+    it completed."""
+    found = re.fullmatch(r"Trial\s*(\d+)", name)
+    if not found:
+        return name
+    number = int(found.group(1))
+    state = states.get(number, "")
+    return f"trial #{number}" + ("" if state == "COMPLETE" else f" ({state.lower()})")
+
+
+def slice_figure(search: _Search) -> go.Figure:
+    """The value of each complete trial against each parameter that varies."""
+    fig = optuna.visualization.plot_slice(
+        search.study, params=search.varying, target_name=search.target
+    )
+    width = min(PAGE_WIDTH_PX, 160 + 260 * len(search.varying))
+    title = _title(search, "Slice plot")
+    return fit_figure(fig, title, width=width, height=500, note=search.fixed_note)
