@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from reports.final import split_sentence
+import pandas as pd
+
+from reports.final import (
+    comparison_rows,
+    interval_rows,
+    selection_rows,
+    selection_sentence,
+    split_sentence,
+    with_interval_columns,
+)
 from reports.html import format_value
 
 SYNTHETIC_WARNING = (
@@ -35,6 +44,7 @@ def render_model_card(export: dict[str, Any], metrics: dict[str, Any]) -> str:
     lines += _model_lines(export, metrics)
     lines += _data_lines(export)
     lines += _metric_lines(export, metrics)
+    lines += _uncertainty_lines(metrics)
     lines += _use_and_limit_lines(export, metrics)
     return "\n".join(lines)
 
@@ -121,6 +131,62 @@ def _metric_lines(export: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
             f"{onnx['batch']} images ({onnx['exporter']} exporter).",
             "",
         ]
+    return lines
+
+
+def _frame_table(rows: list[dict[str, Any]]) -> str:
+    header = list(rows[0].keys())
+    return _table(header, [[row.get(k) for k in header] for row in rows])
+
+
+def _uncertainty_lines(metrics: dict[str, Any]) -> list[str]:
+    """Intervals, validation against test, and winner against runner-up."""
+    split = metrics["split"]
+    rows = interval_rows(metrics)
+    if not rows:
+        return []
+    ci = metrics["ci95"]
+    lines = [
+        f"## Uncertainty ({split} split)",
+        "",
+        f"95 % intervals: accuracy by the Wilson score interval, the rest by a percentile "
+        f"bootstrap over the {metrics['n']} {split} images ({ci['n_resamples']} resamples, "
+        f"seed {ci['seed']}; a resample lacking a class cannot give that class's AUC, hence "
+        "the usable count).",
+        "",
+        _frame_table(rows),
+        "",
+    ]
+    per_class = with_interval_columns(pd.DataFrame(metrics.get("per_class", [])), metrics)
+    if not per_class.empty:
+        lines += [f"Per class with 95 % intervals ({split} split):", ""]
+        lines += [_frame_table(per_class.to_dict("records")), ""]
+    selection = selection_rows(metrics)
+    if selection:
+        sentence = selection_sentence(metrics)
+        lines += ["### Validation against test (what selection added)", ""]
+        lines += [sentence, ""] if sentence else []
+        lines += [_frame_table(selection), ""]
+    return lines + _comparison_lines(metrics)
+
+
+def _comparison_lines(metrics: dict[str, Any]) -> list[str]:
+    comparison = metrics.get("comparison")
+    if comparison is None:
+        return []
+    lines = ["### Winner against runner-up", ""]
+    if comparison.get("note"):
+        return [*lines, f"No comparison: {comparison['note']}.", ""]
+    rival = comparison.get("runner_up") or {}
+    lines += [
+        f"Runner-up: trial {rival.get('trial')} ({rival.get('metric')} "
+        f"{_cell(rival.get('value'))} on validation), the best trial of another "
+        f"configuration. Both models on the same {comparison['n']} {comparison['split']} "
+        "images; difference = winner − runner-up.",
+        "",
+        _frame_table(comparison_rows(metrics)),
+        "",
+    ]
     return lines
 
 
