@@ -447,10 +447,13 @@ def _difference(paired: PairedDifference) -> dict[str, Any]:
 
 
 def interval_text(interval: dict[str, Any] | None) -> str:
-    """``low–high`` of an interval entry of ``ci95`` ('–' when there is none)."""
+    """``[low, high]`` of an interval entry of ``ci95`` ('–' when there is none).
+
+    Brackets, not a dash: a difference's bounds can be negative.
+    """
     if not interval or interval.get("low") is None:
         return "–"
-    return f"{format_value(interval['low'])}–{format_value(interval['high'])}"
+    return f"[{format_value(interval['low'])}, {format_value(interval['high'])}]"
 
 
 def interval_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -484,16 +487,27 @@ def interval_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def with_interval_columns(table: pd.DataFrame, metrics: dict[str, Any]) -> pd.DataFrame:
-    """The per-class table with a ``<ratio> 95 % CI`` column after each ratio that has one."""
+def per_class_interval_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """The per-class table's ratios with their 95 % intervals: one row per ratio, one
+    column per class, cells ``value [low, high]`` (empty without ``ci95``).
+
+    Ratios as rows keep it narrow however many columns the per-class table has.
+    """
     ci = (metrics.get("ci95") or {}).get("per_class")
-    if not ci or "class" not in table.columns:
-        return table
-    out = table.copy()
-    for column in [c for c in table.columns if any(c in row for row in ci.values())]:
-        texts = [interval_text(ci.get(str(name), {}).get(column)) for name in table["class"]]
-        out.insert(out.columns.get_loc(column) + 1, f"{column} 95 % CI", texts)
-    return out
+    if not ci:
+        return pd.DataFrame()
+    rows = {str(row["class"]): row for row in metrics.get("per_class", [])}
+    found = {k for by_ratio in ci.values() for k in by_ratio}
+    # In the per-class table's column order.
+    ratios = [k for k in dict.fromkeys(k for row in rows.values() for k in row) if k in found]
+
+    def cell(name: str, ratio: str) -> str:
+        value, interval = rows.get(name, {}).get(ratio), ci.get(name, {}).get(ratio)
+        return f"{format_value(value)} {interval_text(interval)}" if interval else "–"
+
+    return pd.DataFrame(
+        [{"ratio": ratio, **{name: cell(name, ratio) for name in CLASS_NAMES}} for ratio in ratios]
+    )
 
 
 #: Validation metrics the trial recorded -> where the same number is in metrics.json.

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
-
 from reports.final import (
     comparison_rows,
     interval_rows,
+    per_class_interval_table,
     selection_rows,
     selection_sentence,
     split_sentence,
-    with_interval_columns,
 )
 from reports.html import format_value
 
@@ -157,9 +155,9 @@ def _uncertainty_lines(metrics: dict[str, Any]) -> list[str]:
         _frame_table(rows),
         "",
     ]
-    per_class = with_interval_columns(pd.DataFrame(metrics.get("per_class", [])), metrics)
+    per_class = per_class_interval_table(metrics)
     if not per_class.empty:
-        lines += [f"Per class with 95 % intervals ({split} split):", ""]
+        lines += [f"Per-class ratios, value [95 % interval] ({split} split):", ""]
         lines += [_frame_table(per_class.to_dict("records")), ""]
     selection = selection_rows(metrics)
     if selection:

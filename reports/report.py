@@ -18,10 +18,10 @@ from reports.final import (
     comparison_rows,
     final_figures,
     interval_rows,
+    per_class_interval_table,
     selection_rows,
     selection_sentence,
     split_sentence,
-    with_interval_columns,
 )
 from reports.html import (
     Markup,
@@ -58,7 +58,7 @@ def final_sections(
     said = dict.fromkeys([split_sentence(split, metrics["n"]), *metrics.get("notes", [])])
     notes = [Markup(f'<p class="note">{escape(n)}</p>') for n in said]
     per_class = table(
-        with_interval_columns(pd.DataFrame(metrics.get("per_class", [])), metrics),
+        pd.DataFrame(metrics.get("per_class", [])),
         caption=(
             f"One class vs the rest, {split} split; predicted_normal_rate = share "
             "of the class predicted as normal (missed as healthy)"
@@ -72,7 +72,7 @@ def final_sections(
             [figures["confusion_counts"], figures["confusion_normalized"]],
         ),
         Section(f"ROC curves ({split} split)", [figures["roc"]]),
-        Section(f"Per-class table ({split} split)", [per_class]),
+        Section(f"Per-class table ({split} split)", [per_class, *_per_class_intervals(metrics)]),
     ]
     return sections, figures
 
@@ -105,6 +105,18 @@ def uncertainty_sections(metrics: dict[str, Any]) -> list[Section]:
     if "comparison" in metrics:
         sections.append(Section("Winner against runner-up", _comparison_blocks(metrics)))
     return sections
+
+
+def _per_class_intervals(metrics: dict[str, Any]) -> list[Markup]:
+    """The per-class ratios with their bootstrap intervals, as a second table."""
+    intervals = per_class_interval_table(metrics)
+    if intervals.empty:
+        return []
+    caption = (
+        f"The ratios above with their 95 % intervals, {metrics['split']} split: "
+        "value [low, high], percentile bootstrap over the images"
+    )
+    return [table(intervals, caption=caption)]
 
 
 def _comparison_blocks(metrics: dict[str, Any]) -> list[go.Figure | Markup | str]:

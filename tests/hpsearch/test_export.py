@@ -212,7 +212,7 @@ def test_every_number_has_an_interval_and_a_missing_rival_is_said(exported) -> N
     assert not (out / "predictions_runner_up.csv").exists()
     page = (out / "report.html").read_text()
     assert "Uncertainty (test split)" in page and "No comparison: the checkpoint" in page
-    assert "Validation against test" in page and "95 % CI" in page
+    assert "Validation against test" in page and "with their 95 % intervals" in page
     assert "## Uncertainty (test split)" in (out / "MODEL_CARD.md").read_text()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
@@ -14,9 +13,9 @@ from reports.final import (
     compare_predictions,
     compute_metrics,
     metric_intervals,
+    per_class_interval_table,
     selection_rows,
     wilson_interval,
-    with_interval_columns,
 )
 from reports.uncertainty import (
     N_RESAMPLES,
@@ -144,15 +143,19 @@ def test_every_reported_number_has_an_interval() -> None:
         assert ratios and ratios == set(ci["per_class"][row["class"]])
 
 
-def test_interval_columns_follow_their_ratio() -> None:
+def test_per_class_ratios_with_their_intervals() -> None:
     frame = random_frame(80, 7)
     metrics = {**compute_metrics(frame), "ci95": metric_intervals(frame, n_resamples=30)}
-    table = with_interval_columns(pd.DataFrame(metrics["per_class"]), metrics)
-    columns = list(table.columns)
-    assert columns[columns.index("precision") + 1] == "precision 95 % CI"
-    normal = table.set_index("class").loc["normal"]
-    assert normal["predicted_normal_rate 95 % CI"] == "–"  # normal's own cell has no ratio
-    assert normal["precision 95 % CI"] != "–"
+    table = per_class_interval_table(metrics).set_index("ratio")
+    assert list(table.columns) == list(CLASS_NAMES)
+    precision = metrics["per_class"][0]["precision"]
+    interval = metrics["ci95"]["per_class"][CLASS_NAMES[0]]["precision"]
+    low, high = interval["low"], interval["high"]
+    assert table.loc["precision", CLASS_NAMES[0]] == f"{precision:.4g} [{low:.4g}, {high:.4g}]"
+    assert table.loc["predicted_normal_rate", "normal"] == "–"  # normal's own cell: no ratio
+    assert list(table.index) == [
+        k for k in metrics["per_class"][0] if k not in ("class", "support")
+    ]
 
 
 def test_comparison_counts_and_tests_on_the_same_images() -> None:
