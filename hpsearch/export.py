@@ -1,14 +1,19 @@
 """From the best trial of a study to a finished model folder with its evidence.
 
 The folder gets ``model.pt``, ``model.onnx``, ``predictions.csv`` (the evaluated split,
-one row per image), ``metrics.json`` (computed from ``predictions.csv`` read back),
-``report.html`` with PNG copies of its figures, and ``MODEL_CARD.md``. The evaluated
-split is the held-out test split; a study without one is evaluated on its validation
-split, and everything says so.
+one row per image), ``metrics.json`` (computed from ``predictions.csv`` read back, with
+a 95 % interval on every number), ``report.html`` with PNG copies of its figures, and
+``MODEL_CARD.md``. The evaluated split is the held-out test split; a study without one is
+evaluated on its validation split, and everything says so.
+
+The winner is compared with the runner-up (the best complete trial of another
+configuration) on the same test images; the runner-up's predictions go to
+``predictions_runner_up.csv`` and the comparison into ``metrics.json``.
 
 :func:`export_best` runs the stages in order: choose the weights (the trial's checkpoint
-or a retrain) -> evaluate them -> write the model files -> write the metrics -> render
-the report and the model card. What one stage hands the next is a frozen dataclass.
+or a retrain) -> evaluate them (and the runner-up's checkpoint) -> write the model files
+-> write the metrics -> render the report and the model card. What one stage hands the
+next is a frozen dataclass.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ if TYPE_CHECKING:
     from reports.png import PngResult
 
 PREDICTIONS_FILE = "predictions.csv"
+RUNNER_UP_PREDICTIONS_FILE = "predictions_runner_up.csv"
 METRICS_FILE = "metrics.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 #: Images of the evaluated split run through both PyTorch and ONNX Runtime.
@@ -116,6 +122,18 @@ class OnnxCheck:
     exporter: str
 
 
+@dataclass(frozen=True)
+class RunnerUp:
+    """The runner-up, evaluated on the winner's split when it can be compared with it."""
+
+    trial: SelectedTrial | None
+    """None when the study has no complete trial of another configuration."""
+    evaluation: Evaluation | None
+    """None when there is no comparison; ``note`` says why."""
+    note: str | None = None
+    source_text: str | None = None
+
+
 # -- the study record -------------------------------------------------------------------
 
 
@@ -135,6 +153,25 @@ def best_complete_trial(study: optuna.Study) -> FrozenTrial:
             f"(trial states: {', '.join(states) or 'no trials'})"
         )
     return study.best_trial
+
+
+def choose_winner_and_runner_up(study: optuna.Study) -> tuple[FrozenTrial, FrozenTrial | None]:
+    """The trial to export and the one to compare it with: the one place that chooses.
+
+    Winner: the study's best complete trial. Runner-up: the best complete trial whose
+    parameters differ from the winner's (a repeat of the same configuration is no rival);
+    ties go to the earlier trial. None when every complete trial has the winner's params.
+    """
+    winner = best_complete_trial(study)
+    others = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.params != winner.params and t.value is not None
+    ]
+    if not others:
+        return winner, None
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return winner, min(others, key=lambda t: (sign * float(t.value), t.number))
 
 
 def selected_trial(study: optuna.Study, trial: FrozenTrial) -> SelectedTrial:
@@ -176,7 +213,7 @@ def validation_metrics(trial: FrozenTrial) -> dict[str, float | None]:
 
 def best_summary(study: optuna.Study, workdir: Workdir) -> dict[str, Any]:
     """The best trial as JSON-able data: parameters, validation metrics, checkpoint."""
-    trial = best_complete_trial(study)
+    trial, runner_up = choose_winner_and_runner_up(study)
     selected = selected_trial(study, trial)
     ckpt = checkpoint_path(trial, study.study_name, workdir)
     return {
@@ -192,6 +229,7 @@ def best_summary(study: optuna.Study, workdir: Workdir) -> dict[str, Any]:
         "validation_metrics": selected.selection_metrics,
         "checkpoint": str(ckpt) if ckpt else trial.user_attrs.get("checkpoint"),
         "checkpoint_exists": ckpt is not None,
+        "runner_up": runner_up.number if runner_up else None,
     }
 
 
@@ -227,14 +265,17 @@ def export_best(
     data: Data | None = None,
     pngs: bool = True,
     log: Callable[[str], None] = print,
+    n_resamples: int | None = None,
 ) -> ExportResult:
     """Write the best trial's final model, its predictions, metrics, report and model card.
 
-    ``data`` defaults to the study's data loaded through the workdir's cache.
+    ``data`` defaults to the study's data loaded through the workdir's cache;
+    ``n_resamples`` is the number of bootstrap resamples of every interval
+    (default ``reports.uncertainty.N_RESAMPLES``).
     """
     from trainer.training import resolve_device
 
-    trial = best_complete_trial(study)
+    trial, rival = choose_winner_and_runner_up(study)
     selected = selected_trial(study, trial)
     if data is None:
         data = _load(data_config(study, workdir))
@@ -245,11 +286,15 @@ def export_best(
     else:
         weights = checkpoint_weights(trial, study.study_name, workdir, data)
     evaluation = evaluate(weights, data, torch_device, retrain=retrain, log=log)
+    runner_up = evaluate_runner_up(
+        study, rival, evaluation, workdir, data, torch_device, retrain=retrain, log=log
+    )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx = write_model(out_dir, weights, evaluation, selected, synthetic=bool(data.synthetic))
     write_metrics(out_dir, evaluation, weights, selected, onnx, data)
+    write_uncertainty(out_dir, runner_up, n_resamples, log)
     # The report and the card read the files just written, nothing else.
     frame, metrics = read_evidence(out_dir)
     png = render(out_dir, study, frame, metrics, pngs=pngs)
@@ -363,6 +408,54 @@ def evaluate(
     return Evaluation(split, tuple(names), images, labels, proba, tuple(notes))
 
 
+def evaluate_runner_up(
+    study: optuna.Study,
+    rival: FrozenTrial | None,
+    winner: Evaluation,
+    workdir: Workdir,
+    data: Data,
+    device: torch.device,
+    *,
+    retrain: bool,
+    log: Callable[[str], None],
+) -> RunnerUp:
+    """The runner-up's checkpoint on the winner's images, or a note saying why not."""
+    from trainer.predict import predict_proba
+
+    selected = selected_trial(study, rival) if rival is not None else None
+    if rival is None:
+        note = "the study has no complete trial of another configuration to compare with"
+    elif winner.split != "test":
+        note = (
+            "no held-out test split: on the validation split that chose the winner a "
+            "comparison would favour it, so none is made"
+        )
+    elif retrain:
+        note = (
+            "with --retrain the exported model was trained on train+validation and the "
+            "runner-up was not: they are not compared (export without --retrain to compare)"
+        )
+    elif checkpoint_path(rival, study.study_name, workdir) is None:
+        note = (
+            f"the checkpoint of runner-up trial {rival.number} was not found "
+            f"({rival.user_attrs.get('checkpoint')!r}): no comparison"
+        )
+    else:
+        note = None
+    if note is not None or rival is None:
+        log(f"note: {note}")
+        return RunnerUp(selected, None, note)
+    try:
+        weights = checkpoint_weights(rival, study.study_name, workdir, data)
+    except UserError as err:
+        log(f"note: runner-up trial {rival.number} not compared: {err}")
+        return RunnerUp(selected, None, f"runner-up trial {rival.number}: {err}")
+    log(f"evaluating runner-up trial {rival.number} on the same {winner.split} images")
+    proba = predict_proba(weights.model, winner.images, weights.mean, weights.std, device=device)
+    evaluation = dataclasses.replace(winner, proba=proba, notes=())
+    return RunnerUp(selected, evaluation, None, weights.source_text)
+
+
 # -- stage 3: model.pt and model.onnx ---------------------------------------------------
 
 
@@ -446,6 +539,60 @@ def write_metrics(
     }
     metrics["data"] = _data_section(data, selected.data_settings)
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+
+
+def write_uncertainty(
+    out_dir: Path, runner_up: RunnerUp, n_resamples: int | None, log: Callable[[str], None]
+) -> None:
+    """Add the intervals and the winner-vs-runner-up comparison to ``metrics.json``.
+
+    Both are computed from the prediction files read back; the runner-up's go to
+    ``predictions_runner_up.csv``.
+    """
+    from reports.final import (
+        compare_predictions,
+        metric_intervals,
+        predictions_frame,
+        read_predictions,
+        write_predictions,
+    )
+    from reports.uncertainty import BOOTSTRAP_SEED, N_RESAMPLES
+
+    n_resamples = N_RESAMPLES if n_resamples is None else n_resamples
+    frame = read_predictions(out_dir / PREDICTIONS_FILE)
+    metrics = json.loads((out_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    log(f"bootstrap intervals: {n_resamples} resamples of the {metrics['split']} images")
+    metrics["ci95"] = metric_intervals(frame, n_resamples, BOOTSTRAP_SEED)
+    comparison: dict[str, Any] = {"runner_up": _rival_identity(runner_up)}
+    path = out_dir / RUNNER_UP_PREDICTIONS_FILE
+    if runner_up.evaluation is None:
+        comparison["note"] = runner_up.note
+        path.unlink(missing_ok=True)  # a previous export's into the same folder
+    else:
+        ev = runner_up.evaluation
+        write_predictions(
+            predictions_frame(list(ev.names), ev.split, ev.labels.numpy(), ev.proba), path
+        )
+        comparison.update(
+            compare_predictions(frame, read_predictions(path), n_resamples, BOOTSTRAP_SEED)
+        )
+        comparison["predictions"] = path.name
+    metrics["comparison"] = comparison
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+
+
+def _rival_identity(runner_up: RunnerUp) -> dict[str, Any] | None:
+    """What metrics.json says about the runner-up trial."""
+    trial = runner_up.trial
+    if trial is None:
+        return None
+    return {
+        "trial": trial.number,
+        "value": trial.value,
+        "metric": trial.metric,
+        "params": trial.params,
+        "weights": runner_up.source_text,
+    }
 
 
 def _data_section(data: Data, settings: dict[str, Any]) -> dict[str, Any]:

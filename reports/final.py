@@ -17,8 +17,22 @@ import pandas as pd
 import plotly.graph_objects as go
 from sklearn.metrics import roc_curve
 
+from reports.html import format_value
 from reports.layout import fit_figure
 from reports.per_class import per_class_rows
+from reports.uncertainty import (
+    BOOTSTRAP_SEED,
+    LEVEL,
+    N_RESAMPLES,
+    MetricFunction,
+    PairedDifference,
+    bootstrap_intervals,
+    defined_auc_classes,
+    macro_auc_over,
+    mcnemar_exact,
+    paired_bootstrap,
+    paired_bootstrap_auc,
+)
 from trainer.classes import CLASS_NAMES
 from trainer.metrics import (
     balanced_accuracy,
@@ -290,3 +304,289 @@ def final_figures(frame: pd.DataFrame, metrics: dict[str, Any]) -> dict[str, go.
         "confusion_normalized": confusion_figure(metrics, normalized=True),
         "roc": roc_figure(frame, metrics),
     }
+
+
+# -- uncertainty: intervals, validation vs test, winner vs runner-up -------------------
+
+
+def _arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, predicted labels and probabilities of a predictions frame."""
+    y = frame["true_index"].to_numpy(dtype=np.int64)
+    pred = frame["pred_index"].to_numpy(dtype=np.int64)
+    proba = frame.loc[:, list(PROBA_COLUMNS)].to_numpy(dtype=np.float64)
+    return y, pred, proba
+
+
+def _per_class_ratios(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict[str, float]]:
+    """The per-class table's ratios by class (its counts and undefined cells left out)."""
+    return {
+        str(row["class"]): {k: v for k, v in row.items() if isinstance(v, float)}
+        for row in per_class_rows(y_true, y_pred)
+    }
+
+
+def bootstrap_metric_functions(y_true: np.ndarray, proba: np.ndarray) -> dict[str, MetricFunction]:
+    """The report's numbers as functions of a resample (``trainer.metrics``'s definitions).
+
+    The macro AUC of a resample averages the classes the full split defines (NaN when one
+    is missing), so every resample measures the same quantity as the reported value.
+    """
+    classes = defined_auc_classes(y_true, proba)
+
+    def aucs(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+        per_class = roc_auc_per_class(y, p)
+        macro = macro_auc_over(per_class, classes)
+        return {"per_class": per_class, "macro": macro, "micro": roc_auc_micro(y, p)}
+
+    return {
+        "balanced_accuracy": lambda y, p: balanced_accuracy(y, p.argmax(axis=1)),
+        "macro_f1": lambda y, p: macro_f1(y, p.argmax(axis=1)),
+        "roc_auc": aucs,
+        "per_class": lambda y, p: _per_class_ratios(y, p.argmax(axis=1)),
+    }
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"a/b": x}`` -> ``{"a": {"b": x}}``."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split("/")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def metric_intervals(
+    frame: pd.DataFrame, n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> dict[str, Any]:
+    """95 % intervals of every reported number (metrics.json's ``ci95``), from the frame alone.
+
+    Accuracy: Wilson score interval. Everything else: percentile bootstrap over the
+    evaluated images (``reports.uncertainty``), ``usable`` resamples out of ``n_resamples``.
+    """
+    y, pred, proba = _arrays(frame)
+    low, high = wilson_interval(int((y == pred).sum()), len(y))
+    found = bootstrap_intervals(y, proba, bootstrap_metric_functions(y, proba), n_resamples, seed)
+    return {
+        "level": LEVEL,
+        "method": f"percentile bootstrap over the {len(y)} images of the evaluated split",
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "accuracy": {"low": low, "high": high, "method": "Wilson score interval"},
+        **_nest({name: interval.to_dict() for name, interval in found.items()}),
+    }
+
+
+def _accuracy(y_true: np.ndarray, proba: np.ndarray) -> float:
+    return float((proba.argmax(axis=1) == y_true).mean())
+
+
+def compare_predictions(
+    winner: pd.DataFrame,
+    runner_up: pd.DataFrame,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, Any]:
+    """Winner against runner-up on the same images: exact McNemar for accuracy, paired
+    bootstrap for the accuracy and macro ROC-AUC differences (winner minus runner-up)."""
+    if list(winner["name"]) != list(runner_up["name"]) or not np.array_equal(
+        winner["true_index"].to_numpy(), runner_up["true_index"].to_numpy()
+    ):
+        raise ValueError("the two predictions frames are not of the same images in one order")
+    y, pred_a, proba_a = _arrays(winner)
+    _, pred_b, proba_b = _arrays(runner_up)
+    test = mcnemar_exact(pred_a == y, pred_b == y)
+    acc = paired_bootstrap(y, proba_a, proba_b, _accuracy, n_resamples, seed)
+    auc = paired_bootstrap_auc(y, proba_a, proba_b, seed, n_resamples)
+    macro = (
+        roc_auc_macro(roc_auc_per_class(y, proba_a)),
+        roc_auc_macro(roc_auc_per_class(y, proba_b)),
+    )
+    return {
+        "split": str(winner["split"].iloc[0]),
+        "n": len(y),
+        "level": LEVEL,
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "accuracy": {
+            "winner": _accuracy(y, proba_a),
+            "runner_up": _accuracy(y, proba_b),
+            **_difference(acc),
+            "n01": test.n01,
+            "n10": test.n10,
+            "p_value": test.p_value,
+            "test": "exact McNemar (two-sided binomial test on the discordant images)",
+        },
+        "roc_auc_macro": {
+            "winner": _py(macro[0]),
+            "runner_up": _py(macro[1]),
+            **_difference(auc),
+            "p_value": auc.p_value,
+            "test": "paired bootstrap (same resampled images for both models)",
+        },
+    }
+
+
+def _difference(paired: PairedDifference) -> dict[str, Any]:
+    return {
+        "difference": _py(paired.difference),
+        "ci95": [paired.low, paired.high],
+        "interval": "paired percentile bootstrap",
+        "usable": paired.usable,
+    }
+
+
+# -- uncertainty tables (report.html and MODEL_CARD.md) ---------------------------------
+
+
+def interval_text(interval: dict[str, Any] | None) -> str:
+    """``[low, high]`` of an interval entry of ``ci95`` ('–' when there is none).
+
+    Brackets, not a dash: a difference's bounds can be negative.
+    """
+    if not interval or interval.get("low") is None:
+        return "–"
+    return f"[{format_value(interval['low'])}, {format_value(interval['high'])}]"
+
+
+def interval_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every headline number with its 95 % interval; [] for metrics without ``ci95``."""
+    ci = metrics.get("ci95")
+    if not ci:
+        return []
+    auc, ci_auc = metrics["roc_auc"], ci.get("roc_auc", {})
+    boot = f"bootstrap, {ci['n_resamples']} resamples"
+    entries = [
+        ("accuracy", metrics["accuracy"], ci["accuracy"], ci["accuracy"]["method"]),
+        ("balanced accuracy", metrics["balanced_accuracy"], ci.get("balanced_accuracy"), boot),
+        ("macro F1", metrics["macro_f1"], ci.get("macro_f1"), boot),
+        ("ROC AUC, macro", auc["macro"], ci_auc.get("macro"), boot),
+        ("ROC AUC, micro", auc["micro"], ci_auc.get("micro"), boot),
+    ]
+    per_class = ci_auc.get("per_class", {})
+    entries += [
+        (f"ROC AUC, {name}", value, per_class.get(name), boot)
+        for name, value in auc["per_class"].items()
+    ]
+    return [
+        {
+            "metric": label,
+            "value": value,
+            "95 % interval": interval_text(interval),
+            "method": method,
+            "usable resamples": (interval or {}).get("usable", "–"),
+        }
+        for label, value, interval, method in entries
+    ]
+
+
+def per_class_interval_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """The per-class table's ratios with their 95 % intervals: one row per ratio, one
+    column per class, cells ``value [low, high]`` (empty without ``ci95``).
+
+    Ratios as rows keep it narrow however many columns the per-class table has.
+    """
+    ci = (metrics.get("ci95") or {}).get("per_class")
+    if not ci:
+        return pd.DataFrame()
+    rows = {str(row["class"]): row for row in metrics.get("per_class", [])}
+    found = {k for by_ratio in ci.values() for k in by_ratio}
+    # In the per-class table's column order.
+    ratios = [k for k in dict.fromkeys(k for row in rows.values() for k in row) if k in found]
+
+    def cell(name: str, ratio: str) -> str:
+        value, interval = rows.get(name, {}).get(ratio), ci.get(name, {}).get(ratio)
+        return f"{format_value(value)} {interval_text(interval)}" if interval else "–"
+
+    return pd.DataFrame(
+        [{"ratio": ratio, **{name: cell(name, ratio) for name in CLASS_NAMES}} for ratio in ratios]
+    )
+
+
+#: Validation metrics the trial recorded -> where the same number is in metrics.json.
+_SELECTED_AS = {
+    "val_accuracy": ("accuracy", lambda m: m["accuracy"]),
+    "val_balanced_accuracy": ("balanced accuracy", lambda m: m["balanced_accuracy"]),
+    "val_macro_f1": ("macro F1", lambda m: m["macro_f1"]),
+    "val_auc_macro": ("ROC AUC, macro", lambda m: m["roc_auc"]["macro"]),
+    **{
+        f"val_auc_{name}": (f"ROC AUC, {name}", lambda m, n=name: m["roc_auc"]["per_class"][n])
+        for name in CLASS_NAMES
+    },
+}
+
+
+def selection_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The winner's validation value (what chose it) next to its test value, per metric.
+
+    [] unless the evaluated split is the held-out test split.
+    """
+    selection = (metrics.get("model") or {}).get("selection_metrics") or {}
+    if metrics["split"] != "test":
+        return []
+    objective = (metrics.get("model") or {}).get("metric")
+    rows = []
+    for key, (label, read) in _SELECTED_AS.items():
+        val, test = selection.get(key), _py(read(metrics))
+        if val is None or test is None:
+            continue
+        rows.append(
+            {
+                "metric": label + (" (the objective)" if key == objective else ""),
+                "validation (selection)": val,
+                "test": test,
+                "test − validation": test - val,
+            }
+        )
+    return rows
+
+
+def selection_sentence(metrics: dict[str, Any]) -> str | None:
+    """One line: the objective on validation, the same number on test, the difference."""
+    model = metrics.get("model") or {}
+    objective, value = model.get("metric"), model.get("value")
+    if metrics["split"] != "test" or objective not in _SELECTED_AS or value is None:
+        return None
+    label, read = _SELECTED_AS[objective]
+    test = _py(read(metrics))
+    if test is None:
+        return None
+    sentence = (
+        f"Selected on {objective} = {format_value(value)} (validation split); its "
+        f"{label} on the held-out test split is {format_value(test)} "
+        f"({format_value(test - value)}): the difference is what choosing the best trial on "
+        "the validation split added to its validation number, plus sampling noise."
+    )
+    if model.get("source") == "retrain":
+        sentence += " (With --retrain the tested model was trained again on train+validation.)"
+    return sentence
+
+
+def comparison_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Winner against runner-up: both values, difference, its interval, p-value, test."""
+    comparison = metrics.get("comparison") or {}
+    rows = []
+    for key, label in (("accuracy", "accuracy"), ("roc_auc_macro", "ROC AUC, macro")):
+        entry = comparison.get(key)
+        if not entry:
+            continue
+        low, high = entry["ci95"]
+        extra = (
+            f"; discordant: {entry['n10']} only winner right, {entry['n01']} only runner-up right"
+            if "n01" in entry
+            else ""
+        )
+        rows.append(
+            {
+                "metric": label,
+                "winner": entry["winner"],
+                "runner-up": entry["runner_up"],
+                "difference": entry["difference"],
+                "95 % interval": interval_text({"low": low, "high": high}),
+                "p-value": entry["p_value"],
+                "test": entry["test"] + extra,
+            }
+        )
+    return rows

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from reports.final import onnx_sentence, split_sentence
+from reports.final import (
+    comparison_rows,
+    interval_rows,
+    onnx_sentence,
+    per_class_interval_table,
+    selection_rows,
+    selection_sentence,
+    split_sentence,
+)
 from reports.html import format_value
 from reports.per_class import PER_CLASS_CAPTION, per_class_frame
 
@@ -38,6 +46,7 @@ def render_model_card(export: dict[str, Any], metrics: dict[str, Any]) -> str:
     lines += _model_lines(export, metrics)
     lines += _data_lines(export)
     lines += _metric_lines(export, metrics)
+    lines += _uncertainty_lines(metrics)
     lines += _use_and_limit_lines(export, metrics)
     return "\n".join(lines)
 
@@ -124,6 +133,62 @@ def _metric_lines(export: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
             f"ONNX check ({onnx['exporter']} exporter): the {onnx_sentence(onnx, split)}.",
             "",
         ]
+    return lines
+
+
+def _frame_table(rows: list[dict[str, Any]]) -> str:
+    header = list(rows[0].keys())
+    return _table(header, [[row.get(k) for k in header] for row in rows])
+
+
+def _uncertainty_lines(metrics: dict[str, Any]) -> list[str]:
+    """Intervals, validation against test, and winner against runner-up."""
+    split = metrics["split"]
+    rows = interval_rows(metrics)
+    if not rows:
+        return []
+    ci = metrics["ci95"]
+    lines = [
+        f"## Uncertainty ({split} split)",
+        "",
+        f"95 % intervals: accuracy by the Wilson score interval, the rest by a percentile "
+        f"bootstrap over the {metrics['n']} {split} images ({ci['n_resamples']} resamples, "
+        f"seed {ci['seed']}; a resample lacking a class cannot give that class's AUC, hence "
+        "the usable count).",
+        "",
+        _frame_table(rows),
+        "",
+    ]
+    per_class = per_class_interval_table(metrics)
+    if not per_class.empty:
+        lines += [f"Per-class ratios, value [95 % interval] ({split} split):", ""]
+        lines += [_frame_table(per_class.to_dict("records")), ""]
+    selection = selection_rows(metrics)
+    if selection:
+        sentence = selection_sentence(metrics)
+        lines += ["### Validation against test (what selection added)", ""]
+        lines += [sentence, ""] if sentence else []
+        lines += [_frame_table(selection), ""]
+    return lines + _comparison_lines(metrics)
+
+
+def _comparison_lines(metrics: dict[str, Any]) -> list[str]:
+    comparison = metrics.get("comparison")
+    if comparison is None:
+        return []
+    lines = ["### Winner against runner-up", ""]
+    if comparison.get("note"):
+        return [*lines, f"No comparison: {comparison['note']}.", ""]
+    rival = comparison.get("runner_up") or {}
+    lines += [
+        f"Runner-up: trial {rival.get('trial')} ({rival.get('metric')} "
+        f"{_cell(rival.get('value'))} on validation), the best trial of another "
+        f"configuration. Both models on the same {comparison['n']} {comparison['split']} "
+        "images; difference = winner − runner-up.",
+        "",
+        _frame_table(comparison_rows(metrics)),
+        "",
+    ]
     return lines
 
 

@@ -14,8 +14,25 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports.final import final_figures, onnx_sentence, split_sentence
-from reports.html import Markup, Section, definition_list, escape, render_page, table
+from reports.final import (
+    comparison_rows,
+    final_figures,
+    interval_rows,
+    onnx_sentence,
+    per_class_interval_table,
+    selection_rows,
+    selection_sentence,
+    split_sentence,
+)
+from reports.html import (
+    Markup,
+    Section,
+    definition_list,
+    escape,
+    format_value,
+    render_page,
+    table,
+)
 from reports.per_class import PER_CLASS_CAPTION, per_class_frame
 from reports.png import PngResult, write_pngs
 from reports.study import study_info, trials_table
@@ -49,14 +66,79 @@ def final_sections(
     )
     sections = [
         Section(f"Final model ({split} split)", [*notes, definition_list(_final_summary(metrics))]),
+        *uncertainty_sections(metrics),
         Section(
             f"Confusion matrix ({split} split)",
             [figures["confusion_counts"], figures["confusion_normalized"]],
         ),
         Section(f"ROC curves ({split} split)", [figures["roc"]]),
-        Section(f"Per-class table ({split} split)", [per_class]),
+        Section(f"Per-class table ({split} split)", [per_class, *_per_class_intervals(metrics)]),
     ]
     return sections, figures
+
+
+def uncertainty_sections(metrics: dict[str, Any]) -> list[Section]:
+    """Intervals of the final numbers, validation against test, winner against runner-up."""
+    split = metrics["split"]
+    sections = []
+    rows = interval_rows(metrics)
+    if rows:
+        ci = metrics["ci95"]
+        caption = (
+            f"95 % intervals, {split} split: accuracy by the Wilson score interval, the rest "
+            f"by a percentile bootstrap over the {metrics['n']} images ({ci['n_resamples']} "
+            f"resamples, seed {ci['seed']}); a resample without an image of a class leaves "
+            "that class's AUC undefined and is not used for it (usable resamples)"
+        )
+        sections.append(
+            Section(f"Uncertainty ({split} split)", [table(pd.DataFrame(rows), caption=caption)])
+        )
+    selection = selection_rows(metrics)
+    if selection:
+        blocks: list[go.Figure | Markup | str] = []
+        sentence = selection_sentence(metrics)
+        if sentence:
+            blocks.append(Markup(f'<p class="note">{escape(sentence)}</p>'))
+        caption = "The winner's best-epoch validation numbers (recorded by the search) and test"
+        blocks.append(table(pd.DataFrame(selection), caption=caption))
+        sections.append(Section("Validation against test (what selection added)", blocks))
+    if "comparison" in metrics:
+        sections.append(Section("Winner against runner-up", _comparison_blocks(metrics)))
+    return sections
+
+
+def _per_class_intervals(metrics: dict[str, Any]) -> list[Markup]:
+    """The per-class ratios with their bootstrap intervals, as a second table."""
+    intervals = per_class_interval_table(metrics)
+    if intervals.empty:
+        return []
+    caption = (
+        f"The ratios above with their 95 % intervals, {metrics['split']} split: "
+        "value [low, high], percentile bootstrap over the images"
+    )
+    return [table(intervals, caption=caption)]
+
+
+def _comparison_blocks(metrics: dict[str, Any]) -> list[go.Figure | Markup | str]:
+    """The paired comparison's table, or the sentence that says why there is none."""
+    comparison = metrics["comparison"]
+    model, rival = metrics.get("model", {}), comparison.get("runner_up") or {}
+    if comparison.get("note"):
+        return [Markup(f'<p class="note">No comparison: {escape(comparison["note"])}.</p>')]
+    params = ", ".join(f"{k}={v}" for k, v in sorted(rival.get("params", {}).items()))
+    intro = (
+        f"Winner: trial {model.get('trial')} ({model.get('metric')} "
+        f"{format_value(model.get('value'))} on validation). Runner-up: trial "
+        f"{rival.get('trial')} ({rival.get('metric')} {format_value(rival.get('value'))}; "
+        f"{params}), the best trial of another configuration, from its "
+        f"{rival.get('weights')}. Both on the same {comparison['n']} {comparison['split']} "
+        "images; difference = winner − runner-up."
+    )
+    caption = (
+        f"Paired comparison, {comparison['split']} split ({comparison['n_resamples']} "
+        f"bootstrap resamples, seed {comparison['seed']})"
+    )
+    return [intro, table(pd.DataFrame(comparison_rows(metrics)), caption=caption)]
 
 
 def _final_summary(metrics: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -12,15 +12,23 @@ import pandas as pd
 import pytest
 import torch
 import torchvision
+from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
-from hpsearch.export import best_summary, export_best, relative_path
+from hpsearch.export import (
+    best_summary,
+    choose_winner_and_runner_up,
+    export_best,
+    relative_path,
+)
 from hpsearch.paths import Workdir
 from tests.reports.factory import Search, build_search
 from trainer.classes import CLASS_NAMES
 from trainer.errors import UserError
 
 P_COLUMNS = [f"p_{c}" for c in CLASS_NAMES]
+#: Bootstrap resamples in these tests (an export's default is 1000): the code path is the same.
+RESAMPLES = 30
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +41,13 @@ def search(tmp_path_factory) -> Search:
 def exported(search: Search, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     result = export_best(
-        search.study, out, Workdir(search.workdir), device="cpu", pngs=False, log=lambda _m: None
+        search.study,
+        out,
+        Workdir(search.workdir),
+        device="cpu",
+        pngs=False,
+        log=lambda _m: None,
+        n_resamples=RESAMPLES,
     )
     return out, result
 
@@ -145,9 +159,16 @@ def test_study_without_test_split_is_labelled_validation(tmp_path) -> None:
     search = build_search(tmp_path, name="no-test", test_fraction=0.0)
     out = tmp_path / "export"
     result = export_best(
-        search.study, out, Workdir(search.workdir), device="cpu", pngs=False, log=lambda _m: None
+        search.study,
+        out,
+        Workdir(search.workdir),
+        device="cpu",
+        pngs=False,
+        log=lambda _m: None,
+        n_resamples=RESAMPLES,
     )
     assert result.metrics["split"] == "validation"
+    assert "no held-out test split" in result.metrics["comparison"]["note"]
     assert result.metrics["n"] == search.data.val_y.numel()
     frame = pd.read_csv(out / "predictions.csv")
     assert set(frame["split"]) == {"validation"}
@@ -177,6 +198,7 @@ def test_retrain_trains_on_train_and_validation(search: Search, tmp_path) -> Non
         device="cpu",
         pngs=False,
         log=lines.append,
+        n_resamples=RESAMPLES,
     )
     n_fit = search.data.train_y.numel() + search.data.val_y.numel()
     assert any(f"({n_fit} images)" in line for line in lines)
@@ -185,3 +207,68 @@ def test_retrain_trains_on_train_and_validation(search: Search, tmp_path) -> Non
     _, saved = plain_resnet18(tmp_path / "model.pt")
     assert saved["source"] == "retrain"
     assert saved["epoch"] == search.study.best_trial.user_attrs["best_epoch"]
+
+
+def test_winner_and_runner_up_are_the_two_best_configurations(search: Search) -> None:
+    winner, runner_up = choose_winner_and_runner_up(search.study)
+    assert winner.number == search.study.best_trial.number
+    complete = [t for t in search.study.trials if t.value is not None and t.number != winner.number]
+    assert runner_up is not None and runner_up.value == max(t.value for t in complete)
+    assert runner_up.params != winner.params
+    assert best_summary(search.study, Workdir(search.workdir))["runner_up"] == runner_up.number
+
+
+def test_every_number_has_an_interval_and_a_missing_rival_is_said(exported) -> None:
+    out, result = exported
+    ci = json.loads((out / "metrics.json").read_text())["ci95"]
+    assert ci["n_resamples"] == RESAMPLES and ci["accuracy"]["method"].startswith("Wilson")
+    assert set(ci["roc_auc"]["per_class"]) == set(CLASS_NAMES)
+    assert {"balanced_accuracy", "macro_f1", "per_class"} <= set(ci)
+    # the factory's runner-up (trial 3) has no checkpoint on disk
+    comparison = result.metrics["comparison"]
+    assert comparison["runner_up"]["trial"] == 3 and "not found" in comparison["note"]
+    assert not (out / "predictions_runner_up.csv").exists()
+    page = (out / "report.html").read_text()
+    assert "Uncertainty (test split)" in page and "No comparison: the checkpoint" in page
+    assert "Validation against test" in page and "with their 95 % intervals" in page
+    assert "## Uncertainty (test split)" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_winner_against_runner_up_on_the_same_test_images(search: Search, tmp_path) -> None:
+    _, runner_up = choose_winner_and_runner_up(search.study)
+    rival = Path(runner_up.user_attrs["checkpoint"])
+    saved = torch.load(search.checkpoint, weights_only=True)
+    generator = torch.Generator().manual_seed(0)
+    fc = saved["state_dict"]["fc.weight"]
+    saved["state_dict"]["fc.weight"] = fc + torch.randn(fc.shape, generator=generator)
+    rival.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(saved, rival)
+    try:
+        result = export_best(
+            search.study,
+            tmp_path,
+            Workdir(search.workdir),
+            device="cpu",
+            pngs=False,
+            log=lambda _m: None,
+            n_resamples=RESAMPLES,
+        )
+    finally:
+        rival.unlink()
+    comparison = result.metrics["comparison"]
+    assert comparison["runner_up"]["trial"] == runner_up.number and "note" not in comparison
+    ours = pd.read_csv(tmp_path / "predictions.csv")
+    theirs = pd.read_csv(tmp_path / "predictions_runner_up.csv")
+    assert list(ours["name"]) == list(theirs["name"])  # the same test images, in one order
+    y = ours["true_index"].to_numpy()
+    right_w, right_r = ours["pred_index"].to_numpy() == y, theirs["pred_index"].to_numpy() == y
+    acc = comparison["accuracy"]
+    assert acc["difference"] == pytest.approx(right_w.mean() - right_r.mean())
+    discordant = acc["n10"] + acc["n01"]
+    assert acc["n10"] == (right_w & ~right_r).sum() and discordant == (right_w != right_r).sum()
+    expected = binomtest(acc["n10"], discordant, 0.5).pvalue if discordant else 1.0
+    assert acc["p_value"] == pytest.approx(expected)
+    auc = comparison["roc_auc_macro"]
+    assert auc["winner"] == pytest.approx(result.metrics["roc_auc"]["macro"])
+    page = (tmp_path / "report.html").read_text()
+    assert "Winner against runner-up" in page and "exact McNemar" in page
