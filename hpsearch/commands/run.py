@@ -8,6 +8,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from hpsearch.paths import add_artifacts_option
+
 if TYPE_CHECKING:
     import optuna
 
@@ -54,8 +56,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="override the study file's seed")
     parser.add_argument(
         "--workdir",
-        help="root for caches, checkpoints, artifacts, wandb (default: ./hpsearch-work)",
+        help="this machine's folder for caches, wandb, and checkpoints and artifacts unless "
+        "--artifacts is given (default: ./hpsearch-work)",
     )
+    add_artifacts_option(parser)
     parser.add_argument(
         "--wandb",
         choices=("off", "offline", "online"),
@@ -90,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     spec, scale = _load_spec(args)
     name = safe_name(args.name or spec.name)
     url = resolve_storage_url(args.storage)
-    workdir = Workdir.resolve(args.workdir).make()
+    workdir = Workdir.resolve(args.workdir, args.artifacts).make()
     plan = plan_devices(args.workers, args.devices)
     heartbeat = Heartbeat(interval_s=args.heartbeat) if args.heartbeat else Heartbeat()
     trainer = getattr(args, "trainer", None) or default_trainer()
@@ -122,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         scale=scale,
         data=data.config,
         workdir=workdir.root,
+        artifacts=workdir.shared,
         trainer=trainer,
         heartbeat=heartbeat,
         device=plan.device,
