@@ -138,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         dataclasses.replace(base, index=i, cuda_visible=plan.gpus[i] if plan.gpus else None)
         for i in range(plan.workers)
     ]
+    storage.engine.dispose()  # workers connect themselves; idle ones here only cost slots
     try:
         result = launch(contexts, args.n_trials, progress.handle)
     finally:
