@@ -1,6 +1,7 @@
 """Files attached to trials (checkpoints, exported models, reports) with Optuna's artifact store.
 
-The store keeps the bytes (a folder under the workdir by default); the study storage
+The store keeps the bytes (``artifacts/`` of the artifact location: ``--artifacts``, else
+the workdir); the study storage
 keeps which artifact belongs to which trial, so optuna-dashboard can list and serve
 them next to the trial. Each attached file is also named in a user attribute
 ``"artifact:<file name>"`` -> artifact id, readable by ``optuna trials`` and plain code.
@@ -71,6 +72,29 @@ def attach_file(study: Any, trial: Any, path: str | os.PathLike[str], artifact_s
         )
         storage.set_trial_user_attr(frozen._trial_id, ATTR_PREFIX + name, artifact_id)
     return artifact_id
+
+
+def store_files(
+    study: Any, paths: list[Path], artifact_store: Any, trial: Any = None
+) -> dict[str, str]:
+    """Store each file as an artifact of ``trial`` (see :func:`attach_file`) or, without
+    one, of the study under user attr ``"artifact:<file name>"``; file name -> artifact id.
+
+    Storing a file again (a report made anew) points the user attr at the new artifact;
+    the old one stays listed in optuna-dashboard, as Optuna cannot unlist it.
+    """
+    import optuna
+
+    stored: dict[str, str] = {}
+    for path in paths:
+        if trial is not None:
+            stored[path.name] = attach_file(study, trial, path, artifact_store)
+            continue
+        stored[path.name] = optuna.artifacts.upload_artifact(
+            artifact_store=artifact_store, file_path=str(path), study_or_trial=study
+        )
+        study.set_user_attr(ATTR_PREFIX + path.name, stored[path.name])
+    return stored
 
 
 def _frozen(study: Any, trial: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,6 +10,8 @@ from typing import TYPE_CHECKING
 from hpsearch.record import DataRecord
 from hpsearch.taskbar import progress_bar
 from trainer.config import DataConfig
+from trainer.errors import UserError
+from trainer.fingerprint import DatasetFingerprint, dataset_fingerprint
 from trainer.layout import SYNTHETIC_MARKER
 
 if TYPE_CHECKING:
@@ -25,6 +28,9 @@ class PreparedData:
     synthetic: bool
     counts: dict[str, int]
     """Images per split: train, val, test."""
+    fingerprint: DatasetFingerprint | None = None
+    """The dataset's identity by content; None for data no known layout describes
+    (only stand-in trainers read such folders)."""
 
     def record(self) -> DataRecord:
         """What the study records about its data."""
@@ -36,12 +42,15 @@ class PreparedData:
             test_fraction=c.test_fraction,
             split_seed=c.split_seed,
             synthetic=self.synthetic,
+            fingerprint=self.fingerprint.digest if self.fingerprint else "",
+            class_counts=dict(self.fingerprint.class_counts) if self.fingerprint else {},
         )
 
     def describe(self) -> str:
         what = "SYNTHETIC demo data" if self.synthetic else "data"
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
-        return f"{what} {self.config.root} ({counts})"
+        same = f", content {self.fingerprint.digest}" if self.fingerprint else ""
+        return f"{what} {self.config.root} ({counts}){same}"
 
 
 def demo_data(spec: StudySpec, workdir: Workdir) -> Path:
@@ -67,4 +76,37 @@ def prepare_data(
     with progress_bar("decoding images into the cache") as on_progress:
         data = trainer.load_data(config, on_progress=on_progress)
     counts = {"train": len(data.train_y), "val": len(data.val_y), "test": len(data.test_y)}
-    return PreparedData(config=config, synthetic=bool(data.synthetic), counts=counts)
+    return PreparedData(
+        config=config,
+        synthetic=bool(data.synthetic),
+        counts=counts,
+        fingerprint=fingerprint_or_none(root),
+    )
+
+
+def fingerprint_or_none(root: Path) -> DatasetFingerprint | None:
+    """The dataset's fingerprint; None when no layout describes the folder.
+
+    The trainer's ``load_data`` has read ``root`` through the same layout discovery, so
+    None happens only with stand-in trainers; the study then compares paths instead.
+    """
+    try:
+        return dataset_fingerprint(root)
+    except UserError:
+        return None
+
+
+def relocate_data(config: DataConfig, recorded: DataRecord, data_flag: str) -> DataConfig:
+    """``config`` reading this machine's copy of the study's dataset at ``data_flag``.
+
+    The copy must have the recorded fingerprint (a study recorded before fingerprints
+    existed is taken at its word); another dataset is a UserError saying what differs.
+    """
+    root = Path(data_flag).absolute()
+    here = dataset_fingerprint(root)
+    if recorded.fingerprint and here.digest != recorded.fingerprint:
+        mine = dataclasses.replace(
+            recorded, root=str(root), fingerprint=here.digest, class_counts=here.class_counts
+        )
+        raise UserError(f"--data {root} is not the study's dataset ({recorded.difference(mine)})")
+    return dataclasses.replace(config, root=root)

@@ -171,7 +171,8 @@ class TrialObjective:
             self.pruned = trial.should_prune()
             return self.pruned
 
-        checkpoint_dir = Workdir(self.ctx.workdir).trial_dir(self.ctx.study_name, self.claim.slot)
+        workdir = Workdir(self.ctx.workdir, self.ctx.artifacts)
+        checkpoint_dir = workdir.trial_dir(self.ctx.study_name, self.claim.slot)
         try:
             result = self.ctx.trainer.fit(
                 config, self.data, on_epoch, checkpoint_dir=checkpoint_dir, resume=True
@@ -241,7 +242,7 @@ class TrialObjective:
         from hpsearch.artifacts import attach_file, open_artifact_store
 
         try:
-            store = open_artifact_store(Workdir(self.ctx.workdir).artifacts)
+            store = open_artifact_store(Workdir(self.ctx.workdir, self.ctx.artifacts).artifacts)
             attach_file(trial.study, trial, path, store)
         except Exception as err:  # the checkpoint stays on disk; its path is a user attr
             warnings.warn(

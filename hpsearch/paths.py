@@ -1,7 +1,15 @@
-"""The one working-directory root: caches, demo data, checkpoints, artifacts, wandb, exports."""
+"""The working directory (per machine) and the artifact location (shared by every machine).
+
+The workdir holds what each machine keeps for itself: the decoded image cache, the demo
+data, wandb's files. Checkpoints of running trials and the artifact store go to the
+artifact location: the workdir itself by default, or ``--artifacts`` /
+``$HPSEARCH_ARTIFACTS``, a folder every machine of a search mounts, so a trial taken over
+by another machine resumes from its last epoch and any machine can export the best one.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from dataclasses import dataclass
@@ -11,6 +19,7 @@ from trainer.errors import UserError
 
 DEFAULT_WORKDIR = "hpsearch-work"
 WORKDIR_ENV = "HPSEARCH_WORKDIR"
+ARTIFACTS_ENV = "HPSEARCH_ARTIFACTS"
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -25,15 +34,74 @@ def safe_name(name: str, what: str = "study name") -> str:
     return name
 
 
+def add_artifacts_option(parser: argparse.ArgumentParser) -> None:
+    """The ``--artifacts LOCATION`` option, the same on every command that reads or writes
+    checkpoints and artifacts."""
+    parser.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        help="folder shared by every machine of the search for trial checkpoints and "
+        f"artifacts (default: ${ARTIFACTS_ENV}, else the workdir)",
+    )
+
+
+@dataclass(frozen=True)
+class ArtifactLocation:
+    """A folder for checkpoints and artifacts that every machine of a search mounts.
+
+    Its layout is the workdir's (``studies/<study>/slot-NNNNN/``, ``artifacts/``), so a
+    former workdir can be named as the artifact location and nothing moves.
+    """
+
+    root: Path
+
+    @classmethod
+    def resolve(cls, flag: str | os.PathLike[str] | None) -> ArtifactLocation | None:
+        """``--artifacts``, else ``$HPSEARCH_ARTIFACTS``, else None (the workdir)."""
+        text = os.fspath(flag) if flag else os.environ.get(ARTIFACTS_ENV)
+        if not text:
+            return None
+        if "://" in text:
+            raise UserError(
+                f"artifact location {text!r}: only a folder is supported (mount the shared "
+                "storage on every machine and give its path)"
+            )
+        return cls(Path(text).expanduser().absolute())
+
+    @property
+    def store(self) -> Path:
+        """Optuna's filesystem artifact store."""
+        return self.root / "artifacts"
+
+    def make(self) -> ArtifactLocation:
+        """Create the folder; one that cannot be created or written to is a UserError."""
+        from hpsearch.preflight import check_writable
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create artifact folder {self.root}: {err.strerror}") from None
+        check_writable(self.root)
+        return self
+
+
 @dataclass(frozen=True)
 class Workdir:
     """Layout of the working directory (``--workdir``, default ``./hpsearch-work``)."""
 
     root: Path
+    shared: Path | None = None
+    """The artifact location's folder (``--artifacts``); None keeps everything in ``root``."""
 
     @classmethod
-    def resolve(cls, flag: str | os.PathLike[str] | None) -> Workdir:
-        return cls(Path(flag or os.environ.get(WORKDIR_ENV) or DEFAULT_WORKDIR).absolute())
+    def resolve(
+        cls, flag: str | os.PathLike[str] | None, artifacts: str | os.PathLike[str] | None = None
+    ) -> Workdir:
+        """``--workdir`` (else ``$HPSEARCH_WORKDIR``, else ``./hpsearch-work``) with the
+        artifact location of ``--artifacts`` (else ``$HPSEARCH_ARTIFACTS``) if there is one."""
+        root = Path(flag or os.environ.get(WORKDIR_ENV) or DEFAULT_WORKDIR).absolute()
+        location = ArtifactLocation.resolve(artifacts)
+        return cls(root, location.root if location else None)
 
     @property
     def cache(self) -> Path:
@@ -46,9 +114,14 @@ class Workdir:
         return self.root / "demo-data"
 
     @property
+    def artifact_root(self) -> Path:
+        """Where checkpoints and artifacts go: the shared location, else the workdir."""
+        return self.shared or self.root
+
+    @property
     def artifacts(self) -> Path:
         """Optuna's filesystem artifact store."""
-        return self.root / "artifacts"
+        return ArtifactLocation(self.artifact_root).store
 
     @property
     def wandb(self) -> Path:
@@ -56,11 +129,13 @@ class Workdir:
 
     def trial_dir(self, study: str, slot: int) -> Path:
         """Checkpoints of one search point; a retried trial resumes from here."""
-        return self.root / "studies" / safe_name(study) / f"slot-{slot:05d}"
+        return self.artifact_root / "studies" / safe_name(study) / f"slot-{slot:05d}"
 
     def make(self) -> Workdir:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise UserError(f"cannot create workdir {self.root}: {err.strerror}") from None
+        if self.shared is not None:
+            ArtifactLocation(self.shared).make()
         return self

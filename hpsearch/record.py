@@ -23,13 +23,41 @@ class DataRecord:
     """The data a study trains on, as the run prepared it."""
 
     root: str
-    """Dataset folder as given (absolute) on the machine that created the study."""
+    """Dataset folder as given (absolute) on the machine that created the study; other
+    machines may mount the same data elsewhere."""
     image_size: int
     val_fraction: float
     test_fraction: float = 0.0
     split_seed: int = 0
     synthetic: bool = False
     """True for the generated demo data: every output then says SYNTHETIC."""
+    fingerprint: str = ""
+    """Digest of the images' relative paths, sizes and classes (``trainer.fingerprint``);
+    empty in studies recorded before it existed, or for data no layout describes."""
+    class_counts: dict[str, int] = field(default_factory=dict)
+    """Labelled images per class, shown when another dataset is refused."""
+
+    def difference(self, other: DataRecord) -> str | None:
+        """Why ``other`` is not the same dataset as this one (one line), or None.
+
+        Datasets are compared by fingerprint, so the same images at another path are the
+        same data; a record without one (an older study) is compared by its path.
+        """
+        if not (self.fingerprint and other.fingerprint):
+            return None if self.root == other.root else f"{self.root} there, {other.root} now"
+        if self.fingerprint == other.fingerprint:
+            return None
+        counts = [
+            f"{name} {self.class_counts.get(name, 0)} there, {other.class_counts.get(name, 0)} now"
+            for name in dict.fromkeys([*self.class_counts, *other.class_counts])
+            if self.class_counts.get(name, 0) != other.class_counts.get(name, 0)
+        ]
+        if counts:
+            return "images per class differ: " + "; ".join(counts)
+        return (
+            "same images per class, but other files or file sizes "
+            f"(fingerprint {self.fingerprint} there, {other.fingerprint} now)"
+        )
 
 
 @dataclass(frozen=True)

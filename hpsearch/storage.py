@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,8 @@ class Heartbeat:
 
 #: How long a SQLite writer waits for the file lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 60
+#: Seconds a PostgreSQL connection attempt may take (``?connect_timeout=`` in the URL wins).
+PG_CONNECT_TIMEOUT_S = 10
 
 
 def resolve_storage_url(flag: str | None) -> str:
@@ -81,10 +84,33 @@ def normalize_url(url: str) -> str:
 
 
 def engine_kwargs(url: str) -> dict[str, Any]:
-    """Engine settings per backend (SQLite's ``timeout`` is not a psycopg argument)."""
-    if make_url(url).get_backend_name() == "sqlite":
+    """Engine settings per backend (SQLite's ``timeout`` is not a psycopg argument).
+
+    A database server gets at most two connections per process: one for the trial's own
+    writes, one for the heartbeat thread that may write at the same moment; a second is
+    opened only then, and closed again. So ``processes x 2`` connections bound a search,
+    and 50 single-GPU machines fit PostgreSQL's default ``max_connections`` of 100.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
-    return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 4, "pool_recycle": 600}
+    kwargs: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "pool_size": 1,
+        "max_overflow": 1,
+        "pool_recycle": 600,
+    }
+    if parsed.get_backend_name() == "postgresql":
+        # The URL's own values win; a host that drops packets then fails in seconds.
+        connect_args: dict[str, Any] = {}
+        if "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+        if "application_name" not in parsed.query:
+            # pg_stat_activity then shows each worker's connections by machine and process.
+            name = f"hpsearch {socket.gethostname()} {os.getpid()}"
+            connect_args["application_name"] = name[:63]
+        kwargs["connect_args"] = connect_args
+    return kwargs
 
 
 def _tune_sqlite(engine: sqlalchemy.engine.Engine) -> None:

@@ -145,9 +145,10 @@ def create_or_load(
             f"study {name!r} already exists in this storage with a different {key} "
             f"({there!r} there, {now!r} now); pass --name to start a new study"
         )
-    if existing.data.root != record.data.root:
+    other_data = existing.data.difference(record.data)
+    if other_data:
         raise UserError(
-            f"study {name!r} already exists on other data ({existing.data.root}); "
+            f"study {name!r} already exists on other data ({other_data}); "
             "pass --name to start a new study"
         )
     return study

@@ -64,6 +64,8 @@ class WorkerContext:
     data: DataConfig
     workdir: Path
     trainer: TrainerAPI
+    artifacts: Path | None = None
+    """The shared artifact location (``--artifacts``); None: checkpoints stay in the workdir."""
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     device: str = "cpu"
     """'cpu' or 'cuda' (the one GPU this process sees)."""

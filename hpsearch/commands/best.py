@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
+
+from hpsearch.paths import add_artifacts_option
 
 #: Shown at the end of ``hpsearch best --help``.
 EXAMPLES = """\
@@ -26,6 +29,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", help="storage URL (default: $HPSEARCH_STORAGE or sqlite)")
     parser.add_argument(
         "--workdir", help="the search's working directory (default: ./hpsearch-work)"
+    )
+    add_artifacts_option(parser)
+    parser.add_argument(
+        "--data",
+        help="this machine's copy of the study's dataset, when it is not at the path the "
+        "study recorded (checked by content)",
     )
     parser.add_argument("--json", action="store_true", help="print the best trial as JSON")
     parser.add_argument(
@@ -57,10 +66,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.retrain and not args.export:
         raise UserError("--retrain needs --export DIR (it trains the model to export)")
+    if args.data and not args.export:
+        raise UserError("--data needs --export DIR (it is the data the export evaluates on)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(resolve_storage_url(args.storage), heartbeat=False)
     study = load_existing(resolve_study_name(storage, args.study), storage)
-    workdir = Workdir.resolve(args.workdir)
+    workdir = Workdir.resolve(args.workdir, args.artifacts)
     summary = best_summary(study, workdir)
     ranking = confirmed_ranking(study)
     summary["ranking"] = ranking.to_dict() if ranking else None
@@ -79,10 +90,17 @@ def run(args: argparse.Namespace) -> int:
 
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     result = export_best(
-        study, Path(args.export), workdir, retrain=args.retrain, device=args.device, log=log
+        study,
+        Path(args.export),
+        workdir,
+        retrain=args.retrain,
+        device=args.device,
+        data=_relocated_data(study, workdir, args.data),
+        log=log,
     )
     if result.png_message:
         print(result.png_message, file=sys.stderr)
+    stored = _store_export(study, result.files, workdir) if workdir.shared else None
     if args.json:
         print(
             json.dumps(
@@ -92,6 +110,13 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    _print_export(summary, result)
+    if stored:
+        print(stored)
+    return 0
+
+
+def _print_export(summary: dict, result: Any) -> None:
     m = result.metrics
     low, high = m["accuracy_ci95"]
     print(f"exported trial {summary['trial']} of study {summary['study']} to {result.out_dir}")
@@ -103,7 +128,30 @@ def run(args: argparse.Namespace) -> int:
     print(f"  ONNX vs PyTorch: max |dp| {m['onnx']['max_abs_prob_diff']:.2e}")
     for note in m.get("notes", []):
         print(f"  NOTE: {note}")
-    return 0
+
+
+def _relocated_data(study: Any, workdir: Any, data_flag: str | None) -> Any:
+    """The study's data read from ``--data`` (None: from the recorded path)."""
+    if not data_flag:
+        return None
+    from hpsearch.dataprep import relocate_data
+    from hpsearch.export import data_config
+    from hpsearch.record import StudyRecord
+    from trainer.data import load_data
+
+    record = StudyRecord.read(study)
+    config = data_config(study, workdir)  # a study without a record is a UserError here
+    assert record is not None
+    return load_data(relocate_data(config, record.data, data_flag))
+
+
+def _store_export(study: Any, files: tuple[Path, ...], workdir: Any) -> str:
+    """Store the exported files as artifacts of the best trial in the shared location."""
+    from hpsearch.artifacts import open_artifact_store, store_files
+
+    store_files(study, list(files), open_artifact_store(workdir), trial=study.best_trial)
+    number = study.best_trial.number
+    return f"stored the exported files as artifacts of trial {number} in {workdir.shared}"
 
 
 def _fmt(value: float | None) -> str:

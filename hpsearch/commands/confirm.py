@@ -14,6 +14,8 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpsearch.paths import add_artifacts_option
+
 if TYPE_CHECKING:
     import optuna
 
@@ -55,6 +57,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="wandb logging (default: online if WANDB_API_KEY is set, else offline)",
     )
     parser.add_argument("--heartbeat", type=int, metavar="S", help="as for run (default 10)")
+    add_artifacts_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     search = load_existing(args.study, storage)
     record, spec = _search_settings(search)
     runs = plan_runs(search, spec.seed, args.top, args.seeds)
-    workdir = Workdir.resolve(args.workdir).make()
+    workdir = Workdir.resolve(args.workdir, args.artifacts).make()
     trainer = getattr(args, "trainer", None) or default_trainer()
     data_flag = args.data or record.data.root
     data = prepare_data(spec, record.scale, data_flag, workdir, trainer)

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from hpsearch.dashboard import DEFAULT_HOST, DEFAULT_PORT
+from hpsearch.paths import add_artifacts_option
 
 
 def _port(text: str) -> int:
@@ -35,9 +36,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workdir",
         metavar="DIR",
-        help="working directory whose artifacts/ folder holds the trial files "
-        "(default: $HPSEARCH_WORKDIR, else ./hpsearch-work)",
+        help="working directory whose artifacts/ folder holds the trial files, unless "
+        "--artifacts is given (default: $HPSEARCH_WORKDIR, else ./hpsearch-work)",
     )
+    add_artifacts_option(parser)
     parser.add_argument(
         "--host",
         default=DEFAULT_HOST,
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     url = resolve_storage_url(args.storage)
     _require_existing_sqlite(url)
-    workdir = Workdir.resolve(args.workdir)
+    workdir = Workdir.resolve(args.workdir, args.artifacts)
     serve(url, args.host, args.port, workdir.artifacts)
     return 0
 

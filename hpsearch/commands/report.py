@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from hpsearch.paths import add_artifacts_option
+
 #: Shown at the end of ``hpsearch report --help``.
 EXAMPLES = """\
 examples:
@@ -26,6 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for report.html")
     parser.add_argument("--storage", help="storage URL (default: $HPSEARCH_STORAGE or sqlite)")
+    add_artifacts_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,4 +60,18 @@ def run(args: argparse.Namespace) -> int:
         print(png.message(), file=sys.stderr)
     pngs = f", {len(png.written)} PNG figure(s)" if png.written else ""
     print(f"wrote {out / REPORT_FILE}, {out / 'trials.csv'}{pngs}")
+    _store(study, [out / REPORT_FILE, out / "trials.csv"], args.artifacts)
     return 0
+
+
+def _store(study: object, files: list[Path], flag: str | None) -> None:
+    """With an artifact location, the report is also stored there, as study artifacts."""
+    from hpsearch.artifacts import open_artifact_store, store_files
+    from hpsearch.paths import ArtifactLocation
+
+    location = ArtifactLocation.resolve(flag)
+    if location is None:
+        return
+    store = open_artifact_store(location.store)
+    store_files(study, files, store)
+    print(f"stored {', '.join(f.name for f in files)} in {location.root}")

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from hpsearch.paths import add_artifacts_option
+
 if TYPE_CHECKING:
     import optuna
 
@@ -72,8 +74,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="override the study file's seed")
     parser.add_argument(
         "--workdir",
-        help="root for caches, checkpoints, artifacts, wandb (default: ./hpsearch-work)",
+        help="this machine's folder for caches, wandb, and checkpoints and artifacts unless "
+        "--artifacts is given (default: ./hpsearch-work)",
     )
+    add_artifacts_option(parser)
     parser.add_argument(
         "--wandb",
         choices=("off", "offline", "online"),
@@ -104,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     spec, scale = _load_spec(args)
     name = safe_name(args.name or spec.name)
     url = resolve_storage_url(args.storage)
-    workdir = Workdir.resolve(args.workdir).make()
+    workdir = Workdir.resolve(args.workdir, args.artifacts).make()
     trainer = getattr(args, "trainer", None) or default_trainer()
     # Every input is checked before anything is written to the storage: a database
     # server is opened now (an unreachable one fails before the data is prepared), a
@@ -159,6 +163,7 @@ def run_workers(
         scale=scale,
         data=data.config,
         workdir=workdir.root,
+        artifacts=workdir.shared,
         trainer=trainer,
         heartbeat=heartbeat,
         device=plan.device,
@@ -173,6 +178,7 @@ def run_workers(
         dataclasses.replace(base, index=i, cuda_visible=plan.gpus[i] if plan.gpus else None)
         for i in range(plan.workers)
     ]
+    storage.engine.dispose()  # workers connect themselves; idle ones here only cost slots
     try:
         result = launch(contexts, args.n_trials, progress.handle)
     finally:
