@@ -85,7 +85,7 @@ def make_server(
     from hpsearch.artifacts import open_artifact_store
     from hpsearch.storage import open_storage
 
-    storage = open_storage(storage_url, heartbeat=False)
+    storage = open_storage(storage_url)
     store = open_artifact_store(artifact_dir) if artifact_dir is not None else None
     app = optuna_dashboard.wsgi(storage, artifact_store=store)
     server_class = _ThreadedServer6 if ":" in host else _ThreadedServer

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data and not args.export:
         raise UserError("--data needs --export DIR (it is the data the export evaluates on)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(resolve_storage_url(args.storage), heartbeat=False)
+    storage = open_storage(resolve_storage_url(args.storage))
     study = load_existing(resolve_study_name(storage, args.study), storage)
     workdir = Workdir.resolve(args.workdir, args.artifacts)
     summary = best_summary(study, workdir)

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = resolve_storage_url(args.storage)
-    storage = open_storage(url, heartbeat=False)
+    storage = open_storage(url)
     if args.study:
         names = [args.study]
     else:

@@ -22,9 +22,7 @@ from trainer.errors import UserError
 def study(tmp_path: Path) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    return optuna.create_study(
-        study_name="demo", storage=open_storage(url, heartbeat=False), direction="maximize"
-    )
+    return optuna.create_study(study_name="demo", storage=open_storage(url), direction="maximize")
 
 
 def _file(tmp_path: Path, name: str, content: bytes) -> Path:

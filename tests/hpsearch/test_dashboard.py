@@ -29,9 +29,7 @@ def _demo_study(url: str, artifact_dir: Path, tmp_path: Path) -> tuple[int, byte
     """Trial 0 complete with a checkpoint artifact and a report attached after it ended,
     trial 1 pruned; the trial id, the checkpoint's bytes and the report's."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name="demo", storage=open_storage(url, heartbeat=False), direction="maximize"
-    )
+    study = optuna.create_study(study_name="demo", storage=open_storage(url), direction="maximize")
     store = open_artifact_store(artifact_dir)
     checkpoint = tmp_path / "best.pt"
     checkpoint.write_bytes(b"synthetic checkpoint \x00\x01")

@@ -128,7 +128,7 @@ def test_open_storage_missing_sqlite_folder_is_a_user_error(tmp_path: Path):
 
 def test_open_storage_unreachable_server_is_one_redacted_line():
     with pytest.raises(UserError) as info:
-        st.open_storage(UNREACHABLE_PG, retries=1)
+        st.open_storage(UNREACHABLE_PG)
     message = str(info.value)
     # It says which storage could not be opened ...
     assert message.startswith("cannot open storage postgresql+psycopg://alice:***@127.0.0.1:1")
@@ -178,13 +178,14 @@ def test_open_storage_sqlite_file_is_wal_with_busy_timeout(tmp_path: Path):
 
 def test_open_storage_heartbeat_is_optional(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    with_beat = st.open_storage(url)
-    without = st.open_storage(url, heartbeat=False)
+    with_beat = st.open_storage(url, heartbeat=st.Heartbeat(interval_s=7))
+    without = st.open_storage(url)
     try:
-        # Workers get heartbeats so that dead trials can be failed by others ...
-        assert with_beat.heartbeat_interval == st.HEARTBEAT_INTERVAL
-        assert with_beat.grace_period == st.GRACE_PERIOD
-        # ... while readers (dashboard, reports) can open the storage without them.
+        # Workers get heartbeats so that dead trials can be failed by others, the grace
+        # period four intervals by default ...
+        assert with_beat.heartbeat_interval == 7
+        assert with_beat.grace_period == 28
+        # ... while readers (dashboard, reports) open the storage without them.
         assert without.get_heartbeat_interval() is None
     finally:
         with_beat.engine.dispose()
@@ -210,7 +211,7 @@ def test_open_storage_engine_settings_per_backend(storage_url: str, study_name: 
             # PostgreSQL: psycopg 3, and the small pre-pinged pool of engine_kwargs.
             assert storage.engine.dialect.driver == "psycopg"
             assert isinstance(pool, sa.pool.QueuePool)
-            assert pool.size() == 2
+            assert pool.size() == 1 and pool._max_overflow == 1  # two connections at most
             assert pool._pre_ping is True
     finally:
         storage.engine.dispose()
