@@ -79,6 +79,8 @@ class SelectedTrial:
     """The best epoch's validation metrics (the trial's ``val_*`` user attrs)."""
     data_settings: dict[str, Any]
     """The data settings ``hpsearch run`` recorded on the study."""
+    seed: int | None = None
+    """The training seed of the exported run."""
 
 
 @dataclass(frozen=True)
@@ -158,10 +160,16 @@ def best_complete_trial(study: optuna.Study) -> FrozenTrial:
 def choose_winner_and_runner_up(study: optuna.Study) -> tuple[FrozenTrial, FrozenTrial | None]:
     """The trial to export and the one to compare it with: the one place that chooses.
 
-    Winner: the study's best complete trial. Runner-up: the best complete trial whose
-    parameters differ from the winner's (a repeat of the same configuration is no rival);
-    ties go to the earlier trial. None when every complete trial has the winner's params.
+    With a confirmed ranking (``hpsearch confirm``), the winner is the run of the best
+    configuration whose value is closest to that configuration's mean over seeds, and
+    the runner-up the same for the second configuration. Without one, the winner is the
+    search's best complete trial (one seed: unconfirmed) and the runner-up the best
+    complete trial of another configuration; ties go to the earlier trial. The
+    runner-up is None when there is no other configuration.
     """
+    confirmed = _confirmed_choice(study)
+    if confirmed is not None:
+        return confirmed
     winner = best_complete_trial(study)
     others = [
         t
@@ -174,11 +182,53 @@ def choose_winner_and_runner_up(study: optuna.Study) -> tuple[FrozenTrial, Froze
     return winner, min(others, key=lambda t: (sign * float(t.value), t.number))
 
 
+def _confirmed_choice(study: optuna.Study) -> tuple[FrozenTrial, FrozenTrial | None] | None:
+    from hpsearch.confirm import confirm_study_name
+    from hpsearch.ranking import confirmed_ranking
+
+    ranking = confirmed_ranking(study)
+    if ranking is None:
+        return None
+    companion = optuna.load_study(
+        study_name=confirm_study_name(study.study_name), storage=study._storage
+    )
+    trials = {t.number: t for t in companion.get_trials(deepcopy=False)}
+    chosen = [trials[c.representative()[0]] for c in ranking.configs[:2]]
+    return chosen[0], (chosen[1] if len(chosen) > 1 else None)
+
+
+def selection_statement(study: optuna.Study, trial: FrozenTrial) -> str:
+    """How the exported trial was chosen, in one sentence (confirmed or not)."""
+    from hpsearch.ranking import confirmed_ranking
+
+    ranking = confirmed_ranking(study)
+    if ranking is None or "confirm_of" not in trial.user_attrs:
+        return (
+            f"unconfirmed winner: trial {trial.number} is the best of one run (one seed) per "
+            f"configuration; `hpsearch confirm --study {study.study_name}` trains the best "
+            "again with new seeds"
+        )
+    top = ranking.configs[0]
+    n = len(top.values)
+    return (
+        f"confirmed winner: the configuration of search trial {top.source_trial}, mean "
+        f"{top.mean:.4f} over {n} seed(s) (95 % CI {top.ci95[0]:.4f}-{top.ci95[1]:.4f}); "
+        f"{ranking.verdict()}. Exported: its run closest to the mean, trial {trial.number} "
+        f"of {study.study_name}.confirm (seed {trial.user_attrs.get('seed')})"
+    )
+
+
 def selected_trial(study: optuna.Study, trial: FrozenTrial) -> SelectedTrial:
     """``trial`` of ``study`` with what the study and the trial recorded about it."""
+    from hpsearch.confirm import confirm_study_name
+
     attrs = _recorded(study)
+    confirmed = "confirm_of" in trial.user_attrs
     return SelectedTrial(
-        study=study.study_name,
+        study=confirm_study_name(study.study_name) if confirmed else study.study_name,
+        seed=trial.user_attrs.get("seed")
+        if confirmed
+        else trial.user_attrs.get("config", {}).get("seed"),
         number=trial.number,
         value=trial.value,
         metric=attrs.get("metric"),
@@ -196,6 +246,10 @@ def checkpoint_path(trial: FrozenTrial, study_name: str, workdir: Workdir) -> Pa
     if recorded and Path(recorded).is_file():
         return Path(recorded)
     slot = trial.user_attrs.get("slot")
+    if "confirm_of" in trial.user_attrs:
+        from hpsearch.confirm import confirm_study_name
+
+        study_name = confirm_study_name(study_name)
     if slot is not None:
         try:
             candidate = workdir.trial_dir(study_name, int(slot)) / "best.pt"
@@ -230,6 +284,8 @@ def best_summary(study: optuna.Study, workdir: Workdir) -> dict[str, Any]:
         "checkpoint": str(ckpt) if ckpt else trial.user_attrs.get("checkpoint"),
         "checkpoint_exists": ckpt is not None,
         "runner_up": runner_up.number if runner_up else None,
+        "seed": selected.seed,
+        "selection": selection_statement(study, trial),
     }
 
 
@@ -293,7 +349,9 @@ def export_best(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx = write_model(out_dir, weights, evaluation, selected, synthetic=bool(data.synthetic))
-    write_metrics(out_dir, evaluation, weights, selected, onnx, data)
+    selection = selection_statement(study, trial)
+    log(selection)
+    write_metrics(out_dir, evaluation, weights, selected, onnx, data, selection)
     write_uncertainty(out_dir, runner_up, n_resamples, log)
     # The report and the card read the files just written, nothing else.
     frame, metrics = read_evidence(out_dir)
@@ -496,6 +554,7 @@ def _identity(selected: SelectedTrial, weights: Weights) -> dict[str, Any]:
         "params": selected.params,
         "study": selected.study,
         "trial": selected.number,
+        "seed": selected.seed,
         "source": weights.source,
     }
 
@@ -510,8 +569,10 @@ def write_metrics(
     selected: SelectedTrial,
     onnx: OnnxCheck,
     data: Data,
+    selection: str = "",
 ) -> None:
-    """Write ``predictions.csv``, then ``metrics.json`` computed from it as read back."""
+    """Write ``predictions.csv``, then ``metrics.json`` computed from it as read back;
+    ``selection`` says how the trial was chosen (confirmed or not)."""
     from reports.final import (
         compute_metrics,
         predictions_frame,
@@ -525,6 +586,7 @@ def write_metrics(
     write_predictions(frame, out_dir / PREDICTIONS_FILE)
     metrics = compute_metrics(read_predictions(out_dir / PREDICTIONS_FILE))
     metrics["notes"] = list(evaluation.notes)
+    metrics["selection"] = selection
     metrics["selection_split"] = "validation"
     metrics["onnx"] = dataclasses.asdict(onnx)
     metrics["model"] = {

@@ -62,6 +62,7 @@ def _model_lines(export: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
         + ", ".join(f"{i}: {n}" for i, n in enumerate(metrics["class_names"]))
         + ".",
         f"- Input normalization: pixel/255, then (x − {export['mean']:.4f}) / {export['std']:.4f}.",
+        *([f"- Selection: {metrics['selection']}."] if metrics.get("selection") else []),
         f"- Weights: {export['source_text']}"
         + (f", from `{export['checkpoint']}`." if export.get("checkpoint") else "."),
         f"- Files: `model.pt` (state_dict and metadata; `torch.load(..., weights_only=True)`), "

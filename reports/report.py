@@ -58,7 +58,10 @@ def final_sections(
     split = metrics["split"]
     figures = final_figures(frame, metrics)
     # An export's notes may repeat the split sentence; each is said once.
-    said = dict.fromkeys([split_sentence(split, metrics["n"]), *metrics.get("notes", [])])
+    selection = [metrics["selection"]] if metrics.get("selection") else []
+    said = dict.fromkeys(
+        [split_sentence(split, metrics["n"]), *selection, *metrics.get("notes", [])]
+    )
     notes = [Markup(f'<p class="note">{escape(n)}</p>') for n in said]
     per_class = table(
         per_class_frame(metrics.get("per_class", [])),

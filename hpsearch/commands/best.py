@@ -80,12 +80,9 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(summary, indent=2, default=str))
         else:
             _print_summary(summary)
-            print(
-                format_ranking(ranking, summary["metric"] or "value")
-                if ranking
-                else f"  unconfirmed: one seed per configuration (run: hpsearch confirm "
-                f"--study {study.study_name})"
-            )
+            print(f"  {summary['selection']}")
+            if ranking is not None:
+                print(format_ranking(ranking, summary["metric"] or "value"))
         return 0
 
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print

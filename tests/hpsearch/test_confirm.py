@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import math
 import os
 import signal
@@ -48,6 +49,10 @@ def test_confirm_runs_each_configuration_and_seed_once(
     tmp_path: Path, grid_file, storage_url: str, study_name: str
 ) -> None:
     confirm = _search(tmp_path, grid_file, storage_url, study_name)
+    best = ["best", "--study", study_name, "--storage", storage_url, "--json"]
+    before = json.loads(run_cli(best, fake_env(tmp_path)).stdout)
+    # Before confirm: the winner is said to be unconfirmed, and there is no ranking.
+    assert before["selection"].startswith("unconfirmed") and before["ranking"] is None
     log = tmp_path / "epochs.log"
     searched = len(log.read_text().splitlines())
     result = run_cli(confirm, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.05"))
@@ -63,8 +68,13 @@ def test_confirm_runs_each_configuration_and_seed_once(
     # The runs trained to the budget (no pruning) with their seed in the config.
     assert all(t.user_attrs["epochs_run"] == 2 for t in trials)
     assert all(t.user_attrs["config"]["seed"] == t.user_attrs["seed"] for t in trials)
-    # The ranking is printed.
+    # The ranking is printed, and best uses it: the winner is a confirmation run.
     assert "confirmed ranking" in result.stdout
+    after = json.loads(run_cli(best, fake_env(tmp_path)).stdout)
+    assert after["selection"].startswith("confirmed winner")
+    assert len(after["ranking"]["configs"]) == TOP
+    assert after["study"] == confirm_study_name(study_name)
+    assert after["seed"] in confirm_seeds(0, SEEDS)
     # A rerun with the same K and S trains nothing.
     trained = len(log.read_text().splitlines())
     assert trained - searched == TOP * SEEDS * 2
