@@ -85,7 +85,9 @@ def test_confirm_runs_each_configuration_and_seed_once(
     other = list(confirm)
     other[other.index("--top") + 1] = "4"
     refused = run_cli(other, fake_env(tmp_path))
-    assert refused.returncode == 2 and "different confirm" in refused.stderr
+    assert refused.returncode == 2 and "already exists in this storage with a different" in (
+        refused.stderr
+    )
 
 
 @pytest.mark.slow
