@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,27 +14,32 @@ import numpy as np
 import torch
 
 from trainer.cache import UnreadableImageWarning, cache_dataset, decode_image, unreadable_reason
+from trainer.cached_split import CachedSplit
 from trainer.classes import CLASS_NAMES
 from trainer.config import DEFAULT_CACHE_DIR, DataConfig
 from trainer.errors import UserError
 from trainer.layout import discover_layout
 from trainer.split import split_indices
 
+Images = torch.Tensor | CachedSplit
+"""uint8 ``(N, 1, H, W)`` images: held in a tensor, or left in the cache file."""
+
 
 @dataclass
 class Data:
-    """Images as uint8 ``(N, 1, H, W)`` tensors and labels as int64 ``(N,)`` per split.
+    """Images as uint8 ``(N, 1, H, W)`` and labels as int64 ``(N,)`` tensors per split.
 
-    ``load_data`` copies each split once out of the memory-mapped cache into its own
-    tensor (together one dataset's worth of uint8); ``to(device)`` copies them once to
-    an accelerator.
+    ``load_data`` copies each split once out of the cache into its own tensor (together
+    one dataset's worth of uint8), or, streaming, leaves them in the cache file as
+    :class:`~trainer.cached_split.CachedSplit` (indexing one reads those rows into a
+    tensor); ``to(device)`` copies them once to an accelerator.
     """
 
-    train_x: torch.Tensor
+    train_x: Images
     train_y: torch.Tensor
-    val_x: torch.Tensor
+    val_x: Images
     val_y: torch.Tensor
-    test_x: torch.Tensor
+    test_x: Images
     test_y: torch.Tensor
     mean: float
     """Mean pixel of the training split, in [0, 1]."""
@@ -73,6 +78,8 @@ def load_data(
     *,
     with_test: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    stream: bool | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Data:
     """Discover the layout, decode once into the cache (or reuse it), split.
 
@@ -88,6 +95,15 @@ def load_data(
     ``test_x``/``test_y`` are empty, ``names['test']`` still lists them. A trial never
     looks at them, and holds 10-20 % fewer image bytes. ``on_progress(done, total)`` is
     called while the cache is built (see :func:`~trainer.cache.cache_dataset`).
+
+    ``stream`` (CPU only) leaves the images in the cache file: each batch is read from it
+    as it is drawn, and no split is held in memory (:class:`CachedSplit`). The default,
+    None, streams a search trial's data on the CPU (``with_test=False``, no ``device``),
+    whose only readers are ``fit``'s batches; anything else gets tensors.
+
+    ``on_warning(line)`` is called once for each line the user should read about the
+    data (each unreadable image left out when the cache is built, their count when it is
+    reused), before any error about them; without it they are not shown.
     """
     layout = discover_layout(config.root)
     cache_dir = DEFAULT_CACHE_DIR if config.cache_dir is None else Path(config.cache_dir)
@@ -100,12 +116,22 @@ def load_data(
         workers=config.workers,
         on_progress=on_progress,
     )
+    for line in cached.messages if on_warning is not None else ():
+        on_warning(line)
     labels = _labels(cached.paths, label_of, layout.root)
     split = split_indices(labels, config.val_fraction, config.test_fraction, config.split_seed)
     order = {"train": split.train, "val": split.val, "test": split.test}
     target = torch.device("cpu" if device is None else device)
     loaded = order if with_test else {**order, "test": order["test"][:0]}
-    images = _read_rows(cached.file, len(cached.paths), config.image_size, loaded, target)
+    if stream is None:
+        stream = target.type == "cpu" and not with_test
+    if stream and target.type != "cpu":
+        raise ValueError(f"stream=True reads batches on the CPU, not on {target}")
+    if stream:
+        size = config.image_size
+        images = {name: CachedSplit(cached.file, rows, size) for name, rows in loaded.items()}
+    else:
+        images = _read_rows(cached.file, len(cached.paths), config.image_size, loaded, target)
     mean, std = pixel_mean_std(images["train"])
     return Data(
         train_x=images["train"],
@@ -166,31 +192,42 @@ def _read_rows(
     return out
 
 
-def pixel_mean_std(images: torch.Tensor) -> tuple[float, float]:
+def pixel_mean_std(images: Images) -> tuple[float, float]:
     """Mean and standard deviation of uint8 pixels, scaled to [0, 1], with exact sums.
 
     Sums of values and of squares are taken in 64-bit integers over blocks, so the result
-    does not depend on the block size or the device. An empty tensor gives (0.5, 0.25).
+    does not depend on the block size, the device or whether the images are held or
+    read from the cache. An empty split gives (0.5, 0.25).
     """
-    flat = images.reshape(-1)
-    n = flat.numel()
+    n = images.numel()
     if n == 0:
         return 0.5, 0.25
     total = squares = 0
-    step = 1 << 22
-    for start in range(0, n, step):
-        if flat.device.type == "cpu":
-            chunk = flat[start : start + step].numpy().astype(np.uint32)
-            total += int(chunk.sum(dtype=np.uint64))
-            chunk *= chunk
-            squares += int(chunk.sum(dtype=np.uint64))
+    for chunk in _pixel_blocks(images):
+        if chunk.device.type == "cpu":
+            values = chunk.numpy().astype(np.uint32)
+            total += int(values.sum(dtype=np.uint64))
+            values *= values
+            squares += int(values.sum(dtype=np.uint64))
         else:
-            chunk = flat[start : start + step].to(torch.int64)
-            total += int(chunk.sum())
-            squares += int((chunk * chunk).sum())
+            values = chunk.to(torch.int64)
+            total += int(values.sum())
+            squares += int((values * values).sum())
     mean = total / n
     var = max(squares / n - mean * mean, 0.0)
     return mean / 255.0, var**0.5 / 255.0
+
+
+def _pixel_blocks(images: Images, step: int = 1 << 22) -> Iterator[torch.Tensor]:
+    """The pixels of ``images`` as flat blocks of about ``step`` values."""
+    if isinstance(images, CachedSplit):
+        rows = max(1, step // (images.size * images.size))
+        for start in range(0, len(images), rows):
+            yield images[start : start + rows].reshape(-1)
+        return
+    flat = images.reshape(-1)
+    for start in range(0, flat.numel(), step):
+        yield flat[start : start + step]
 
 
 def load_images(
