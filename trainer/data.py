@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.cache import UnreadableImageWarning, cache_dataset, decode_image, unreadable_reason
+from trainer.cache import (
+    CachedImages,
+    UnreadableImageWarning,
+    cache_dataset,
+    decode_image,
+    unreadable_reason,
+)
 from trainer.cached_split import CachedSplit
 from trainer.classes import CLASS_NAMES
 from trainer.config import DEFAULT_CACHE_DIR, DataConfig
@@ -84,37 +90,25 @@ def load_data(
     """Discover the layout, decode once into the cache (or reuse it), split.
 
     Each split is copied out of the cache file with plain reads, a block of rows at a
-    time, rather than through the memory map, whose touched pages would count a second
-    time in the process's memory: the split tensors, about N * S * S bytes together
-    (1 GB for 20,000 images at 224 px), are the only image memory held. With ``device``
-    (e.g. 'cuda') the splits are filled on that device block by block, and the host
-    holds one block (1024 rows) at a time. Labels stay on the CPU. Mean and standard
-    deviation are exact, over every training pixel.
+    time (a memory map's touched pages would count a second time in the process's
+    memory); with ``device`` (e.g. 'cuda') the splits are filled there and the host
+    holds one block at a time. Labels stay on the CPU; mean and standard deviation are
+    exact, over every training pixel. ``with_test=False`` (a search trial) leaves the
+    held-out test images on disk: ``test_x``/``test_y`` are empty, ``names['test']``
+    lists them.
 
-    ``with_test=False`` (what a search trial uses) leaves the held-out test images on disk:
-    ``test_x``/``test_y`` are empty, ``names['test']`` still lists them. A trial never
-    looks at them, and holds 10-20 % fewer image bytes. ``on_progress(done, total)`` is
-    called while the cache is built (see :func:`~trainer.cache.cache_dataset`).
-
-    ``stream`` (CPU only) leaves the images in the cache file: each batch is read from it
-    as it is drawn, and no split is held in memory (:class:`CachedSplit`). The default,
-    None, streams a search trial's data on the CPU (``with_test=False``, no ``device``),
-    whose only readers are ``fit``'s batches; anything else gets tensors.
-
-    ``on_warning(line)`` is called once for each line the user should read about the
-    data (each unreadable image left out when the cache is built, their count when it is
-    reused), before any error about them; without it they are not shown.
+    ``stream`` (CPU only) leaves every split in the cache file: batches read their rows
+    as they are drawn (:class:`CachedSplit`), and no image memory is held. None streams
+    a trial's data on the CPU (``with_test=False``, no ``device``), read only by ``fit``.
+    ``on_progress(done, total)`` is called while the cache is built; ``on_warning(line)``
+    once for each line about the data (each unreadable image left out when the cache is
+    built, their count when it is reused), before any error about them.
     """
     layout = discover_layout(config.root)
     cache_dir = DEFAULT_CACHE_DIR if config.cache_dir is None else Path(config.cache_dir)
     label_of = dict(layout.items)
     cached = cache_dataset(
-        layout.root,
-        list(label_of),
-        config.image_size,
-        cache_dir,
-        workers=config.workers,
-        on_progress=on_progress,
+        layout.root, list(label_of), config.image_size, cache_dir, config.workers, on_progress
     )
     for line in cached.messages if on_warning is not None else ():
         on_warning(line)
@@ -125,13 +119,7 @@ def load_data(
     loaded = order if with_test else {**order, "test": order["test"][:0]}
     if stream is None:
         stream = target.type == "cpu" and not with_test
-    if stream and target.type != "cpu":
-        raise ValueError(f"stream=True reads batches on the CPU, not on {target}")
-    if stream:
-        size = config.image_size
-        images = {name: CachedSplit(cached.file, rows, size) for name, rows in loaded.items()}
-    else:
-        images = _read_rows(cached.file, len(cached.paths), config.image_size, loaded, target)
+    images = _split_images(cached, config.image_size, loaded, target, stream)
     mean, std = pixel_mean_std(images["train"])
     return Data(
         train_x=images["train"],
@@ -158,6 +146,21 @@ def _labels(paths: list[str], label_of: dict[str, int], root: Path) -> np.ndarra
     if lost:
         raise UserError(f"no readable images for class(es) {', '.join(lost)} in {root}")
     return labels
+
+
+def _split_images(
+    cached: CachedImages,
+    size: int,
+    order: dict[str, np.ndarray],
+    device: torch.device,
+    stream: bool,
+) -> dict[str, Images]:
+    """Each split's images: left in the cache file (``stream``) or read into tensors."""
+    if not stream:
+        return _read_rows(cached.file, len(cached.paths), size, order, device)
+    if device.type != "cpu":
+        raise ValueError(f"stream=True reads batches on the CPU, not on {device}")
+    return {name: CachedSplit(cached.file, rows, size) for name, rows in order.items()}
 
 
 def _read_rows(
