@@ -56,7 +56,13 @@ def global_stats_accuracy(full: np.ndarray, y: np.ndarray, train: np.ndarray, va
 
 
 def train_run(
-    data: Data, optimizer: str, lr: float, epochs: int, batch_size: int, seed: int
+    data: Data,
+    optimizer: str,
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    precision: str = "auto",
 ) -> tuple[list[float], float]:
     """Validation accuracy after each epoch of the project's ``fit`` (random init), and seconds."""
     config = TrainConfig(
@@ -72,6 +78,7 @@ def train_run(
         flip=True,
         seed=seed,
         device="cpu",
+        precision=precision,
     )
     result = fit(config, data)
     return [row["val_accuracy"] for row in result.history], result.wall_seconds
@@ -92,11 +99,13 @@ def main() -> None:
     )
     parser.add_argument("--repeat", action="store_true", help="train the first run twice")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", default="auto", help="auto (default), fp32 or bf16")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--sheet", type=Path, help="also save a contact sheet PNG here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     figures: dict = {"n": args.n, "size": args.size, "px": args.px, "epochs": args.epochs}
+    figures["precision"] = args.precision
 
     if args.sheet:
         print(f"contact sheet: {contact_sheet(args.sheet, seed=args.seed)}")
@@ -132,7 +141,9 @@ def main() -> None:
         runs.insert(1, runs[0])
     figures["runs"] = []
     for optimizer, lr in runs:
-        accs, seconds = train_run(data, optimizer, float(lr), args.epochs, args.batch_size, seed=0)
+        accs, seconds = train_run(
+            data, optimizer, float(lr), args.epochs, args.batch_size, 0, args.precision
+        )
         figures["runs"].append(
             {"optimizer": optimizer, "lr": float(lr), "val_accuracy": accs, "seconds": seconds}
         )

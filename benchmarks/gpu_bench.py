@@ -67,7 +67,13 @@ from trainer.training import fit, peak_rss_mb  # noqa: E402
 
 # The original team's settings: SGD lr 1e-3, momentum 0.5, weight decay 1e-2 (their
 # normalisation constants are in original_pipeline.py).
-ORIGINAL = {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.5, "weight_decay": 1e-2}
+ORIGINAL = {
+    "optimizer": "sgd",
+    "lr": 1e-3,
+    "momentum": 0.5,
+    "weight_decay": 1e-2,
+    "precision": "auto",
+}
 SOURCE_SIZE = 299
 """Side of the competition's PNGs; the plain pipeline resizes them to the training size."""
 
@@ -219,6 +225,7 @@ def bench_trainer(
         "peak_memory_mb": result.peak_memory_mb,
         "host_peak_rss_mb": peak_rss_mb(),
         "device": result.device,
+        "precision": result.precision,
         "compile": compile,
     }
 
@@ -363,6 +370,7 @@ def bench_concurrent(k: int, smoke: bool, budget_left: float) -> dict:
             with open(logs[-1][0], "w") as out, open(logs[-1][1], "w") as err:
                 command = [sys.executable, __file__, "--child", str(i), "--n-children", str(k)]
                 command += ["--ready-dir", tmp] + (["--smoke"] if smoke else [])
+                command += ["--precision", ORIGINAL["precision"]]
                 procs.append(subprocess.Popen(command, stdout=out, stderr=err))
         deadline = time.monotonic() + max(30.0, budget_left)
         outputs = []
@@ -441,7 +449,7 @@ def bench_memory(smoke: bool, budget_left: float) -> dict:
         workers = min(16, os.cpu_count() or 1)
         write_seconds = write_fast_dataset(root, s["memory_images"], s["size"], workers)
         command = [sys.executable, __file__, "--memory-child", str(root)]
-        command += ["--smoke"] if smoke else []
+        command += (["--smoke"] if smoke else []) + ["--precision", ORIGINAL["precision"]]
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=max(30.0, budget_left), check=False
         )
@@ -615,6 +623,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=list("abcdef"),
         help="run only these parts (letters as in the description above)",
     )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="the trainer's precision (default auto: bf16 on CUDA)",
+    )
     parser.add_argument("--child", type=int, dest="child_index", help=argparse.SUPPRESS)
     parser.add_argument("--n-children", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--ready-dir", help=argparse.SUPPRESS)
@@ -624,6 +638,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     arguments = parse_args()
+    ORIGINAL["precision"] = arguments.precision  # every fit of this run and its children
     if arguments.child_index is not None:
         child_main(arguments)
     elif arguments.memory_child is not None:

@@ -8,9 +8,11 @@ of which reports its own peak RSS (``VmHWM``, see ``trainer.training.peak_rss_mb
 1. the cache is built (decoded once by worker processes) and the trial trains;
 2. the cache is reused, as by every later trial of a study.
 
-Each run loads the full dataset (all splits held in memory as uint8) and trains a few
+Each run loads the dataset as a CPU trial does (train and validation splits left in the
+cache file, each batch read from it; the held-out test split not at all) and trains a few
 steps on the CPU (``--max-steps``): enough to reach the steady-state memory of training
-without the hours a full 224-px epoch takes on a CPU. Everything is deleted afterwards.
+without the hours a full 224-px epoch takes on a CPU. Validation runs on as many images
+as were trained on, in one batch. Everything is deleted afterwards.
 
 The original pipeline held every image as a 3-channel float32 tensor; its footprint is
 computed, not run: 20,000 x 3 x 224 x 224 x 4 bytes.
@@ -103,6 +105,7 @@ def run_trial(data: Path, workdir: Path, args: argparse.Namespace) -> dict:
         "--device", "cpu",
         "--workers", str(args.workers),
         "--workdir", str(workdir),
+        "--precision", args.precision,
         "--json",
     ]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -134,6 +137,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes writing and decoding")
     parser.add_argument("--demo-sample", type=int, default=100,
                         help="images to time trainer.demo on (0: skip)")  # fmt: skip
+    parser.add_argument("--precision", default="auto", help="auto (default), fp32 or bf16")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
 
@@ -176,8 +180,9 @@ def main() -> None:
             print(
                 f"{name}: peak RSS {report['peak_rss_mb']:.0f} MiB "
                 f"({report['peak_rss_after_load_mb']:.0f} MiB after loading "
-                f"{report['dataset_uint8_mb']:.0f} MiB of uint8 images, then +{training:.0f} MiB "
-                f"training at batch {args.batch_size}); cache {cache}; "
+                f"{report['dataset_uint8_mb']:.0f} MiB of uint8 images, "
+                f"{report['images_held_mb']:.0f} MiB of them held, then +{training:.0f} MiB "
+                f"training at batch {args.batch_size}, {report['precision']}); cache {cache}; "
                 f"process {report['process_seconds']:.0f} s",
                 flush=True,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,8 +74,13 @@ def prepare_data(
     """Find or generate the dataset and build its decoded cache, before any worker starts."""
     root = Path(data_flag).absolute() if data_flag else demo_data(spec, workdir)
     config = DataConfig(root=root, cache_dir=workdir.cache, **spec.data_values(scale))
-    with progress_bar("decoding images into the cache") as on_progress:
-        data = trainer.load_data(config, on_progress=on_progress)
+    warnings: list[str] = []  # shown once the progress bar is gone, before any error
+    try:
+        with progress_bar("decoding images into the cache") as on_progress:
+            data = trainer.load_data(config, on_progress=on_progress, on_warning=warnings.append)
+    finally:
+        for line in warnings:
+            print(f"warning: {line}", file=sys.stderr)
     counts = {"train": len(data.train_y), "val": len(data.val_y), "test": len(data.test_y)}
     return PreparedData(
         config=config,

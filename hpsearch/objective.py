@@ -265,6 +265,7 @@ def result_attrs(result: Any, *, resumed: bool) -> dict[str, Any]:
         "images_per_sec": round(result.images_per_sec, 1),
         "wall_seconds": round(result.wall_seconds, 2),
         "device": result.device,
+        "precision": result.precision,
         "peak_memory_mb": round(result.peak_memory_mb, 1),
         "checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
         "resumed": resumed,

@@ -21,7 +21,6 @@ import json
 import multiprocessing
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ OnProgress = Callable[[int, int], None]
 
 
 class UnreadableImageWarning(UserWarning):
-    """An image file that could not be decoded and was left out."""
+    """An image file that could not be decoded and was left out (``load_images`` warns)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,9 @@ class CachedImages:
     key: str
     file: Path
     """The ``.u8`` file behind ``images``."""
+    messages: list[str]
+    """One line per thing the user should hear of: each file left out when the cache is
+    built, a count of them when it is reused; each missing file every time."""
 
 
 def decode_image(path: str | Path, size: int) -> np.ndarray:
@@ -160,8 +162,9 @@ def cache_dataset(
     """Decode ``root/<rel_path>`` images once into ``cache_dir``, or reuse that cache.
 
     Rows follow the natural order of the paths, whatever order they are given in.
-    Unreadable files are left out, each named once in an :class:`UnreadableImageWarning`
-    while the cache is built and listed in ``skipped``. ``workers`` processes decode
+    Unreadable files are left out, listed in ``skipped`` and told of in ``messages``
+    (each by name when the cache is built now, as a count when it is reused), which the
+    caller shows as it likes. ``workers`` processes decode
     (None: all cores); while they do, ``on_progress(done, total)`` is called after each
     chunk of images (never when an existing cache is reused).
     """
@@ -181,12 +184,13 @@ def cache_dataset(
     if meta is None:
         build = _Build(root, paths, image_size, u8_path, json_path, workers, on_progress)
         meta, from_cache = _build_once(build)
-    if from_cache and meta["skipped"]:
-        warnings.warn(
+    messages = [f"skipped {rel}: {reason}" for rel, reason in missing]
+    if not from_cache:
+        messages += [f"skipped {rel}: {reason}" for rel, reason in meta["skipped"]]
+    elif meta["skipped"]:
+        messages.append(
             f"{len(meta['skipped'])} unreadable image(s) left out of the cached dataset "
-            f"(listed in {json_path})",
-            UnreadableImageWarning,
-            stacklevel=2,
+            f"(listed in {json_path})"
         )
     skipped = sorted(missing + [tuple(s) for s in meta["skipped"]], key=lambda s: natural_key(s[0]))
     return CachedImages(
@@ -197,23 +201,20 @@ def cache_dataset(
         build_seconds=float(meta["build_seconds"]),
         key=key,
         file=u8_path,
+        messages=messages,
     )
 
 
 def _stat_inputs(
     root: Path, rel_paths: Sequence[str]
 ) -> tuple[list[tuple[str, int, int]], list[tuple[str, str]]]:
-    """(relative path, bytes, mtime_ns) of each readable input in natural order, and the rest.
-
-    Warns once per missing input, attributed to the caller of :func:`cache_dataset`.
-    """
+    """(relative path, bytes, mtime_ns) of each readable input in natural order, and the rest."""
     entries, missing = [], []
     for rel in sorted(rel_paths, key=natural_key):
         try:
             st = os.stat(root / rel)
         except OSError as error:
             missing.append((rel, f"cannot read file ({error.strerror})"))
-            warnings.warn(f"skipped {rel}: {missing[-1][1]}", UnreadableImageWarning, stacklevel=3)
             continue
         entries.append((rel, st.st_size, st.st_mtime_ns))
     return entries, missing
@@ -276,9 +277,6 @@ def _build_once(build: _Build) -> tuple[dict, bool]:
         if meta is not None:
             return meta, True
         meta = _build(build)
-        for rel, reason in meta["skipped"]:
-            # stacklevel 3: the caller of cache_dataset, as for the other warnings
-            warnings.warn(f"skipped {rel}: {reason}", UnreadableImageWarning, stacklevel=3)
     return meta, False
 
 

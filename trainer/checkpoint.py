@@ -13,9 +13,17 @@ import torch
 from trainer.config import TrainConfig
 from trainer.data import Data
 
-#: Settings that change how fast a run goes, not what it computes; a run may resume
-#: with other values of these.
-EXECUTION_FIELDS = ("device", "threads", "compile", "channels_last", "eval_batch_size")
+#: Settings that change how fast a run goes, not what it computes (precision changes
+#: rounding only, and "auto" may resolve otherwise on the machine that resumes); a run
+#: may resume with other values of these.
+EXECUTION_FIELDS = (
+    "device",
+    "threads",
+    "compile",
+    "channels_last",
+    "eval_batch_size",
+    "precision",
+)
 
 
 def atomic_save(obj: Any, path: Path) -> None:

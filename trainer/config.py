@@ -13,6 +13,7 @@ DEFAULT_CACHE_DIR = Path("~/.cache/hpsearch")
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "densenet121")
 OPTIMIZERS = ("sgd", "adam", "adamw")
+PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("none", "cosine", "step")
 MONITORS = ("val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_auc_macro", "val_loss")
 SEED_LIMIT = 2**32
@@ -111,6 +112,9 @@ class TrainConfig:
     compile: bool = False
     """torch.compile the model (CUDA only)."""
     eval_batch_size: int = 512
+    precision: str = "auto"
+    """'auto' (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), 'fp32' or
+    'bf16'. The precision a run used is in ``FitResult.precision``."""
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> SettingError:
@@ -144,6 +148,8 @@ class TrainConfig:
         for name in ("warmup_epochs", "crop_padding"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"expected one of {', '.join(PRECISIONS)}")
         if self.threads is not None and self.threads < 1:
             raise bad("threads", "must be >= 1")
         check_seed("seed", self.seed)

@@ -6,35 +6,46 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from trainer.cache import UnreadableImageWarning, cache_dataset, decode_image, unreadable_reason
+from trainer.cache import (
+    CachedImages,
+    UnreadableImageWarning,
+    cache_dataset,
+    decode_image,
+    unreadable_reason,
+)
+from trainer.cached_split import CachedSplit
 from trainer.classes import CLASS_NAMES
 from trainer.config import DEFAULT_CACHE_DIR, DataConfig
 from trainer.errors import UserError
 from trainer.layout import discover_layout
 from trainer.split import split_indices
 
+Images = torch.Tensor | CachedSplit
+"""uint8 ``(N, 1, H, W)`` images: held in a tensor, or left in the cache file."""
+
 
 @dataclass
 class Data:
-    """Images as uint8 ``(N, 1, H, W)`` tensors and labels as int64 ``(N,)`` per split.
+    """Images as uint8 ``(N, 1, H, W)`` and labels as int64 ``(N,)`` tensors per split.
 
-    ``load_data`` copies each split once out of the memory-mapped cache into its own
-    tensor (together one dataset's worth of uint8); ``to(device)`` copies them once to
-    an accelerator.
+    ``load_data`` copies each split once out of the cache into its own tensor (together
+    one dataset's worth of uint8), or, streaming, leaves them in the cache file as
+    :class:`~trainer.cached_split.CachedSplit` (indexing one reads those rows into a
+    tensor); ``to(device)`` copies them once to an accelerator.
     """
 
-    train_x: torch.Tensor
+    train_x: Images
     train_y: torch.Tensor
-    val_x: torch.Tensor
+    val_x: Images
     val_y: torch.Tensor
-    test_x: torch.Tensor
+    test_x: Images
     test_y: torch.Tensor
     mean: float
     """Mean pixel of the training split, in [0, 1]."""
@@ -73,39 +84,42 @@ def load_data(
     *,
     with_test: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    stream: bool | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Data:
     """Discover the layout, decode once into the cache (or reuse it), split.
 
     Each split is copied out of the cache file with plain reads, a block of rows at a
-    time, rather than through the memory map, whose touched pages would count a second
-    time in the process's memory: the split tensors, about N * S * S bytes together
-    (1 GB for 20,000 images at 224 px), are the only image memory held. With ``device``
-    (e.g. 'cuda') the splits are filled on that device block by block, and the host
-    holds one block (1024 rows) at a time. Labels stay on the CPU. Mean and standard
-    deviation are exact, over every training pixel.
+    time (a memory map's touched pages would count a second time in the process's
+    memory); with ``device`` (e.g. 'cuda') the splits are filled there and the host
+    holds one block at a time. Labels stay on the CPU; mean and standard deviation are
+    exact, over every training pixel. ``with_test=False`` (a search trial) leaves the
+    held-out test images on disk: ``test_x``/``test_y`` are empty, ``names['test']``
+    lists them.
 
-    ``with_test=False`` (what a search trial uses) leaves the held-out test images on disk:
-    ``test_x``/``test_y`` are empty, ``names['test']`` still lists them. A trial never
-    looks at them, and holds 10-20 % fewer image bytes. ``on_progress(done, total)`` is
-    called while the cache is built (see :func:`~trainer.cache.cache_dataset`).
+    ``stream`` (CPU only) leaves every split in the cache file: batches read their rows
+    as they are drawn (:class:`CachedSplit`), and no image memory is held. None streams
+    a trial's data on the CPU (``with_test=False``, no ``device``), read only by ``fit``.
+    ``on_progress(done, total)`` is called while the cache is built; ``on_warning(line)``
+    once for each line about the data (each unreadable image left out when the cache is
+    built, their count when it is reused), before any error about them.
     """
     layout = discover_layout(config.root)
     cache_dir = DEFAULT_CACHE_DIR if config.cache_dir is None else Path(config.cache_dir)
     label_of = dict(layout.items)
     cached = cache_dataset(
-        layout.root,
-        list(label_of),
-        config.image_size,
-        cache_dir,
-        workers=config.workers,
-        on_progress=on_progress,
+        layout.root, list(label_of), config.image_size, cache_dir, config.workers, on_progress
     )
+    for line in cached.messages if on_warning is not None else ():
+        on_warning(line)
     labels = _labels(cached.paths, label_of, layout.root)
     split = split_indices(labels, config.val_fraction, config.test_fraction, config.split_seed)
     order = {"train": split.train, "val": split.val, "test": split.test}
     target = torch.device("cpu" if device is None else device)
     loaded = order if with_test else {**order, "test": order["test"][:0]}
-    images = _read_rows(cached.file, len(cached.paths), config.image_size, loaded, target)
+    if stream is None:
+        stream = target.type == "cpu" and not with_test
+    images = _split_images(cached, config.image_size, loaded, target, stream)
     mean, std = pixel_mean_std(images["train"])
     return Data(
         train_x=images["train"],
@@ -132,6 +146,21 @@ def _labels(paths: list[str], label_of: dict[str, int], root: Path) -> np.ndarra
     if lost:
         raise UserError(f"no readable images for class(es) {', '.join(lost)} in {root}")
     return labels
+
+
+def _split_images(
+    cached: CachedImages,
+    size: int,
+    order: dict[str, np.ndarray],
+    device: torch.device,
+    stream: bool,
+) -> dict[str, Images]:
+    """Each split's images: left in the cache file (``stream``) or read into tensors."""
+    if not stream:
+        return _read_rows(cached.file, len(cached.paths), size, order, device)
+    if device.type != "cpu":
+        raise ValueError(f"stream=True reads batches on the CPU, not on {device}")
+    return {name: CachedSplit(cached.file, rows, size) for name, rows in order.items()}
 
 
 def _read_rows(
@@ -166,31 +195,42 @@ def _read_rows(
     return out
 
 
-def pixel_mean_std(images: torch.Tensor) -> tuple[float, float]:
+def pixel_mean_std(images: Images) -> tuple[float, float]:
     """Mean and standard deviation of uint8 pixels, scaled to [0, 1], with exact sums.
 
     Sums of values and of squares are taken in 64-bit integers over blocks, so the result
-    does not depend on the block size or the device. An empty tensor gives (0.5, 0.25).
+    does not depend on the block size, the device or whether the images are held or
+    read from the cache. An empty split gives (0.5, 0.25).
     """
-    flat = images.reshape(-1)
-    n = flat.numel()
+    n = images.numel()
     if n == 0:
         return 0.5, 0.25
     total = squares = 0
-    step = 1 << 22
-    for start in range(0, n, step):
-        if flat.device.type == "cpu":
-            chunk = flat[start : start + step].numpy().astype(np.uint32)
-            total += int(chunk.sum(dtype=np.uint64))
-            chunk *= chunk
-            squares += int(chunk.sum(dtype=np.uint64))
+    for chunk in _pixel_blocks(images):
+        if chunk.device.type == "cpu":
+            values = chunk.numpy().astype(np.uint32)
+            total += int(values.sum(dtype=np.uint64))
+            values *= values
+            squares += int(values.sum(dtype=np.uint64))
         else:
-            chunk = flat[start : start + step].to(torch.int64)
-            total += int(chunk.sum())
-            squares += int((chunk * chunk).sum())
+            values = chunk.to(torch.int64)
+            total += int(values.sum())
+            squares += int((values * values).sum())
     mean = total / n
     var = max(squares / n - mean * mean, 0.0)
     return mean / 255.0, var**0.5 / 255.0
+
+
+def _pixel_blocks(images: Images, step: int = 1 << 22) -> Iterator[torch.Tensor]:
+    """The pixels of ``images`` as flat blocks of about ``step`` values."""
+    if isinstance(images, CachedSplit):
+        rows = max(1, step // (images.size * images.size))
+        for start in range(0, len(images), rows):
+            yield images[start : start + rows].reshape(-1)
+        return
+    flat = images.reshape(-1)
+    for start in range(0, flat.numel(), step):
+        yield flat[start : start + step]
 
 
 def load_images(

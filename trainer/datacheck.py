@@ -24,15 +24,21 @@ def check_dataset(
 ) -> dict[str, Any]:
     """Layout, images per class, test images, skipped files and the synthetic flag of ``path``.
 
-    With ``decode`` every image is also decoded (slow: one process, the full dataset) and
-    the unreadable ones are listed; ``on_progress(done, total)`` is called as images are
-    decoded. The result is JSON-serialisable. A folder that is no dataset raises
-    :class:`~trainer.errors.UserError`.
+    Empty (0-byte) image files are always listed as unreadable (a ``stat`` each). With
+    ``decode`` every image is also decoded (slow: one process, the full dataset) and every
+    unreadable one is listed; ``on_progress(done, total)`` is called as images are
+    decoded. Each class's ``usable`` count leaves out its unreadable images (only the
+    empty ones without ``decode``). The result is JSON-serialisable. A folder that is no
+    dataset raises :class:`~trainer.errors.UserError`.
     """
     layout = discover_layout(path)
+    bad = _unreadable(layout, on_progress) if decode else _empty_files(layout)
+    bad_paths = {b["path"] for b in bad}
     counts = [0] * len(CLASS_NAMES)
-    for _, label in layout.items:
+    usable = [0] * len(CLASS_NAMES)
+    for rel, label in layout.items:
         counts[label] += 1
+        usable[label] += rel not in bad_paths
     return {
         "path": str(path),
         "root": str(layout.root),
@@ -44,22 +50,42 @@ def check_dataset(
                 "name": name,
                 "folder": layout.class_folders.get(index, ""),
                 "images": counts[index],
+                "usable": usable[index],
             }
             for index, name in enumerate(CLASS_NAMES)
         ],
         "images": len(layout.items),
+        "usable_images": sum(usable),
         "test_images": len(layout.test_items),
         "skipped": [{"path": p, "reason": r} for p, r in layout.skipped],
         "decoded": decode,
-        "unreadable": _unreadable(layout, on_progress) if decode else [],
+        "unreadable": bad,
     }
+
+
+def _all_images(layout: Layout) -> list[str]:
+    return [p for p, _ in layout.items] + layout.test_items
+
+
+def _empty_files(layout: Layout) -> list[dict[str, str]]:
+    """The 0-byte labelled and test images: unreadable, and known without decoding."""
+    bad = []
+    for rel in _all_images(layout):
+        try:
+            empty = (layout.root / rel).stat().st_size == 0
+        except OSError as error:
+            bad.append({"path": rel, "reason": f"cannot read file ({error.strerror})"})
+            continue
+        if empty:
+            bad.append({"path": rel, "reason": "empty file"})
+    return bad
 
 
 def _unreadable(
     layout: Layout, on_progress: Callable[[int, int], None] | None
 ) -> list[dict[str, str]]:
     """Decode every labelled and test image; (path, reason) of those that fail."""
-    rel_paths = [p for p, _ in layout.items] + layout.test_items
+    rel_paths = _all_images(layout)
     bad = []
     if on_progress is not None:
         on_progress(0, len(rel_paths))
@@ -78,20 +104,25 @@ def format_check(report: dict[str, Any]) -> str:
     lines = [f"dataset  {report['root']}", f"layout   {_KIND_TITLES[report['layout']]}"]
     if report["synthetic"]:
         lines.append("SYNTHETIC demo data (generated images, not real radiographs)")
-    lines.append("classes")
     width = max(len(c["name"]) for c in report["classes"])
+    lines.append(f"{'classes':<{width + 5}}  {'images':>7}  {'usable':>7}")
     for c in report["classes"]:
-        lines.append(f"  {c['index']}  {c['name']:<{width}}  {c['images']:>7}  {c['folder']}/")
-    lines.append(f"     {'total':<{width}}  {report['images']:>7}")
+        lines.append(
+            f"  {c['index']}  {c['name']:<{width}}  {c['images']:>7}  {c['usable']:>7}  "
+            f"{c['folder']}/"
+        )
+    lines.append(f"     {'total':<{width}}  {report['images']:>7}  {report['usable_images']:>7}")
     if report["layout"] == "competition":
         lines.append(f"test images (unlabelled): {report['test_images']}")
     skipped = report["skipped"]
     lines.append(f"skipped files: {len(skipped)}")
     lines += [f"  {s['path']}  ({s['reason']})" for s in skipped]
+    bad = report["unreadable"]
     if report["decoded"]:
-        bad = report["unreadable"]
         lines.append(f"unreadable images: {len(bad)}")
-        lines += [f"  {s['path']}  ({s['reason']})" for s in bad]
     else:
-        lines.append("images not decoded (unreadable files show when the cache is built)")
+        lines.append(f"empty image files: {len(bad)}")
+    lines += [f"  {s['path']}  ({s['reason']})" for s in bad]
+    if not report["decoded"]:
+        lines.append("images not decoded: --decode finds the other unreadable files")
     return "\n".join(lines)

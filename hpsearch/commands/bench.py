@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="held-out test share (default 0.1, as the full scale): split off and, as in a "
         "trial, never loaded",
     )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="auto (default: bf16 autocast on CUDA and on CPUs with native bf16, else fp32)",
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for training (default: torch's)")
     parser.add_argument("--workers", type=int, help="processes that decode images (default: all)")
     parser.add_argument(
@@ -95,6 +102,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         batch_size=args.batch_size,
         device=args.device,
         threads=args.threads,
+        precision=args.precision,
     )
 
 
@@ -161,6 +169,8 @@ def _build_cache(args: argparse.Namespace, root: Path, cache_dir: Path) -> dict[
             on_progress=on_progress,
         )
     # The memory map is never read (load_data reads the file itself), so nothing is held.
+    for line in cached.messages:  # once: load_data's reuse of the cache stays quiet
+        print(f"warning: {line}", file=sys.stderr)
     return {
         "cache_from_existing": cached.from_cache,
         "cache_build_seconds": None if cached.from_cache else round(cached.build_seconds, 3),
@@ -176,14 +186,18 @@ def _figures(
     measured: dict[str, Any],
 ) -> dict[str, Any]:
     """The report: what was trained on what, how fast, and the memory it took."""
+    from trainer.cached_split import CachedSplit
+    from trainer.precision import cpu_capability
     from trainer.training import peak_rss_mb
 
-    held_mb = (
-        sum(t.numel() * t.element_size() for t in (data.train_x, data.val_x, data.test_x)) / 2**20
-    )
+    splits = (data.train_x, data.val_x, data.test_x)
+    split_mb = sum(t.numel() for t in splits) / 2**20
+    held_mb = sum(t.numel() for t in splits if not isinstance(t, CachedSplit)) / 2**20
     n_test = len(data.names.get("test", []))
     return {
         "device": result.device,
+        "cpu_capability": cpu_capability(),
+        "precision": result.precision,
         "arch": config.arch,
         "image_size": args.image_size,
         "batch_size": config.batch_size,
@@ -199,7 +213,8 @@ def _figures(
         "cache_build_seconds": measured["cache_build_seconds"],
         "load_seconds": measured["load_seconds"],
         "fit_seconds": round(result.wall_seconds, 3),
-        "dataset_uint8_mb": round(held_mb, 3),
+        "dataset_uint8_mb": round(split_mb, 3),
+        "images_held_mb": round(held_mb, 3),
         "peak_rss_after_load_mb": measured["peak_rss_after_load_mb"],
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "cuda_peak_allocated_mb": measured["cuda_peak_allocated_mb"],
@@ -207,14 +222,24 @@ def _figures(
 
 
 def _limit(data: Any, images: int) -> Any:
-    """The same data with the train and validation splits cut to ``images`` rows (views)."""
+    """The same data with the train and validation splits cut to ``images`` rows.
+
+    Splits held in memory are cut as views; streamed ones stay in the cache file.
+    """
     from dataclasses import replace
+
+    from trainer.cached_split import CachedSplit
+
+    def head(x: Any) -> Any:
+        if isinstance(x, CachedSplit):
+            return CachedSplit(x.file, x.rows[:images], x.size)
+        return x[:images]
 
     return replace(
         data,
-        train_x=data.train_x[:images],
+        train_x=head(data.train_x),
         train_y=data.train_y[:images],
-        val_x=data.val_x[:images],
+        val_x=head(data.val_x),
         val_y=data.val_y[:images],
     )
 
@@ -225,12 +250,12 @@ def format_result(r: dict[str, Any]) -> str:
     built = r["cache_build_seconds"]
     cache = "reused" if built is None else f"built in {built:.1f} s"
     lines = [
-        f"device      {r['device']}",
+        f"device      {r['device']}; {r['precision']} ({r['cpu_capability']})",
         f"data        {data}, {r['image_size']} px; train {r['train_images']}, "
         f"val {r['val_images']}, test {r['test_images_not_loaded']} (held out, not loaded)",
         f"model       {r['arch']}, batch {r['batch_size']}, {r['epochs']} epoch(s)",
         f"cache       {cache}; splits loaded in {r['load_seconds']:.1f} s "
-        f"({r['dataset_uint8_mb']:.0f} MiB uint8)",
+        f"({r['dataset_uint8_mb']:.0f} MiB uint8, {r['images_held_mb']:.0f} MiB of it held)",
         f"training    {r['images_per_sec']:.1f} images/s (per epoch: "
         + ", ".join(f"{v:.1f}" for v in r["epoch_images_per_sec"])
         + ")",

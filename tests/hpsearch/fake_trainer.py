@@ -40,10 +40,11 @@ class FakeResult:
     best_checkpoint: Path | None = None
     last_checkpoint: Path | None = None
     peak_memory_mb: float = 0.0
+    precision: str = "fp32"
 
 
 def load_data(
-    config: Any, device: Any = None, with_test: bool = True, on_progress=None
+    config: Any, device: Any = None, with_test: bool = True, on_progress=None, on_warning=None
 ) -> FakeData:
     return FakeData()
 

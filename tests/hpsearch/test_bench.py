@@ -26,6 +26,7 @@ def test_bench_json_reports_throughput_and_memory(capsys, max_steps):
     assert report["peak_rss_mb"] >= report["peak_rss_after_load_mb"] > 0
     assert report["cuda_peak_allocated_mb"] is None
     assert report["device"].startswith("cpu (1 thread")
+    assert report["precision"] in ("bf16", "fp32") and "bf16" in report["cpu_capability"]
     if max_steps is not None:
         # Cut to whole batches, while the full dataset stays loaded.
         assert report["train_images"] == max_steps * 8
@@ -33,6 +34,39 @@ def test_bench_json_reports_throughput_and_memory(capsys, max_steps):
         held = 48 - report["test_images_not_loaded"]
         assert 0 < report["test_images_not_loaded"] < 48 * 0.2  # about 10 %, stratified
         assert report["dataset_uint8_mb"] == pytest.approx(held * 32 * 32 / 2**20, rel=0.01)
+        # on the CPU a trial's splits stay in the cache file: no image memory held
+        assert report["images_held_mb"] == 0
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_bench_records_the_precision_asked_for(capsys, precision):
+    assert main([*TINY, *CPU, "--max-steps", "1", "--precision", precision, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["precision"] == precision
+
+
+def test_bench_auto_precision_is_fp32_on_a_cpu_without_bf16(capsys, monkeypatch):
+    monkeypatch.setattr("trainer.precision.cpu_has_native_bf16", lambda: False)
+    assert main([*TINY, *CPU, "--max-steps", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["precision"] == "fp32"
+
+
+def test_a_trial_records_its_precision():
+    from types import SimpleNamespace
+
+    from hpsearch.objective import result_attrs
+
+    result = SimpleNamespace(
+        best_epoch=1,
+        epochs_run=1,
+        images_per_sec=1.0,
+        wall_seconds=1.0,
+        device="cpu (2 threads)",
+        precision="bf16",
+        peak_memory_mb=1.0,
+        best_checkpoint=None,
+        best_metrics={"val_accuracy": 0.5},
+    )
+    assert result_attrs(result, resumed=False)["precision"] == "bf16"
 
 
 def test_bench_text_output_names_the_figures(capsys):

@@ -16,7 +16,7 @@ import pytest
 
 import trainer.cache as cache_module
 from tests.trainer._imagefiles import make_folder_per_class, write_awkward, write_image
-from trainer.cache import UnreadableImageWarning, cache_dataset, decode_image
+from trainer.cache import cache_dataset, decode_image
 from trainer.errors import UserError
 from trainer.layout import discover_layout
 
@@ -106,13 +106,12 @@ def test_unreadable_files_are_skipped_named_and_counted(tmp_path: Path) -> None:
     root = make_folder_per_class(tmp_path / "data", per_class=2, size=24)
     broken = write_awkward(root / "normal")
     paths = [rel for rel, _ in discover_layout(root).items]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # told in messages, not as Python warnings
         cached = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1)
-    warned = [str(w.message) for w in caught if w.category is UnreadableImageWarning]
-    assert len(warned) == 3  # one line per unreadable file
+    assert len(cached.messages) == 3  # one line per unreadable file
     for name in broken.values():
-        assert sum(f"normal/{name}" in message for message in warned) == 1
+        assert sum(f"normal/{name}" in message for message in cached.messages) == 1
     skipped = dict(cached.skipped)
     assert set(skipped) == {f"normal/{name}" for name in broken.values()}
     assert skipped["normal/empty.png"] == "empty file"
@@ -125,22 +124,18 @@ def test_unreadable_files_are_skipped_named_and_counted(tmp_path: Path) -> None:
     assert [p for p, _ in meta["skipped"]] == sorted(skipped)
     assert [paths[i] for i in meta["kept"]] == cached.paths
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        again = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1)
+    again = cache_dataset(root, paths, 16, tmp_path / "cache", workers=1)
     assert again.from_cache is True
     assert again.skipped == cached.skipped
-    assert len([w for w in caught if w.category is UnreadableImageWarning]) == 1  # a summary
+    assert len(again.messages) == 1 and "3 unreadable image(s)" in again.messages[0]  # a count
 
 
 def test_parallel_build_equals_serial_build(tmp_path: Path) -> None:
     root = make_folder_per_class(tmp_path / "data", per_class=10, size=24)
     write_awkward(root / "covid")  # broken rows in the middle of the first chunks
     paths = [rel for rel, _ in discover_layout(root).items]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnreadableImageWarning)
-        serial = cache_dataset(root, paths, 16, tmp_path / "one", workers=1)
-        parallel = cache_dataset(root, paths, 16, tmp_path / "two", workers=2)
+    serial = cache_dataset(root, paths, 16, tmp_path / "one", workers=1)
+    parallel = cache_dataset(root, paths, 16, tmp_path / "two", workers=2)
     assert parallel.key == serial.key
     assert parallel.paths == serial.paths
     assert parallel.skipped == serial.skipped

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.trainer._imagefiles import make_database, make_folder_per_class, write_awkward
-from trainer.cache import UnreadableImageWarning, decode_image
+from trainer.cache import decode_image
 from trainer.classes import class_index
 from trainer.data import DataConfig, load_data, pixel_mean_std
 from trainer.errors import UserError
@@ -48,7 +48,7 @@ def test_splits_hold_the_right_images_and_labels(tmp_path: Path) -> None:
 def test_without_test_split_the_test_images_are_not_loaded(tmp_path: Path) -> None:
     root = make_database(tmp_path / "db", per_class=8)
     full = load_data(_config(root, tmp_path))
-    trial = load_data(_config(root, tmp_path), with_test=False)
+    trial = load_data(_config(root, tmp_path), with_test=False, stream=False)
     assert trial.test_x.shape == (0, 1, 16, 16) and trial.test_y.numel() == 0
     assert trial.names["test"] == full.names["test"]  # still known, only not held
     for part in ("train", "val"):
@@ -92,12 +92,22 @@ def test_same_seed_same_split_other_seed_other_split(tmp_path: Path) -> None:
     assert a.names["val"] != c.names["val"]
 
 
-def test_unreadable_files_are_left_out(tmp_path: Path) -> None:
+def test_unreadable_files_are_left_out_and_told_once(tmp_path: Path) -> None:
     root = make_folder_per_class(tmp_path / "d", per_class=4)
     write_awkward(root / "covid")
+    lines: list[str] = []
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnreadableImageWarning)
-        data = load_data(_config(root, tmp_path, test_fraction=0.0))
+        warnings.simplefilter("error")  # no Python warning: the lines go to on_warning
+        data = load_data(_config(root, tmp_path, test_fraction=0.0), on_warning=lines.append)
+    # one clean line per file left out, each once
+    assert sorted(lines) == [
+        "skipped covid/empty.png: empty file",
+        "skipped covid/text.png: not an image Pillow can read",
+        "skipped covid/truncated.png: corrupt image (image file is truncated)",
+    ]
+    lines.clear()
+    load_data(_config(root, tmp_path, test_fraction=0.0), on_warning=lines.append)
+    assert len(lines) == 1 and lines[0].startswith("3 unreadable image(s) left out")
     assert len(data.train_y) + len(data.val_y) == 16
     assert data.test_x.shape == (0, 1, 16, 16)
     assert not any("empty" in n or "text" in n for names in data.names.values() for n in names)
@@ -107,10 +117,14 @@ def test_a_class_with_no_readable_image_is_a_user_error(tmp_path: Path) -> None:
     root = make_folder_per_class(tmp_path / "d", per_class=2)
     for f in (root / "pneumonia").iterdir():
         f.write_bytes(b"")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnreadableImageWarning)
-        with pytest.raises(UserError, match="pneumonia"):
-            load_data(_config(root, tmp_path))
+    lines: list[str] = []
+    with pytest.raises(UserError, match="pneumonia"):
+        load_data(_config(root, tmp_path), on_warning=lines.append)
+    # the files are named before the error
+    assert lines == [
+        "skipped pneumonia/pneumonia-1.png: empty file",
+        "skipped pneumonia/pneumonia-2.png: empty file",
+    ]
 
 
 def test_default_cache_folder_is_in_the_home_cache(

@@ -34,7 +34,8 @@ def small():
 
 
 def _config(**changes) -> TrainConfig:
-    base = TrainConfig(epochs=3, batch_size=16, lr=0.01, device="cpu", threads=1)
+    # fp32 whatever the CPU, so results do not depend on the machine (bf16: test_precision)
+    base = TrainConfig(epochs=3, batch_size=16, lr=0.01, device="cpu", threads=1, precision="fp32")
     return replace(base, **changes)
 
 

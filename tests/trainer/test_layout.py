@@ -275,6 +275,10 @@ def test_check_dataset_reports_counts_debris_and_unreadable(tmp_path: Path) -> N
     assert counts == {"covid": 10, "lung_opacity": 2, "pneumonia": 2, "normal": 2}
     assert [c["index"] for c in report["classes"]] == [0, 1, 2, 3]
     assert report["test_images"] == 3
+    # usable: the unreadable ones apart (3 in covid)
+    usable = {c["name"]: c["usable"] for c in report["classes"]}
+    assert usable == {"covid": 7, "lung_opacity": 2, "pneumonia": 2, "normal": 2}
+    assert report["usable_images"] == 13
     unreadable = {u["path"]: u["reason"] for u in report["unreadable"]}
     assert set(unreadable) == {
         "train/covid/empty.png",
@@ -290,6 +294,20 @@ def test_check_dataset_reports_counts_debris_and_unreadable(tmp_path: Path) -> N
     for needle in ("competition", "covid", "train/covid/truncated.png", ".DS_Store", "3"):
         assert needle in text
     assert "SYNTHETIC" not in text
+
+
+def test_check_without_decoding_names_empty_files(tmp_path: Path) -> None:
+    root = _awkward_competition(tmp_path)
+    (root / "test" / "blank.png").write_bytes(b"")
+    report = check_dataset(root)
+    # a 0-byte file is unreadable without decoding it; the other broken ones need --decode
+    assert report["unreadable"] == [
+        {"path": "train/covid/empty.png", "reason": "empty file"},
+        {"path": "test/blank.png", "reason": "empty file"},
+    ]
+    assert {c["name"]: c["usable"] for c in report["classes"]}["covid"] == 9
+    text = format_check(report)
+    assert "empty image files: 2" in text and "train/covid/empty.png" in text
 
 
 def test_check_dataset_reports_decoding_progress(tmp_path: Path) -> None:
