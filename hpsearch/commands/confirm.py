@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from hpsearch.confirm import confirm_study_name, plan_runs
     from hpsearch.dataprep import prepare_data
     from hpsearch.paths import Workdir
+    from hpsearch.plan import plan_devices
     from hpsearch.ranking import confirmed_ranking, format_ranking
     from hpsearch.storage import open_storage, resolve_storage_url
     from hpsearch.study import load_existing
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     record, spec = _search_settings(search)
     runs = plan_runs(search, spec.seed, args.top, args.seeds)
     workdir = Workdir.resolve(args.workdir, args.artifacts).make()
+    plan = plan_devices(args.workers, args.devices)
     trainer = getattr(args, "trainer", None) or default_trainer()
     data_flag = args.data or record.data.root
     data = prepare_data(spec, record.scale, data_flag, workdir, trainer)
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         f"{args.seeds} new seed(s) each, in study {confirm_study_name(search.study_name)!r}"
     )
     code = run_workers(
-        args, companion, storage, url, spec, record.scale, data, workdir, trainer, runs
+        args, companion, storage, url, spec, record.scale, data, workdir, trainer, plan, runs
     )
     ranking = confirmed_ranking(search)
     if ranking is not None:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from hpsearch.dataprep import PreparedData
     from hpsearch.launch import LaunchResult
     from hpsearch.paths import Workdir
+    from hpsearch.plan import DevicePlan
     from hpsearch.spec import StudySpec
     from hpsearch.trainer_api import TrainerAPI
     from hpsearch.worker import WorkerContext
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     from hpsearch.dataprep import prepare_data
     from hpsearch.paths import Workdir, safe_name
+    from hpsearch.plan import plan_devices
     from hpsearch.preflight import check_setup
     from hpsearch.storage import open_storage, resolve_storage_url
     from hpsearch.study import build_record, create_or_load
@@ -109,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     name = safe_name(args.name or spec.name)
     url = resolve_storage_url(args.storage)
     workdir = Workdir.resolve(args.workdir, args.artifacts).make()
+    plan = plan_devices(args.workers, args.devices)
     trainer = getattr(args, "trainer", None) or default_trainer()
     # Every input is checked before anything is written to the storage: a database
     # server is opened now (an unreachable one fails before the data is prepared), a
@@ -119,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     storage = storage or open_storage(url)
     record = build_record(spec, scale, data.record(), str(workdir.root))
     study = create_or_load(name, storage, spec, record)
-    return run_workers(args, study, storage, url, spec, scale, data, workdir, trainer)
+    return run_workers(args, study, storage, url, spec, scale, data, workdir, trainer, plan)
 
 
 def run_workers(
@@ -132,17 +135,16 @@ def run_workers(
     data: PreparedData,
     workdir: Workdir,
     trainer: TrainerAPI,
+    plan: DevicePlan,
     runs: tuple[ConfirmRun, ...] = (),
 ) -> int:
     """Start the workers on ``study`` (or on the fixed ``runs`` of a confirmation), show
     their progress, and summarise; the exit status. Shared by ``run`` and ``confirm``."""
     from hpsearch.launch import launch
-    from hpsearch.plan import plan_devices
     from hpsearch.progress import Progress
     from hpsearch.storage import Heartbeat, redact
     from hpsearch.worker import WorkerContext
 
-    plan = plan_devices(args.workers, args.devices)
     heartbeat = Heartbeat(interval_s=args.heartbeat) if args.heartbeat else Heartbeat()
     total = len(runs) if runs else spec.budget(scale)
     if getattr(args, "retry_failed", False):

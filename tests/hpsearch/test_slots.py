@@ -168,9 +168,13 @@ def test_failed_slot_is_retried_up_to_max_attempts_then_closed(make_board: MakeB
         board.finish(claim, FAILED)
     # The slot ran MAX_ATTEMPTS times, attempts counted across boards; retries resume.
     assert attempts == [(1, False)] + [(n, True) for n in range(2, MAX_ATTEMPTS + 1)]
-    # After the last failure the slot counts as finished: the study is done.
-    assert a.claim() == (Outcome.DONE, None)
-    assert b.counts()[FAILED] == 1
+    # After the last failure nothing is left to run, but the study is not done: stuck.
+    assert a.claim() == (Outcome.STUCK, None)
+    assert b.counts()[FAILED] == 1 and a.exhausted() == [0]
+    # --retry-failed gives the slot its attempts back, and it is claimed again.
+    assert a.retry_failed() == 1
+    outcome, claim = b.claim()
+    assert outcome is Outcome.CLAIMED and claim is not None and claim.attempt == 1
 
 
 # -- wait and done ------------------------------------------------------------------------
