@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from reports.study import study_info, trials_table
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(resolve_storage_url(args.storage), heartbeat=False)
+    storage = open_storage(resolve_storage_url(args.storage), must_exist=True)
     study = load_existing(args.study, storage)
     out = Path(args.out)
     record = StudyRecord.read(study)
