@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from hpsearch.stop import sigterm_as_interrupt, stop_status
 from trainer.errors import UserError
 
 if TYPE_CHECKING:
@@ -24,6 +28,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dashboard": ("dashboard", "serve optuna-dashboard on the study storage"),
     "data": ("data", "demo data generator and dataset checks"),
     "bench": ("bench", "measure training throughput and memory as a trial would"),
+}
+
+#: What the last line says after an interrupted command, where it has more to say.
+INTERRUPTED = {
+    "run": "; completed trials are saved: run the same command again to resume",
 }
 
 
@@ -61,13 +70,30 @@ def main(argv: Sequence[str] | None = None, *, trainer: TrainerAPI | None = None
     args = parser.parse_args(argv)
     args.trainer = trainer
     try:
-        return int(_command_module(args._module).run(args) or 0)
+        with sigterm_as_interrupt():
+            return int(_command_module(args._module).run(args) or 0)
     except UserError as err:
         print(f"hpsearch {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"hpsearch {args.command}: interrupted", file=sys.stderr)
-        return 130
+        # Also reached by a second Ctrl-C while a run stops: the resume line still shows.
+        print(
+            f"hpsearch {args.command}: interrupted{INTERRUPTED.get(args.command, '')}",
+            file=sys.stderr,
+        )
+        return stop_status()
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (``hpsearch status | head -1``): stop quietly,
+    as Unix tools do, with the status of a process killed by SIGPIPE."""
+    with contextlib.suppress(OSError, ValueError):
+        # Python flushes stdout again at exit: point it at /dev/null so that flush is silent.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":
