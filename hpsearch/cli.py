@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hpsearch.stop import sigterm_as_interrupt, stop_status
+from hpsearch.stop import sigterm_as_interrupt, stop_signals_noted, stop_status
 from trainer.errors import UserError
 
 if TYPE_CHECKING:
@@ -71,17 +71,21 @@ def main(argv: Sequence[str] | None = None, *, trainer: TrainerAPI | None = None
     args.trainer = trainer
     try:
         with sigterm_as_interrupt():
-            return int(_command_module(args._module).run(args) or 0)
+            status = int(_command_module(args._module).run(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit as a traceback
+            return status
     except UserError as err:
         print(f"hpsearch {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        # Also reached by a second Ctrl-C while a run stops: the resume line still shows.
-        print(
-            f"hpsearch {args.command}: interrupted{INTERRUPTED.get(args.command, '')}",
-            file=sys.stderr,
-        )
-        return stop_status()
+        # Also reached by a further Ctrl-C while a run stops: the resume line still shows,
+        # and yet another Ctrl-C cannot cut it off.
+        with stop_signals_noted():
+            print(
+                f"hpsearch {args.command}: interrupted{INTERRUPTED.get(args.command, '')}",
+                file=sys.stderr,
+            )
+            return stop_status()
     except BrokenPipeError:
         return _stdout_closed()
 
@@ -89,7 +93,7 @@ def main(argv: Sequence[str] | None = None, *, trainer: TrainerAPI | None = None
 def _stdout_closed() -> int:
     """The reader of our output went away (``hpsearch status | head -1``): stop quietly,
     as Unix tools do, with the status of a process killed by SIGPIPE."""
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         # Python flushes stdout again at exit: point it at /dev/null so that flush is silent.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpsearch.stop import last_stop
+from hpsearch.stop import last_stop, stop_signals_noted
 from hpsearch.worker import TrialBudget, WorkerContext, worker_main
 from trainer.errors import UserError
 
@@ -146,18 +146,17 @@ class _Supervisor:
             self.stop()
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.is_alive():
-                proc.terminate()
-        deadline = time.time() + STOP_GRACE_S
-        while self.alive() and time.time() < deadline:
-            try:
+        with stop_signals_noted() as hurry:
+            for proc in self.procs:
+                if proc.is_alive():
+                    proc.terminate()
+            deadline = time.time() + STOP_GRACE_S
+            # A second Ctrl-C (or SIGTERM) means: stop now, without waiting for the workers.
+            while self.alive() and time.time() < deadline and not hurry.is_set():
                 self.drain(0.5)
-            except KeyboardInterrupt:
-                break  # a second Ctrl-C: stop now
-        for proc in self.procs:
-            if proc.is_alive():
-                proc.kill()
+            for proc in self.procs:
+                if proc.is_alive():
+                    proc.kill()
 
     def finish(self) -> LaunchResult:
         for proc in self.procs:

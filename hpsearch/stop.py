@@ -46,3 +46,25 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def stop_status() -> int:
     """The exit status after a stop signal: 130 (Ctrl-C) or 143 (SIGTERM)."""
     return 128 + last_stop()
+
+
+@contextlib.contextmanager
+def stop_signals_noted() -> Iterator[threading.Event]:
+    """Within the block SIGINT and SIGTERM raise nothing: they set the event yielded.
+
+    Once a command is stopping, a further Ctrl-C must not cut short what it does next
+    (recording trials, printing how to resume); the caller may hurry up instead.
+    """
+    noted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in stops}
+    for sig in stops:
+        signal.signal(sig, lambda signum, frame: noted.set())
+    try:
+        yield noted
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

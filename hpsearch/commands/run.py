@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import optuna
 
+    from hpsearch.dataprep import PreparedData
     from hpsearch.launch import LaunchResult
+    from hpsearch.plan import DevicePlan
     from hpsearch.spec import StudySpec
     from hpsearch.worker import WorkerContext
 
@@ -80,10 +83,9 @@ def run(args: argparse.Namespace) -> int:
     from hpsearch.plan import plan_devices
     from hpsearch.preflight import check_setup
     from hpsearch.progress import Progress
-    from hpsearch.storage import Heartbeat, open_storage, redact, resolve_storage_url
+    from hpsearch.storage import open_storage, redact, resolve_storage_url
     from hpsearch.study import build_record, create_or_load
     from hpsearch.trainer_api import default_trainer
-    from hpsearch.worker import WorkerContext
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _check_flags(args)
@@ -92,11 +94,9 @@ def run(args: argparse.Namespace) -> int:
     url = resolve_storage_url(args.storage)
     workdir = Workdir.resolve(args.workdir).make()
     plan = plan_devices(args.workers, args.devices)
-    heartbeat = Heartbeat(interval_s=args.heartbeat) if args.heartbeat else Heartbeat()
     trainer = getattr(args, "trainer", None) or default_trainer()
-    # Every input is checked before anything is written to the storage: a database
-    # server is opened now (an unreachable one fails before the data is prepared), a
-    # SQLite file is created only once the data has loaded.
+    # Inputs are checked before the storage is written: a server is opened now (an
+    # unreachable one fails before the data is prepared), a SQLite file once it has loaded.
     storage = _open_server_storage(url)
     check_setup(spec, scale, workdir)
     data = prepare_data(spec, scale, args.data, workdir, trainer)
@@ -108,14 +108,16 @@ def run(args: argparse.Namespace) -> int:
         _retry_failed(study, storage, total)
     done_before = _finished_slots(study, storage, total)
 
+    plan = _fit_workers(plan, study, storage, total, args.n_trials, data)
     progress = Progress(total, spec.metric, spec.direction, done_before=done_before)
     progress.message(
         f"study {name!r} ({spec.sampler}, pruner {spec.pruner.kind}, {scale} scale) "
         f"on {redact(url)}: {total} trials in all, {done_before} done before; "
         f"{data.describe()}; {plan.describe()}"
     )
-    base = WorkerContext(
-        index=0,
+    contexts = _worker_contexts(
+        plan,
+        args,
         storage_url=url,
         study_name=name,
         spec=spec,
@@ -123,20 +125,13 @@ def run(args: argparse.Namespace) -> int:
         data=data.config,
         workdir=workdir.root,
         trainer=trainer,
-        heartbeat=heartbeat,
-        device=plan.device,
-        threads=None if plan.gpus else plan.threads,
-        wandb_mode=_wandb_mode(args.wandb),
         deadline=_deadline(args.timeout or spec.timeout_s),
     )
-    contexts = [
-        dataclasses.replace(base, index=i, cuda_visible=plan.gpus[i] if plan.gpus else None)
-        for i in range(plan.workers)
-    ]
     try:
         result = launch(contexts, args.n_trials, progress.handle)
     finally:
         progress.close()
+    _say_if_timed_out(contexts[0].deadline, study, storage, total, result)
     return _summarise(study, storage, spec.metric, name, contexts[0], result)
 
 
@@ -146,14 +141,74 @@ def _deadline(timeout_s: float | None) -> float | None:
 
 
 def _check_flags(args: argparse.Namespace) -> None:
+    """The flags argparse cannot check alone, before anything is read or written."""
     from trainer.errors import UserError
 
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be >= 1")
     if args.n_trials is not None and args.n_trials < 1:
         raise UserError("--n-trials must be >= 1")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UserError("--timeout must be > 0")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UserError(f"--timeout must be a number of seconds > 0, not {args.timeout}")
+
+
+def _fit_workers(
+    plan: DevicePlan,
+    study: optuna.Study,
+    storage: Any,
+    total: int,
+    n_trials: int | None,
+    data: PreparedData,
+) -> DevicePlan:
+    """No more workers than the machine holds (cores, memory measured) or trials left;
+    one line says so when that is fewer than planned."""
+    from hpsearch.plan import fit_to_machine, machine_capacity
+
+    left = _open_slots(study, storage, total)
+    if n_trials is not None:
+        left = min(left, n_trials)
+    # A worker holds the training and validation images, one byte per pixel.
+    images = data.counts.get("train", 0) + data.counts.get("val", 0)
+    capacity = machine_capacity(images * data.config.image_size**2)
+    fitted, note = fit_to_machine(plan, left, capacity)
+    if note:
+        print(f"hpsearch run: {note}", file=sys.stderr)
+    return fitted
+
+
+def _worker_contexts(
+    plan: DevicePlan, args: argparse.Namespace, **fields: Any
+) -> list[WorkerContext]:
+    """One context per worker of ``plan``; ``fields`` are those all workers share."""
+    from hpsearch.storage import Heartbeat
+    from hpsearch.worker import WorkerContext
+
+    heartbeat = Heartbeat(interval_s=args.heartbeat) if args.heartbeat else Heartbeat()
+    base = WorkerContext(
+        index=0,
+        heartbeat=heartbeat,
+        device=plan.device,
+        threads=None if plan.gpus else plan.threads,
+        wandb_mode=_wandb_mode(args.wandb),
+        **fields,
+    )
+    gpus = plan.gpus or (None,) * plan.workers
+    return [dataclasses.replace(base, index=i, cuda_visible=gpu) for i, gpu in enumerate(gpus)]
+
+
+def _say_if_timed_out(
+    deadline: float | None, study: optuna.Study, storage: Any, total: int, result: LaunchResult
+) -> None:
+    """One line when the time limit, not the end of the study, stopped the run."""
+    if deadline is None or time.time() < deadline or result.interrupted:
+        return
+    left = _open_slots(study, storage, total)
+    if left:
+        print(
+            f"hpsearch run: time limit reached (--timeout or the study's timeout_s): no trial "
+            f"started after it; {left} trial(s) left: run the same command again to go on",
+            file=sys.stderr,
+        )
 
 
 def _load_spec(args: argparse.Namespace) -> tuple[StudySpec, str]:
@@ -182,11 +237,11 @@ def _open_server_storage(url: str) -> Any:
     (the file itself is created only once the data has loaded)."""
     from sqlalchemy.engine import make_url
 
-    from hpsearch.storage import check_sqlite_folder, normalize_url, open_storage
+    from hpsearch.storage import check_sqlite_file, normalize_url, open_storage
 
     normalized = normalize_url(url)
     if make_url(normalized).get_backend_name() == "sqlite":
-        check_sqlite_folder(normalized)
+        check_sqlite_file(normalized)
         return None
     return open_storage(url)
 
@@ -211,7 +266,7 @@ def _summarise(
         log_study_table(study, ctx.wandb_mode, Workdir(ctx.workdir).wandb)
     if result.interrupted:
         print("interrupted: completed trials are saved; run the same command again to resume")
-        return 130
+        return 128 + result.stop_signal
     if result.errors:
         raise UserError(result.errors[0])
     if result.died:
