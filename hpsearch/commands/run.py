@@ -7,6 +7,7 @@ import dataclasses
 import math
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -184,16 +185,31 @@ def _worker_contexts(
     from hpsearch.worker import WorkerContext
 
     heartbeat = Heartbeat(interval_s=args.heartbeat) if args.heartbeat else Heartbeat()
+    wandb_mode = _wandb_mode(args.wandb)
+    if wandb_mode != "off":
+        _wandb_without_home(fields["workdir"])
     base = WorkerContext(
         index=0,
         heartbeat=heartbeat,
         device=plan.device,
         threads=None if plan.gpus else plan.threads,
-        wandb_mode=_wandb_mode(args.wandb),
+        wandb_mode=wandb_mode,
         **fields,
     )
     gpus = plan.gpus or (None,) * plan.workers
     return [dataclasses.replace(base, index=i, cuda_visible=gpu) for i, gpu in enumerate(gpus)]
+
+
+def _wandb_without_home(workdir: Any) -> None:
+    """Without $HOME (some schedulers' jobs), wandb finds no folder for its cache and logs
+    and prints an error on a run that succeeds: give it folders in the workdir. The
+    worker processes inherit them."""
+    import os
+
+    if os.environ.get("HOME") or os.environ.get("XDG_CACHE_HOME"):
+        return
+    for name, sub in (("CACHE", "cache"), ("CONFIG", "config"), ("DATA", "data")):
+        os.environ.setdefault(f"WANDB_{name}_DIR", str(Path(workdir) / "wandb" / sub))
 
 
 def _say_if_timed_out(

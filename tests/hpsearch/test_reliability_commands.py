@@ -227,3 +227,21 @@ def test_trial_failed_by_takeover_records_why_and_by_whom(tmp_path: Path) -> Non
     assert 3 <= silent < 60
     assert "on host " in error
     assert study_names(url) == ["s"]
+
+
+# -- wandb without $HOME ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_wandb_without_home_prints_no_error(tmp_path: Path, study_name: str) -> None:
+    pytest.importorskip("wandb")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    args = run_args(random_study(tmp_path, 1), study_name, url, tmp_path)
+    args[args.index("--wandb") + 1] = "offline"
+    env = fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0")
+    for name in ("HOME", "XDG_CACHE_HOME", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        env.pop(name, None)
+    result = run_cli(args, env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # before: "ERROR main: failed to get logger path" on a successful run
+    assert "ERROR" not in result.stderr and "failed to get logger path" not in result.stderr
