@@ -150,7 +150,7 @@ def _check_flags(args: argparse.Namespace) -> None:
     if args.n_trials is not None and args.n_trials < 1:
         raise UserError("--n-trials must be >= 1")
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
-        raise UserError(f"--timeout must be a number of seconds > 0, not {args.timeout}")
+        raise UserError(f"--timeout must be > 0 (a number of seconds), not {args.timeout}")
 
 
 def _fit_workers(

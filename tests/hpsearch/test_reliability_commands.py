@@ -40,8 +40,8 @@ from tests.trainer._imagefiles import write_image
     [
         (["--seed", "-1"], "--seed"),
         (["--seed", "4294967296"], "--seed"),
-        (["--timeout", "nan"], "--timeout must be a number of seconds > 0"),
-        (["--timeout", "inf"], "--timeout must be a number of seconds > 0"),
+        (["--timeout", "nan"], "--timeout must be > 0 (a number of seconds)"),
+        (["--timeout", "inf"], "--timeout must be > 0 (a number of seconds)"),
     ],
     ids=["seed -1", "seed 2**32", "timeout nan", "timeout inf"],
 )
