@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from hpsearch.stop import sigterm_as_interrupt, stop_signals_noted, stop_status
 from trainer.errors import UserError
 
 if TYPE_CHECKING:
@@ -34,6 +38,11 @@ examples:
   hpsearch status                    # trials, best so far, ETA (stored study: grid)
   hpsearch best --export final/      # the best trial as the final model and its report
 """
+
+#: What the last line says after an interrupted command, where it has more to say.
+INTERRUPTED = {
+    "run": "; completed trials are saved: run the same command again to resume",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,13 +89,34 @@ def main(argv: Sequence[str] | None = None, *, trainer: TrainerAPI | None = None
     args = parser.parse_args(argv)
     args.trainer = trainer
     try:
-        return int(_command_module(args._module).run(args) or 0)
+        with sigterm_as_interrupt():
+            status = int(_command_module(args._module).run(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit as a traceback
+            return status
     except UserError as err:
         print(f"hpsearch {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"hpsearch {args.command}: interrupted", file=sys.stderr)
-        return 130
+        # Also reached by a further Ctrl-C while a run stops: the resume line still shows,
+        # and yet another Ctrl-C cannot cut it off.
+        with stop_signals_noted():
+            print(
+                f"hpsearch {args.command}: interrupted{INTERRUPTED.get(args.command, '')}",
+                file=sys.stderr,
+            )
+            return stop_status()
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (``hpsearch status | head -1``): stop quietly,
+    as Unix tools do, with the status of a process killed by SIGPIPE."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        # Python flushes stdout again at exit: point it at /dev/null so that flush is silent.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

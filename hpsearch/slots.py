@@ -14,7 +14,10 @@ untouched, so the storage stays a plain Optuna storage.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -93,6 +96,7 @@ class SlotBoard:
         n_slots: int,
         *,
         claim_grace_s: float = 60.0,
+        worker: int | None = None,
     ) -> None:
         self.study = study
         self.storage = storage
@@ -100,6 +104,9 @@ class SlotBoard:
         self.study_id: int = study._study_id
         self.n_slots = n_slots
         self.claim_grace_s = claim_grace_s
+        # Who this board's claims are made by, as a recorded reason names them.
+        who = "worker" if worker is None else f"worker {worker}"
+        self.who = f"{who} (pid {os.getpid()}) on host {socket.gethostname()}"
         ensure_table(self.engine)
 
     # -- reading ---------------------------------------------------------------------------
@@ -116,7 +123,7 @@ class SlotBoard:
     # -- claiming --------------------------------------------------------------------------
     def claim(self) -> tuple[Outcome, Claim | None]:
         """Claim a slot: a fresh one first, else one whose trial died or was interrupted."""
-        optuna.storages.fail_stale_trials(self.study)
+        self.fail_dead_trials()
         rows = self.rows()
         taken = {r.slot for r in rows}
         for slot in range(self.n_slots):
@@ -145,6 +152,39 @@ class SlotBoard:
         if pending:
             return Outcome.WAIT, None
         return (Outcome.STUCK if self.exhausted() else Outcome.DONE), None
+
+    def fail_dead_trials(self) -> list[int]:
+        """Fail the running trials whose heartbeat stopped, each with its reason.
+
+        Like Optuna's ``fail_stale_trials``, but the trial records why it failed and who
+        failed it (``no heartbeat for N s; taken over by worker W (pid P) on host H``),
+        for ``status`` and the dashboard. Returns the ids this worker failed.
+        """
+        storage = self.storage
+        if storage.get_heartbeat_interval() is None:
+            return []
+        failed = []
+        for trial_id in storage._get_stale_trial_ids(self.study_id):
+            reason = f"no heartbeat for {self._silence_s(trial_id):.0f} s; taken over by {self.who}"
+            # Another worker may fail it first: then this one leaves it alone.
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                storage.set_trial_user_attr(trial_id, "error", reason)
+                if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                    failed.append(trial_id)
+        return failed
+
+    def _silence_s(self, trial_id: int) -> float:
+        """Seconds since the trial's last heartbeat, by the database's clock."""
+        from optuna.storages._rdb.models import TrialHeartbeatModel
+
+        beats = TrialHeartbeatModel.__table__
+        query = sa.select(sa.func.now(), beats.c.heartbeat).where(beats.c.trial_id == trial_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None or row[1] is None:
+            return 0.0
+        now = row[0] if not isinstance(row[0], str) else _parse_db_time(row[0])
+        return max(0.0, (now.replace(tzinfo=None) - row[1]).total_seconds())
 
     def _reclaimable(self, row: sa.Row, state: TrialState | None) -> bool:
         if row.status in (RELEASED, FAILED):
@@ -252,6 +292,12 @@ class SlotBoard:
             counts[row.status] = counts.get(row.status, 0) + 1
         counts["unclaimed"] = self.n_slots - len(rows)
         return counts
+
+
+def _parse_db_time(text: str) -> Any:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(text)
 
 
 def exhausted_slots(study: optuna.Study, storage: optuna.storages.RDBStorage) -> list[int]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,12 @@ SQLITE_BUSY_TIMEOUT_S = 60
 #: Seconds a PostgreSQL connection attempt may take (``?connect_timeout=`` in the URL wins).
 PG_CONNECT_TIMEOUT_S = 10
 
+#: The first bytes of every SQLite database file.
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+#: Key of the PostgreSQL advisory lock under which Optuna's schema is created.
+SCHEMA_LOCK_KEY = 0x68707365  # "hpse"
+
 
 def resolve_storage_url(flag: str | None) -> str:
     """``--storage`` if given, else ``$HPSEARCH_STORAGE``, else ``sqlite:///hpsearch.db``."""
@@ -76,6 +84,11 @@ def normalize_url(url: str) -> str:
             "or postgresql://user:password@host:5432/dbname"
         ) from None
     backend = parsed.get_backend_name()
+    if backend == "sqlite" and _in_memory(parsed.database):
+        raise UserError(
+            f"storage {url!r} is in memory: worker processes cannot share it; "
+            "give a file, e.g. sqlite:///hpsearch.db"
+        )
     if backend == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     elif backend not in ("sqlite", "postgresql", "mysql"):
@@ -125,19 +138,22 @@ def _tune_sqlite(engine: sqlalchemy.engine.Engine) -> None:
         cur.close()
 
 
-def open_storage(url: str, *, heartbeat: Heartbeat | None = None) -> Any:
+def open_storage(url: str, *, heartbeat: Heartbeat | None = None, must_exist: bool = False) -> Any:
     """An Optuna ``RDBStorage`` on ``url``, tuned for many processes.
 
     With ``heartbeat`` the storage records heartbeats of running trials, and trials
     silent for longer than its grace period are failed by the next worker that looks.
-    Unreachable servers and bad URLs become a one-line :class:`UserError`.
+    ``must_exist`` (the read-only commands) refuses a SQLite file that is not there
+    instead of creating it. Unreachable servers, bad URLs and files that are not
+    databases become a one-line :class:`UserError`. Any number of processes may open a
+    fresh storage at once: creating the schema is serialised or retried.
     """
     import optuna
 
     url = normalize_url(url)
     is_sqlite = make_url(url).get_backend_name() == "sqlite"
     if is_sqlite:
-        check_sqlite_folder(url)
+        check_sqlite_file(url, must_exist=must_exist)
         _enable_wal(url)
     kwargs: dict[str, Any] = {}
     if heartbeat:
@@ -149,8 +165,9 @@ def open_storage(url: str, *, heartbeat: Heartbeat | None = None) -> Any:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), **kwargs)
 
     try:
-        storage = retry(connect, transient=_is_locked, attempts=3)
-    except sqlalchemy.exc.OperationalError as err:
+        with _schema_lock(url):
+            storage = retry(connect, transient=_is_schema_race, attempts=8, first_delay_s=0.2)
+    except sqlalchemy.exc.DatabaseError as err:
         raise UserError(f"cannot open storage {redact(url)}: {db_message(err)}") from None
     except ImportError as err:
         raise UserError(f"storage {redact(url)!r}: database driver missing ({err})") from None
@@ -159,17 +176,96 @@ def open_storage(url: str, *, heartbeat: Heartbeat | None = None) -> Any:
     return storage
 
 
+def _in_memory(database: str | None) -> bool:
+    return (
+        not database
+        or database == ":memory:"
+        or "mode=memory" in database
+        or (database.startswith("file::memory:"))
+    )
+
+
+def _is_schema_race(err: BaseException) -> bool:
+    """True for what another process creating the same schema at the same time causes:
+    a table, type or row that already exists, a lock or deadlock. Trying again finds
+    the schema made and goes on."""
+    if isinstance(err, sqlalchemy.exc.IntegrityError):
+        return True
+    if isinstance(err, sqlalchemy.exc.OperationalError | sqlalchemy.exc.ProgrammingError):
+        text = str(err).lower()
+        return any(word in text for word in ("already exists", "locked", "deadlock"))
+    return False
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """On PostgreSQL, one process at a time creates or checks Optuna's schema.
+
+    Optuna creates its tables, types and version rows without guarding against a
+    concurrent creator; an advisory lock (held by this session, released with it)
+    makes the processes of a fresh database take turns. SQLite needs no lock: its
+    racing creators are retried.
+    """
+    if make_url(url).get_backend_name() != "postgresql":
+        yield
+        return
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+            conn.commit()
+            yield
+    finally:
+        engine.dispose()
+
+
 def _is_locked(err: BaseException) -> bool:
     return isinstance(err, sqlalchemy.exc.OperationalError) and "locked" in str(err)
 
 
-def check_sqlite_folder(url: str) -> None:
-    """A SQLite URL whose file's folder does not exist is a one-line error."""
-    database = make_url(url).database
-    if database and database != ":memory:":
-        parent = os.path.dirname(os.path.abspath(database))
-        if not os.path.isdir(parent):
-            raise UserError(f"storage {redact(url)}: folder {parent} does not exist")
+def check_sqlite_file(url: str, *, must_exist: bool = False) -> None:
+    """One line for a SQLite URL that cannot hold a study: its folder missing, a folder
+    in its place, a file that is not a SQLite database, or (``must_exist``) no file."""
+    database = make_url(url).database or ""
+    parent = os.path.dirname(os.path.abspath(database))
+    if not os.path.isdir(parent):
+        raise UserError(f"storage {redact(url)}: folder {parent} does not exist")
+    if os.path.isdir(database):
+        raise UserError(f"storage {redact(url)}: {database} is a folder, not a SQLite file")
+    if not os.path.exists(database):
+        if must_exist:
+            raise UserError(
+                f"no study storage at {database}: run a study first (hpsearch run) "
+                "or give --storage"
+            )
+        return
+    try:
+        with open(database, "rb") as handle:
+            head = handle.read(len(SQLITE_MAGIC))
+    except OSError as err:
+        raise UserError(f"storage {redact(url)}: cannot read {database}: {err.strerror}") from None
+    if head and head != SQLITE_MAGIC:
+        raise UserError(f"storage {redact(url)}: {database} is not a SQLite database")
+    if head:
+        _read_schema(url, database)
+
+
+def _read_schema(url: str, database: str) -> None:
+    """Read the file's schema, writing nothing: a truncated or damaged file fails here,
+    before a run prepares its data, not after."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as err:
+        if "locked" not in str(err):
+            raise UserError(f"cannot open storage {redact(url)}: {err}") from None
+    except sqlite3.DatabaseError as err:
+        raise UserError(f"cannot open storage {redact(url)}: {err}") from None
 
 
 def _enable_wal(url: str) -> None:
@@ -181,12 +277,17 @@ def _enable_wal(url: str) -> None:
     import sqlite3
 
     database = make_url(url).database
-    if not database or database == ":memory:":
-        return
-    conn = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_S)
+    try:
+        conn = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_S)
+    except sqlite3.Error as err:
+        raise UserError(f"cannot open storage {redact(url)}: {err}") from None
     try:
         conn.execute("PRAGMA journal_mode=WAL")
-    except sqlite3.OperationalError:
-        pass  # another process holds the lock; it is switching the file to WAL too
+    except sqlite3.OperationalError as err:
+        if "locked" not in str(err):
+            raise UserError(f"cannot open storage {redact(url)}: {err}") from None
+        # another process holds the lock; it is switching the file to WAL too
+    except sqlite3.DatabaseError as err:  # not a database, malformed
+        raise UserError(f"cannot open storage {redact(url)}: {err}") from None
     finally:
         conn.close()

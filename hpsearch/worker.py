@@ -124,7 +124,8 @@ def worker_main(ctx: WorkerContext, budget: TrialBudget, emit: Emit) -> dict[str
     if ctx.cuda_visible is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ctx.cuda_visible
     # SIGTERM (a scheduler's stop) is treated like Ctrl-C: record, release, exit.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # else the command handles it
+        signal.signal(signal.SIGTERM, _raise_interrupt)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     quiet_known_errors()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -134,7 +135,7 @@ def worker_main(ctx: WorkerContext, budget: TrialBudget, emit: Emit) -> dict[str
     # load_study's default pruner is MedianPruner: pass the study file's own.
     pruner = optuna.pruners.NopPruner() if ctx.runs else build_pruner(ctx.spec, ctx.scale)
     study = optuna.load_study(study_name=ctx.study_name, storage=storage, pruner=pruner)
-    board = SlotBoard(study, storage, ctx.n_slots)
+    board = SlotBoard(study, storage, ctx.n_slots, worker=ctx.index)
     # On a GPU the uint8 splits are filled straight into device memory. The held-out test
     # split stays on disk: no trial may see it, and the search holds less memory.
     device = "cuda" if ctx.device == "cuda" else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "the best epoch count, instead of using the trial's checkpoint",
     )
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="with --export: replace the files of an export folder that is not empty",
+    )
+    parser.add_argument(
         "--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N"
     )
 
@@ -68,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--retrain needs --export DIR (it trains the model to export)")
     if args.data and not args.export:
         raise UserError("--data needs --export DIR (it is the data the export evaluates on)")
+    replaced = check_export_folder(Path(args.export), force=args.force) if args.export else []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(resolve_storage_url(args.storage))
+    storage = open_storage(resolve_storage_url(args.storage), must_exist=True)
     study = load_existing(resolve_study_name(storage, args.study), storage)
     workdir = Workdir.resolve(args.workdir, args.artifacts)
     summary = best_summary(study, workdir)
@@ -86,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    if replaced:
+        log(f"--force: replacing what {args.export} holds ({_names(replaced)})")
     result = export_best(
         study,
         Path(args.export),
@@ -149,6 +158,39 @@ def _store_export(study: Any, files: tuple[Path, ...], workdir: Any) -> str:
     store_files(study, list(files), open_artifact_store(workdir), trial=study.best_trial)
     number = study.best_trial.number
     return f"stored the exported files as artifacts of trial {number} in {workdir.shared}"
+
+
+def check_export_folder(folder: Path, *, force: bool) -> list[str]:
+    """Check ``--export DIR`` before any work: a folder that can be made and written, and
+    empty unless ``force``. Returns the names already in it (those ``force`` replaces)."""
+    from trainer.errors import UserError
+
+    where = f"--export {folder}"
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                what = "is" if parent == folder else f"is under {parent}, which is"
+                raise UserError(f"{where} {what} a file, not a folder")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".hpsearch-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"{where}: cannot write there ({err.strerror or err})") from None
+    existing = sorted(p.name for p in folder.iterdir())
+    if existing and not force:
+        raise UserError(
+            f"{where} already holds {len(existing)} file(s) ({_names(existing)}); "
+            "pass --force to replace them, or choose an empty folder"
+        )
+    return existing
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    more = f", and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _fmt(value: float | None) -> str:

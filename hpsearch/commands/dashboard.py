@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from hpsearch.dashboard import DEFAULT_HOST, DEFAULT_PORT
 from hpsearch.paths import add_artifacts_option
@@ -57,27 +56,6 @@ def run(args: argparse.Namespace) -> int:
     from hpsearch.storage import resolve_storage_url
 
     url = resolve_storage_url(args.storage)
-    _require_existing_sqlite(url)
     workdir = Workdir.resolve(args.workdir, args.artifacts)
     serve(url, args.host, args.port, workdir.artifacts)
     return 0
-
-
-def _require_existing_sqlite(url: str) -> None:
-    """A dashboard on a missing SQLite file would silently create an empty database."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from trainer.errors import UserError
-
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return  # open_storage reports malformed URLs
-    if parsed.get_backend_name() != "sqlite":
-        return
-    database = parsed.database
-    if database and database != ":memory:" and not os.path.exists(database):
-        raise UserError(
-            f"no study storage at {database}: run a study first (hpsearch run) or give --storage"
-        )

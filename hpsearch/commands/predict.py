@@ -34,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from trainer.errors import UserError
 
     out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"--out {str(out)!r} is a folder: give the CSV file to write")
     if not out.parent.is_dir():
         raise UserError(f"folder of --out {str(out.parent)!r} does not exist")
     rows, unreadable, ignored = predict_folder(
@@ -46,8 +48,22 @@ def run(args: argparse.Namespace) -> int:
             f"warning: {len(unreadable)} unreadable image(s) left out of the submission",
             file=sys.stderr,
         )
-    if ignored:
-        print(f"note: {len(ignored)} non-image file(s) in {args.images} ignored", file=sys.stderr)
+    _note_ignored(Path(args.images), [name for name, _why in ignored])
     write_submission(rows, out, proba=args.proba)
     print(f"wrote {args.out}: {len(rows)} image(s)")
     return 0
+
+
+def _note_ignored(images: Path, names: list[str]) -> None:
+    """One note for the files that are not images, one for the sub-folders (not searched)."""
+    folders = [n for n in names if (images / n).is_dir()]
+    files = len(names) - len(folders)
+    if files:
+        print(f"note: {files} non-image file(s) in {images} ignored", file=sys.stderr)
+    if folders:
+        shown = ", ".join(sorted(folders)[:5]) + (", ..." if len(folders) > 5 else "")
+        print(
+            f"note: {len(folders)} sub-folder(s) of {images} not searched ({shown}); "
+            "only the images directly in it are predicted",
+            file=sys.stderr,
+        )

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from reports.study import study_info, trials_table
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(resolve_storage_url(args.storage))
+    storage = open_storage(resolve_storage_url(args.storage), must_exist=True)
     study = load_existing(resolve_study_name(storage, args.study), storage)
     out = Path(args.out)
     record = StudyRecord.read(study)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpsearch.paths import add_artifacts_option
@@ -113,9 +115,8 @@ def run(args: argparse.Namespace) -> int:
     workdir = Workdir.resolve(args.workdir, args.artifacts).make()
     plan = plan_devices(args.workers, args.devices)
     trainer = getattr(args, "trainer", None) or default_trainer()
-    # Every input is checked before anything is written to the storage: a database
-    # server is opened now (an unreachable one fails before the data is prepared), a
-    # SQLite file is created only once the data has loaded.
+    # Inputs are checked before the storage is written: a server is opened now (an
+    # unreachable one fails before the data is prepared), a SQLite file once it has loaded.
     storage = _open_server_storage(url)
     check_setup(spec, scale, workdir)
     data = prepare_data(spec, scale, args.data, workdir, trainer)
@@ -142,14 +143,14 @@ def run_workers(
     their progress, and summarise; the exit status. Shared by ``run`` and ``confirm``."""
     from hpsearch.launch import launch
     from hpsearch.progress import Progress
-    from hpsearch.storage import Heartbeat, redact
-    from hpsearch.worker import WorkerContext
+    from hpsearch.storage import redact
 
-    heartbeat = Heartbeat(interval_s=args.heartbeat) if args.heartbeat else Heartbeat()
     total = len(runs) if runs else spec.budget(scale)
     if getattr(args, "retry_failed", False):
         _retry_failed(study, storage, total)
     done_before = _finished_slots(study, storage, total)
+
+    plan = _fit_workers(plan, study, storage, total, args.n_trials, data)
     progress = Progress(total, spec.metric, spec.direction, done_before=done_before)
     what = "confirmation of" if runs else f"{spec.sampler}, pruner {spec.pruner.kind},"
     progress.message(
@@ -157,8 +158,9 @@ def run_workers(
         f"on {redact(url)}: {total} trials in all, {done_before} done before; "
         f"{data.describe()}; {plan.describe()}"
     )
-    base = WorkerContext(
-        index=0,
+    contexts = _worker_contexts(
+        plan,
+        args,
         storage_url=url,
         study_name=study.study_name,
         spec=spec,
@@ -167,24 +169,17 @@ def run_workers(
         workdir=workdir.root,
         artifacts=workdir.shared,
         trainer=trainer,
-        heartbeat=heartbeat,
-        device=plan.device,
-        threads=None if plan.gpus else plan.threads,
-        wandb_mode=_wandb_mode(args.wandb),
         deadline=_deadline(args.timeout or spec.timeout_s),
         val_size=data.counts.get("val", 0),
         follow_stop_rule=args.n_trials is None,
         runs=runs,
     )
-    contexts = [
-        dataclasses.replace(base, index=i, cuda_visible=plan.gpus[i] if plan.gpus else None)
-        for i in range(plan.workers)
-    ]
     storage.engine.dispose()  # workers connect themselves; idle ones here only cost slots
     try:
         result = launch(contexts, args.n_trials, progress.handle)
     finally:
         progress.close()
+    _say_if_timed_out(contexts[0].deadline, study, storage, total, result)
     return _summarise(study, storage, spec.metric, study.study_name, contexts[0], result)
 
 
@@ -194,14 +189,89 @@ def _deadline(timeout_s: float | None) -> float | None:
 
 
 def _check_flags(args: argparse.Namespace) -> None:
+    """The flags argparse cannot check alone, before anything is read or written."""
     from trainer.errors import UserError
 
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be >= 1")
     if args.n_trials is not None and args.n_trials < 1:
         raise UserError("--n-trials must be >= 1")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UserError("--timeout must be > 0")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UserError(f"--timeout must be > 0 (a number of seconds), not {args.timeout}")
+
+
+def _fit_workers(
+    plan: DevicePlan,
+    study: optuna.Study,
+    storage: Any,
+    total: int,
+    n_trials: int | None,
+    data: PreparedData,
+) -> DevicePlan:
+    """No more workers than the machine holds (cores, memory measured) or trials left;
+    one line says so when that is fewer than planned."""
+    from hpsearch.plan import fit_to_machine, machine_capacity
+
+    left = _open_slots(study, storage, total)
+    if n_trials is not None:
+        left = min(left, n_trials)
+    # A worker holds the training and validation images, one byte per pixel.
+    images = data.counts.get("train", 0) + data.counts.get("val", 0)
+    capacity = machine_capacity(images * data.config.image_size**2)
+    fitted, note = fit_to_machine(plan, left, capacity)
+    if note:
+        print(f"hpsearch run: {note}", file=sys.stderr)
+    return fitted
+
+
+def _worker_contexts(
+    plan: DevicePlan, args: argparse.Namespace, **fields: Any
+) -> list[WorkerContext]:
+    """One context per worker of ``plan``; ``fields`` are those all workers share."""
+    from hpsearch.storage import Heartbeat
+    from hpsearch.worker import WorkerContext
+
+    heartbeat = Heartbeat(interval_s=args.heartbeat) if args.heartbeat else Heartbeat()
+    wandb_mode = _wandb_mode(args.wandb)
+    if wandb_mode != "off":
+        _wandb_without_home(fields["workdir"])
+    base = WorkerContext(
+        index=0,
+        heartbeat=heartbeat,
+        device=plan.device,
+        threads=None if plan.gpus else plan.threads,
+        wandb_mode=wandb_mode,
+        **fields,
+    )
+    gpus = plan.gpus or (None,) * plan.workers
+    return [dataclasses.replace(base, index=i, cuda_visible=gpu) for i, gpu in enumerate(gpus)]
+
+
+def _wandb_without_home(workdir: Any) -> None:
+    """Without $HOME (some schedulers' jobs), wandb finds no folder for its cache and logs
+    and prints an error on a run that succeeds: give it folders in the workdir. The
+    worker processes inherit them."""
+    import os
+
+    if os.environ.get("HOME") or os.environ.get("XDG_CACHE_HOME"):
+        return
+    for name, sub in (("CACHE", "cache"), ("CONFIG", "config"), ("DATA", "data")):
+        os.environ.setdefault(f"WANDB_{name}_DIR", str(Path(workdir) / "wandb" / sub))
+
+
+def _say_if_timed_out(
+    deadline: float | None, study: optuna.Study, storage: Any, total: int, result: LaunchResult
+) -> None:
+    """One line when the time limit, not the end of the study, stopped the run."""
+    if deadline is None or time.time() < deadline or result.interrupted:
+        return
+    left = _open_slots(study, storage, total)
+    if left:
+        print(
+            f"hpsearch run: time limit reached (--timeout or the study's timeout_s): no trial "
+            f"started after it; {left} trial(s) left: run the same command again to go on",
+            file=sys.stderr,
+        )
 
 
 def _load_spec(args: argparse.Namespace) -> tuple[StudySpec, str]:
@@ -230,11 +300,11 @@ def _open_server_storage(url: str) -> Any:
     (the file itself is created only once the data has loaded)."""
     from sqlalchemy.engine import make_url
 
-    from hpsearch.storage import check_sqlite_folder, normalize_url, open_storage
+    from hpsearch.storage import check_sqlite_file, normalize_url, open_storage
 
     normalized = normalize_url(url)
     if make_url(normalized).get_backend_name() == "sqlite":
-        check_sqlite_folder(normalized)
+        check_sqlite_file(normalized)
         return None
     return open_storage(url)
 
@@ -259,7 +329,7 @@ def _summarise(
         report_wandb_runs(study, ctx.wandb_mode, Workdir(ctx.workdir).wandb)
     if result.interrupted:
         print("interrupted: completed trials are saved; run the same command again to resume")
-        return 130
+        return 128 + result.stop_signal
     if result.errors:
         raise UserError(result.errors[0])
     if result.died:

@@ -37,13 +37,13 @@ def run(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = resolve_storage_url(args.storage)
-    storage = open_storage(url)
+    storage = open_storage(url, must_exist=True)
     if args.study:
         names = [args.study]
     else:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         if not names:
-            print(f"no studies in {redact(url)}")
+            print("[]" if args.json else f"no studies in {redact(url)}")
             return 0
     out = []
     for name in names:

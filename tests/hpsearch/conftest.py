@@ -54,6 +54,7 @@ def fake_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
         STAND_IN_HEARTBEAT_S="1",
         PYTHONUNBUFFERED="1",
+        HPSEARCH_MAX_WORKERS="64",  # the tests oversubscribe small machines on purpose
     )
     env.update(extra)
     return env

@@ -90,6 +90,7 @@ def test_dashboard_serves_study_trials_and_artifact(tmp_path: Path) -> None:
 
 def test_make_server_reports_a_busy_port(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
+    open_storage(url)  # the dashboard opens an existing storage only
     first = make_server(url, "127.0.0.1", 0, None)
     try:
         with pytest.raises(UserError, match=f"127.0.0.1:{first.port}"):

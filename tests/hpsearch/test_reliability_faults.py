@@ -85,7 +85,8 @@ def test_killed_worker_trial_is_run_again_by_the_others(tmp_path: Path, study_na
     assert max(epochs_per_slot(tmp_path / "epochs.log").values()) == 1
 
 
-def _wait_for_failed_trial(url: str, name: str, timeout: float = 90) -> None:
+def _wait_for_failed_trial(url: str, name: str, timeout: float = 600) -> None:
+    """Wait for the event itself (a trial failed by takeover), however busy the machine."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if _trials_by_state(url, name)[TrialState.FAIL]:
@@ -101,14 +102,14 @@ def test_frozen_worker_gives_its_trial_up_and_goes_on(tmp_path: Path, study_name
     proc = start_cli(args, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3"))
     frozen = 0
     try:
-        lines = wait_for_lines(tmp_path / "epochs.log", 2)
+        lines = wait_for_lines(tmp_path / "epochs.log", 2, timeout=600)
         # a worker stops answering (paused VM, swapped out, cut off) for longer than the
         # heartbeat grace period: the other worker fails its trial as dead
         frozen = int(lines[-1].split()[0])
         os.kill(frozen, signal.SIGSTOP)
         _wait_for_failed_trial(url, study_name)
         os.kill(frozen, signal.SIGCONT)
-        _, err = proc.communicate(timeout=240)
+        _, err = proc.communicate(timeout=900)
     finally:
         if frozen:
             with contextlib.suppress(ProcessLookupError):
@@ -119,13 +120,19 @@ def test_frozen_worker_gives_its_trial_up_and_goes_on(tmp_path: Path, study_name
     assert proc.returncode == 0, err[-3000:]
     assert "was failed by another worker" in err and "died" not in err
     study = assert_every_slot_once(url, study_name, 4)
-    (lost,) = [t for t in study.trials if t.state == TrialState.FAIL]
-    (redone,) = [
-        t
-        for t in study.trials
-        if t.state == TrialState.COMPLETE and t.user_attrs["slot"] == lost.user_attrs["slot"]
-    ]
-    assert redone.user_attrs["resumed"] is True
+    # the frozen worker's trial, and on a starved machine maybe another, was failed by
+    # takeover; each says why and by whom (before: a bare FAIL) and was resumed once
+    lost = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert lost
+    for trial in lost:
+        assert trial.user_attrs["error"].startswith("no heartbeat for ")
+        assert "taken over by worker" in trial.user_attrs["error"]
+        (redone,) = [
+            t
+            for t in study.trials
+            if t.state == TrialState.COMPLETE and t.user_attrs["slot"] == trial.user_attrs["slot"]
+        ]
+        assert redone.user_attrs["resumed"] is True
 
 
 # -- SIGINT with worker processes ----------------------------------------------------------

@@ -34,9 +34,27 @@ SQLITE_WORKERS, SQLITE_TRIALS_EACH = 8, (100 if FULL else 30)
 PG_WORKERS, PG_TRIALS_EACH = 16, (25 if FULL else 5)
 
 
+#: Seconds between heartbeats in the load runs (grace: 4 of them). The product's default is
+#: 10 s; the tests' usual 1 s makes a live trial look dead when a loaded 2-core machine
+#: starves a worker's heartbeat thread for 4 s. A takeover would still lose nothing
+#: (below), but the load tests measure claims, not the heartbeat.
+LOAD_HEARTBEAT_S = "3"
+
+
+def _takeovers(trials: list) -> list:
+    """Failed trials; each must be a recorded takeover (its heartbeat stopped)."""
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    for trial in failed:
+        error = trial.user_attrs.get("error", "")
+        assert error.startswith("no heartbeat for ") and "taken over by worker" in error, error
+    return failed
+
+
 def _load_run(tmp_path: Path, url: str, name: str, workers: int, n_trials: int) -> None:
     study_file = random_study(tmp_path, n_trials, epochs=1)
-    args = run_args(study_file, name, url, tmp_path, "--workers", str(workers))
+    args = run_args(
+        study_file, name, url, tmp_path, "--workers", str(workers), "--heartbeat", LOAD_HEARTBEAT_S
+    )
     started = time.perf_counter()
     result = run_cli(args, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0"), timeout=1200)
     seconds = time.perf_counter() - started
@@ -49,16 +67,19 @@ def _load_run(tmp_path: Path, url: str, name: str, workers: int, n_trials: int) 
 
     # every slot exactly once, in the claims table and in the trials' "slot" attribute
     study = assert_every_slot_once(url, name, n_trials)
-    # nothing failed, nothing stray: the study holds exactly the budget, all complete
+    # nothing failed but as a recorded takeover, nothing stray: the budget, all complete
     # (the study file has no pruner, so no trial may be pruned either)
-    assert len(study.trials) == n_trials
-    assert collections.Counter(t.state for t in study.trials) == {TrialState.COMPLETE: n_trials}
-    # each slot claimed once: no retry was ever needed
-    assert {r.attempts for r in slot_rows(url, study)} == {1}
-    # each trial trained its one epoch once, and the work was shared by the processes
+    takeovers = _takeovers(study.trials)
+    assert len(study.trials) == n_trials + len(takeovers)
+    states = collections.Counter(t.state for t in study.trials if t not in takeovers)
+    assert states == {TrialState.COMPLETE: n_trials}
+    # each slot claimed once, but for a takeover
+    assert sum(r.attempts - 1 for r in slot_rows(url, study)) == len(takeovers)
+    # each trial trained its one epoch (a takeover's slot at most twice: it had no
+    # checkpoint yet), and the work was shared by the processes
     lines = (tmp_path / "epochs.log").read_text().splitlines()
     per_slot = collections.Counter(line.split()[1] for line in lines)
-    assert len(per_slot) == n_trials and set(per_slot.values()) == {1}
+    assert len(per_slot) == n_trials and sum(per_slot.values()) <= n_trials + len(takeovers)
     assert len({line.split()[0] for line in lines}) > 1
 
 
