@@ -10,6 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from reports.trial_record import START, TrialRecord
 from reports.trials import trial_rows
 
 
@@ -19,6 +20,7 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
     if t.datetime_start and t.datetime_complete:
         seconds = (t.datetime_complete - t.datetime_start).total_seconds()
     value = t.value if t.value is not None and math.isfinite(t.value) else None
+    record = TrialRecord.read(t)
     return {
         "number": t.number,
         "state": t.state.name.lower(),
@@ -26,8 +28,10 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "value": value,
         "seconds": seconds,
         "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
-        "user_attrs": {k: v for k, v in t.user_attrs.items() if k != "config"},
-        "config": t.user_attrs.get("config"),
+        "user_attrs": {k: v for k, v in t.user_attrs.items() if k != START},
+        "slot": record.slot,
+        "attempt": record.attempt,
+        "config": record.config,
     }
 
 
@@ -113,5 +117,5 @@ def print_summary(study: optuna.Study, metric: str, name: str) -> None:
     params = ", ".join(f"{k}={v}" for k, v in best.params.items())
     print(
         f"best trial of {name!r}: #{best.number} {metric}={best.value:.4f} "
-        f"(validation, epoch {best.user_attrs.get('best_epoch')}) with {params}"
+        f"(validation, epoch {TrialRecord.read(best).best_epoch}) with {params}"
     )
