@@ -14,6 +14,7 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from hpsearch.export import best_summary, export_best
 from hpsearch.paths import Workdir
+from reports.trial_record import TrialRecord
 from tests.reports.factory import Search, build_search
 from trainer.classes import CLASS_NAMES
 from trainer.errors import UserError
@@ -170,4 +171,4 @@ def test_retrain_trains_on_train_and_validation(search: Search, tmp_path) -> Non
     assert result.metrics["split"] == "test"
     _, saved = plain_resnet18(tmp_path / "model.pt")
     assert saved["source"] == "retrain"
-    assert saved["epoch"] == search.study.best_trial.user_attrs["best_epoch"]
+    assert saved["epoch"] == TrialRecord.read(search.study.best_trial).best_epoch
