@@ -95,6 +95,7 @@ def make_study(
         "hpsearch",
         {
             "spec_file": "studies/grid.toml",
+            "scale": "demo",
             "sampler": "grid",
             "pruner": "median",
             "metric": "val_accuracy",
