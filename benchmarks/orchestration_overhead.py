@@ -6,9 +6,9 @@
    the last, so Python start-up and imports do not count.
    With ``--rounds N`` the three runs (plain with heartbeats, plain, hpsearch) take turns
    N times and the ratios are the medians over rounds, so a shared machine's changing
-   load weighs on both sides alike. ``--profile FILE`` runs hpsearch's side of the first
-   round under cProfile (``python -m pstats FILE`` reads it) and prints where the
-   storage writes go.
+   load weighs on both sides alike. ``--profile FILE`` runs hpsearch once more, after
+   the rounds and not counted in them, under cProfile (``python -m pstats FILE`` reads
+   it), and prints where the storage writes go.
 2. 8 parallel worker processes × 100 trials on one SQLite file: wall time, lock errors,
    trials lost or duplicated (``--workers 0`` skips it).
 
@@ -166,11 +166,11 @@ def storage_writes(profile: Path) -> str:
     return f"profiled {total:.1f} s in all; " + "; ".join(parts)
 
 
-def one_round(tmp: Path, n: int, profile: Path | None) -> dict:
+def one_round(tmp: Path, n: int) -> dict:
     """Plain Optuna with heartbeats, without, and hpsearch, one after the other."""
     plain_hb = plain_optuna(tmp, n, heartbeat=True)
     plain = plain_optuna(tmp, n, heartbeat=False)
-    ours = hpsearch_run(tmp, n, 1, profile)
+    ours = hpsearch_run(tmp, n, 1)
     return {
         "plain_s": plain,
         "plain_heartbeat_s": plain_hb,
@@ -187,7 +187,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--workers", type=int, default=8, help="0: skip the parallel part")
     parser.add_argument("--per-worker", type=int, default=100)
-    parser.add_argument("--profile", type=Path, help="cProfile hpsearch's first round here")
+    parser.add_argument("--profile", type=Path, help="cProfile one more hpsearch run here")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     record: dict = {"load_average_start": os.getloadavg()}
@@ -195,7 +195,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         rounds = []
         for k in range(args.rounds):
-            r = one_round(tmp, args.trials, args.profile if k == 0 else None)
+            r = one_round(tmp, args.trials)
             rounds.append(r)
             print(
                 f"round {k + 1}: {args.trials} no-op trials, 1 process, SQLite: plain optuna "
@@ -213,6 +213,7 @@ def main() -> None:
             f"{record['median_ratio_heartbeat']:.2f}x plain with heartbeats"
         )
         if args.profile:
+            hpsearch_run(tmp, args.trials, 1, args.profile)
             print(storage_writes(args.profile))
         if args.workers:
             par = hpsearch_run(tmp, args.workers * args.per_worker, args.workers)

@@ -272,7 +272,8 @@ def interleaved(curves: list[dict], pruner, workers: int) -> dict:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        study = optuna.create_study(direction="maximize", pruner=pruner)
+        # Hyperband picks a trial's bracket from a hash of the study name: fix the name.
+        study = optuna.create_study(study_name="replay", direction="maximize", pruner=pruner)
     queue = list(range(len(curves)))
     running: list[tuple[optuna.Trial, int, int]] = []  # (trial, curve index, epochs done)
     epochs = 0
