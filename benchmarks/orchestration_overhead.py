@@ -4,10 +4,16 @@
    nothing, one epoch per trial) against ``study.optimize`` with a no-op objective that
    reports one epoch too. Both are timed inside the process, from the first trial to
    the last, so Python start-up and imports do not count.
+   With ``--rounds N`` the three runs (plain with heartbeats, plain, hpsearch) take turns
+   N times and the ratios are the medians over rounds, so a shared machine's changing
+   load weighs on both sides alike. ``--profile FILE`` runs hpsearch once more, after
+   the rounds and not counted in them, under cProfile (``python -m pstats FILE`` reads
+   it), and prints where the storage writes go.
 2. 8 parallel worker processes × 100 trials on one SQLite file: wall time, lock errors,
-   trials lost or duplicated.
+   trials lost or duplicated (``--workers 0`` skips it).
 
-    python benchmarks/orchestration_overhead.py [--trials 200] [--workers 8] [--per-worker 100]
+    python benchmarks/orchestration_overhead.py [--trials 200] [--rounds 1] [--workers 8]
+        [--per-worker 100] [--profile FILE] [--json FILE]
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pstats
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,12 +76,21 @@ def _env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def hpsearch_run(tmp: Path, n: int, workers: int) -> dict:
+def _slot(trial) -> int | None:
+    """The trial's slot, as this version of hpsearch records it (or as earlier ones did)."""
+    start = trial.user_attrs.get("start")
+    return start.get("slot") if isinstance(start, dict) else trial.user_attrs.get("slot")
+
+
+def hpsearch_run(tmp: Path, n: int, workers: int, profile: Path | None = None) -> dict:
     study = tmp / f"bench{n}x{workers}.toml"
     study.write_text(STUDY.format(n=n))
     db = tmp / f"h{n}x{workers}.db"
+    db.unlink(missing_ok=True)
+    profiled = ["-m", "cProfile", "-o", str(profile)] if profile else []
     cmd = [
         sys.executable,
+        *profiled,
         "-m",
         "tests.hpsearch.stand_in_cli",
         "run",
@@ -105,7 +122,7 @@ def hpsearch_run(tmp: Path, n: int, workers: int) -> dict:
     states: dict[str, int] = {}
     for t in trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
-    slots = [t.user_attrs.get("slot") for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    slots = [_slot(t) for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
     text = (out.stdout + out.stderr).lower()
     return {
         "wall_s": round(wall, 2),
@@ -120,6 +137,7 @@ def hpsearch_run(tmp: Path, n: int, workers: int) -> dict:
 def plain_optuna(tmp: Path, n: int, heartbeat: bool) -> float:
     """Seconds of ``study.optimize`` for ``n`` no-op trials (with or without heartbeats)."""
     db = tmp / f"plain{int(heartbeat)}.db"
+    db.unlink(missing_ok=True)
     out = subprocess.run(
         [sys.executable, "-c", PLAIN, f"sqlite:///{db}", str(n), str(int(heartbeat))],
         capture_output=True,
@@ -129,39 +147,86 @@ def plain_optuna(tmp: Path, n: int, heartbeat: bool) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+#: The RDB storage's user-attribute write, and SQLAlchemy's commit (every transaction).
+WRITES = {("set_trial_user_attr", True), ("commit", True)}
+
+
+def storage_writes(profile: Path) -> str:
+    """Where the profiled run's time went: the whole run, user-attribute writes, commits."""
+    stats = pstats.Stats(str(profile))
+    total = stats.total_tt  # type: ignore[attr-defined]
+    rows = {}
+    for (file, _, name), (_, calls, _, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        if (name, "_rdb" in file or "sqlalchemy" in file) in WRITES:
+            rows[name] = (
+                rows.get(name, (0, 0.0))[0] + calls,
+                rows.get(name, (0, 0.0))[1] + cumulative,
+            )
+    parts = [f"{name} {calls} calls {seconds:.1f} s" for name, (calls, seconds) in rows.items()]
+    return f"profiled {total:.1f} s in all; " + "; ".join(parts)
+
+
+def one_round(tmp: Path, n: int) -> dict:
+    """Plain Optuna with heartbeats, without, and hpsearch, one after the other."""
+    plain_hb = plain_optuna(tmp, n, heartbeat=True)
+    plain = plain_optuna(tmp, n, heartbeat=False)
+    ours = hpsearch_run(tmp, n, 1)
+    return {
+        "plain_s": plain,
+        "plain_heartbeat_s": plain_hb,
+        "single": ours,
+        "ratio": ours["trial_loop_s"] / plain,
+        "ratio_heartbeat": ours["trial_loop_s"] / plain_hb,
+        "load_average": os.getloadavg()[0],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=8, help="0: skip the parallel part")
     parser.add_argument("--per-worker", type=int, default=100)
+    parser.add_argument("--profile", type=Path, help="cProfile one more hpsearch run here")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    record: dict = {"load_average_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        plain_hb = plain_optuna(tmp, args.trials, heartbeat=True)
-        plain = plain_optuna(tmp, args.trials, heartbeat=False)
-        ours = hpsearch_run(tmp, args.trials, 1)
+        rounds = []
+        for k in range(args.rounds):
+            r = one_round(tmp, args.trials)
+            rounds.append(r)
+            print(
+                f"round {k + 1}: {args.trials} no-op trials, 1 process, SQLite: plain optuna "
+                f"{r['plain_s']:.2f} s (with heartbeats, as hpsearch runs: "
+                f"{r['plain_heartbeat_s']:.2f} s); hpsearch {r['single']['trial_loop_s']:.2f} s "
+                f"(whole command {r['single']['wall_s']:.2f} s) -> {r['ratio']:.2f}x plain, "
+                f"{r['ratio_heartbeat']:.2f}x plain with heartbeats (load {r['load_average']:.1f})",
+                flush=True,
+            )
+        record["rounds"] = rounds
+        record["median_ratio"] = statistics.median(r["ratio"] for r in rounds)
+        record["median_ratio_heartbeat"] = statistics.median(r["ratio_heartbeat"] for r in rounds)
         print(
-            f"{args.trials} no-op trials, 1 process, SQLite: plain optuna {plain:.2f} s "
-            f"(with heartbeats, as hpsearch runs: {plain_hb:.2f} s); hpsearch "
-            f"{ours['trial_loop_s']:.2f} s (whole command {ours['wall_s']:.2f} s) -> "
-            f"{ours['trial_loop_s'] / plain:.2f}x plain, "
-            f"{ours['trial_loop_s'] / plain_hb:.2f}x plain with heartbeats",
-            flush=True,
+            f"median over {args.rounds} round(s): {record['median_ratio']:.2f}x plain, "
+            f"{record['median_ratio_heartbeat']:.2f}x plain with heartbeats"
         )
-        par = hpsearch_run(tmp, args.workers * args.per_worker, args.workers)
-        print(
-            f"{args.workers} workers x {args.per_worker} trials, SQLite: "
-            f"wall {par['wall_s']:.1f} s, states {par['states']}, "
-            f"duplicated {par['duplicated_slots']}, lock errors {par['lock_errors']}"
-        )
-        record = {
-            "plain_s": plain,
-            "plain_heartbeat_s": plain_hb,
-            "single": ours,
-            "parallel": par,
-            "load_average": os.getloadavg(),
-        }
-        print(json.dumps(record))
+        if args.profile:
+            hpsearch_run(tmp, args.trials, 1, args.profile)
+            print(storage_writes(args.profile))
+        if args.workers:
+            par = hpsearch_run(tmp, args.workers * args.per_worker, args.workers)
+            record["parallel"] = par
+            print(
+                f"{args.workers} workers x {args.per_worker} trials, SQLite: "
+                f"wall {par['wall_s']:.1f} s, states {par['states']}, "
+                f"duplicated {par['duplicated_slots']}, lock errors {par['lock_errors']}"
+            )
+    record["load_average_end"] = os.getloadavg()
+    print(json.dumps(record))
+    if args.json:
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,30 @@ and whether it would have kept the winner. Pruning decisions depend only on the 
 seen so far, so for one worker this is what those pruners would have done.
 
     python benchmarks/pruning.py [--study studies/grid.toml] [--workdir DIR] [--json FILE]
+
+The full grid (every axis of ``[space]``: 48 points) at a reduced scale, in two steps:
+
+    python benchmarks/pruning.py record --epochs 12 --image-size 32 --workers 2 \
+        --storage sqlite:///curves.db --workdir DIR
+    python benchmarks/pruning.py replay --storage sqlite:///curves.db \
+        --curves results/pruning_grid_curves.json --json results/pruning_grid_replay.json
+
+``record`` runs the grid file's copy with the pruner off (``kind = "none"``) and the
+demo scale's narrowed space dropped, on the demo scale's synthetic data, with ``--set``
+overrides for the epochs and the image size; it resumes where it stopped when run
+again. ``replay`` reads every finished trial's per-epoch validation accuracy back from
+that study, in the grid's shuffled (slot) order, and feeds the curves to each pruner
+hpsearch offers, the way Optuna sees them with 1, 4 and 8 workers: each worker trains
+the lowest free slot, one epoch per time step, and a trial counts for the pruner once
+it is complete. The shipped pruner's ``[scale.full.pruner]`` settings are scaled from
+the full scale's epochs to the recorded ones.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
@@ -28,10 +46,24 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's hpsearch and reports, not an installed one
 
 
 def hpsearch(*args: str) -> list[str]:
     return [sys.executable, "-m", "hpsearch.cli", *args]
+
+
+def without_pruner(source: str) -> str:
+    """The study file's text with its pruner switched off."""
+    unpruned = re.sub(
+        r'(\[pruner\]\n(?:#.*\n)*)kind = "[^"]+"\n(?:\w+ = .*\n)*',
+        '[pruner]\nkind = "none"\n',
+        source,
+    )
+    # Per-scale pruner settings belong to the pruner that is switched off.
+    unpruned = re.sub(r"\[scale\.\w+\.pruner\]\n(?:#.*\n)*(?:\w+ = .*\n)*", "", unpruned)
+    assert 'kind = "none"' in unpruned and ".pruner]" not in unpruned
+    return unpruned
 
 
 def run_study(study: Path, workdir: Path, db: Path) -> dict:
@@ -102,6 +134,14 @@ def replay(curves: list[dict], pruners: dict) -> dict:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["record"]:
+        return record_main(sys.argv[2:])
+    if sys.argv[1:2] == ["replay"]:
+        return replay_main(sys.argv[2:])
+    demo_main()
+
+
+def demo_main() -> None:
     import optuna
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -110,14 +150,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     source = Path(args.study).read_text()
-    unpruned = re.sub(
-        r'(\[pruner\]\n(?:#.*\n)*)kind = "[^"]+"\n(?:\w+ = .*\n)*',
-        '[pruner]\nkind = "none"\n',
-        source,
-    )
-    # Per-scale pruner settings belong to the pruner that is switched off.
-    unpruned = re.sub(r"\[scale\.\w+\.pruner\]\n(?:#.*\n)*(?:\w+ = .*\n)*", "", unpruned)
-    assert 'kind = "none"' in unpruned and ".pruner]" not in unpruned
+    unpruned = without_pruner(source)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         workdir = Path(args.workdir) if args.workdir else tmp / "work"
@@ -168,6 +201,207 @@ def main() -> None:
         results["replay"] = replays
         results["load_average_end"] = os.getloadavg()[0]
         args.json.write_text(json.dumps(results, indent=1) + "\n")
+
+
+# -- the full grid at a reduced scale: record once, replay ---------------------------------
+
+FULL_EPOCHS = 40
+"""The full scale's epochs, against which ``[scale.full.pruner]`` settings are scaled."""
+
+
+def grid_copy(source: str) -> str:
+    """The grid file without pruner and without the demo scale's narrowed space."""
+    text = without_pruner(source)
+    text = re.sub(r"\[scale\.demo\.space\]\n(?:#.*\n)*(?:\w+ = .*\n)*", "", text)
+    assert "[scale.demo.space]" not in text
+    return text
+
+
+def record_main(argv: list[str]) -> None:
+    """Run (or resume) the full grid, pruner off, at the demo scale with overrides."""
+    parser = argparse.ArgumentParser(prog="pruning.py record")
+    parser.add_argument("--study", default=str(ROOT / "studies" / "grid.toml"))
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--storage", required=True)
+    parser.add_argument("--name", default="grid-curves")
+    parser.add_argument("--workdir", required=True)
+    args = parser.parse_args(argv)
+    copy = Path(args.workdir) / "grid-curves.toml"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_text(grid_copy(Path(args.study).read_text()))
+    cmd = hpsearch(
+        "run", "--study", str(copy), "--name", args.name, "--scale", "demo",
+        "--set", f"epochs={args.epochs}", "--set", f"image_size={args.image_size}",
+        "--workers", str(args.workers), "--storage", args.storage,
+        "--workdir", args.workdir, "--wandb", "off",
+    )  # fmt: skip
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def read_curves(storage: str, name: str) -> list[dict]:
+    """Every complete trial's curve, in slot (the grid's shuffled) order."""
+    import optuna
+
+    from reports.trial_record import TrialRecord
+
+    study = optuna.load_study(study_name=name, storage=storage)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    curves = [
+        {
+            "slot": TrialRecord.read(t).slot,
+            "params": t.params,
+            "values": [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
+        }
+        for t in done
+    ]
+    return sorted(curves, key=lambda c: c["slot"])
+
+
+def interleaved(curves: list[dict], pruner, workers: int) -> dict:
+    """Epochs trained and the best kept when ``workers`` run the curves in slot order.
+
+    Each time step every busy worker trains one epoch of its trial, reports it and asks
+    the pruner; a finished or pruned trial is told at once and its worker takes the
+    lowest slot not yet started. The pruner sees what Optuna's storage would hold then.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # Hyperband picks a trial's bracket from a hash of the study name: fix the name.
+        study = optuna.create_study(study_name="replay", direction="maximize", pruner=pruner)
+    queue = list(range(len(curves)))
+    running: list[tuple[optuna.Trial, int, int]] = []  # (trial, curve index, epochs done)
+    epochs = 0
+    while queue or running:
+        while queue and len(running) < workers:
+            trial = study.ask()
+            trial.set_user_attr("index", queue[0])
+            running.append((trial, queue.pop(0), 0))
+        still = []
+        for trial, index, done in running:
+            values = curves[index]["values"]
+            trial.report(values[done], done + 1)
+            epochs, done = epochs + 1, done + 1
+            if trial.should_prune():
+                study.tell(trial, state=TrialState.PRUNED)
+            elif done == len(values):
+                study.tell(trial, max(values))
+            else:
+                still.append((trial, index, done))
+        running = still
+    best = study.best_trial
+    return {"epochs": epochs, "best_index": best.user_attrs["index"], "best_value": best.value}
+
+
+def grid_pruners(epochs: int, shipped: dict) -> dict:
+    """The shipped pruner (its full-scale settings scaled to ``epochs``) and the others."""
+    import optuna
+
+    def scaled(steps: int) -> int:
+        return max(1, math.ceil(steps * epochs / FULL_EPOCHS))
+
+    warm = scaled(shipped["n_warmup_steps"])
+    start = shipped["n_startup_trials"]
+    third = max(1, epochs // 3)
+    return {
+        f"median, {start} start-up, warm-up {warm} (shipped, scaled)": (
+            optuna.pruners.MedianPruner(start, warm)
+        ),
+        f"median, 5 start-up, warm-up {warm}": optuna.pruners.MedianPruner(5, warm),
+        f"median, 5 start-up, warm-up {third}": optuna.pruners.MedianPruner(5, third),
+        f"percentile 25, 5 start-up, warm-up {warm}": optuna.pruners.PercentilePruner(
+            25.0, 5, warm
+        ),
+        f"percentile 40, 5 start-up, warm-up {third}": optuna.pruners.PercentilePruner(
+            40.0, 5, third
+        ),
+        "successive halving (min 1 epoch, factor 3)": optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=1, reduction_factor=3
+        ),
+        f"successive halving (min {third} epochs, factor 3)": (
+            optuna.pruners.SuccessiveHalvingPruner(min_resource=third, reduction_factor=3)
+        ),
+        f"hyperband (1 to {epochs} epochs, factor 3)": optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=epochs, reduction_factor=3
+        ),
+    }
+
+
+def replay_main(argv: list[str]) -> None:
+    """Replay the recorded grid's curves through each pruner, with 1, 4 and 8 workers."""
+    import optuna
+
+    parser = argparse.ArgumentParser(prog="pruning.py replay")
+    parser.add_argument("--storage", help="the recording's storage (else --curves is read)")
+    parser.add_argument("--name", default="grid-curves")
+    parser.add_argument("--curves", type=Path, required=True, help="curves JSON (written)")
+    parser.add_argument("--json", type=Path, help="also write the replay's figures here")
+    parser.add_argument("--n-val", type=int, default=121, help="validation images")
+    parser.add_argument("--study", default=str(ROOT / "studies" / "grid.toml"))
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if args.storage:
+        curves = read_curves(args.storage, args.name)
+        args.curves.write_text(json.dumps(curves, indent=1) + "\n")
+    curves = json.loads(args.curves.read_text())
+    epochs = max(len(c["values"]) for c in curves)
+    total = sum(len(c["values"]) for c in curves)
+    tops = [max(c["values"]) for c in curves]
+    winner = max(range(len(curves)), key=tops.__getitem__)
+    # A kept best within one binomial standard error of the winner's accuracy is as good.
+    p = tops[winner]
+    se = math.sqrt(p * (1 - p) / args.n_val)
+    print(
+        f"{len(curves)} points x {epochs} epochs = {total} epochs; winner slot "
+        f"{curves[winner]['slot']} {curves[winner]['params']} at {p:.4f} (SE {se:.4f})"
+    )
+    shipped = shipped_full(Path(args.study))
+    rows = []
+    for workers in (1, 4, 8):
+        for label, pruner in grid_pruners(epochs, shipped).items():
+            r = interleaved(curves, pruner, workers)
+            row = {
+                "pruner": label,
+                "workers": workers,
+                "epochs": r["epochs"],
+                "share": round(r["epochs"] / total, 3),
+                "same_best": r["best_index"] == winner,
+                "best_value": round(r["best_value"], 4),
+                "within_se": p - r["best_value"] <= se,
+            }
+            rows.append(row)
+            print(
+                f"  {workers} worker(s)  {label}: {row['epochs']} epochs ({row['share']:.0%})"
+                f", best {row['best_value']:.4f}, same: {row['same_best']}, "
+                f"within SE: {row['within_se']}"
+            )
+    if args.json:
+        figures = {
+            "points": len(curves),
+            "epochs_each": epochs,
+            "total_epochs": total,
+            "winner": curves[winner],
+            "winner_value": p,
+            "standard_error": se,
+            "shipped_full_settings": shipped,
+            "rows": rows,
+            "load_average_end": os.getloadavg()[0],
+        }
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
+
+
+def shipped_full(study: Path) -> dict:
+    """The study file's median pruner settings at the full scale."""
+    from hpsearch.spec import load_study_file
+
+    pruner = load_study_file(study).pruner_at("full")
+    assert pruner.kind == "median", pruner.kind
+    return {"n_startup_trials": 5, "n_warmup_steps": 0, **pruner.settings}
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from torch import nn
 from hpsearch.model_file import MODEL_FILE, ONNX_FILE, export_onnx, onnx_probabilities, save_model
 from hpsearch.paths import Workdir
 from hpsearch.record import ATTR, StudyRecord
+from reports.trial_record import TrialRecord
 from trainer.classes import CLASS_NAMES
 from trainer.data import Data, DataConfig
 from trainer.errors import UserError
@@ -223,18 +224,17 @@ def selected_trial(study: optuna.Study, trial: FrozenTrial) -> SelectedTrial:
     from hpsearch.confirm import confirm_study_name
 
     attrs = _recorded(study)
+    record = TrialRecord.read(trial)
     confirmed = "confirm_of" in trial.user_attrs
     return SelectedTrial(
         study=confirm_study_name(study.study_name) if confirmed else study.study_name,
-        seed=trial.user_attrs.get("seed")
-        if confirmed
-        else trial.user_attrs.get("config", {}).get("seed"),
+        seed=trial.user_attrs.get("seed") if confirmed else (record.config or {}).get("seed"),
         number=trial.number,
         value=trial.value,
         metric=attrs.get("metric"),
         params={k: _plain(v) for k, v in trial.params.items()},
-        best_epoch=trial.user_attrs.get("best_epoch"),
-        epochs_run=trial.user_attrs.get("epochs_run"),
+        best_epoch=record.best_epoch,
+        epochs_run=record.epochs_run,
         selection_metrics=validation_metrics(trial),
         data_settings=dict(attrs.get("data") or {}),
     )
@@ -242,10 +242,11 @@ def selected_trial(study: optuna.Study, trial: FrozenTrial) -> SelectedTrial:
 
 def checkpoint_path(trial: FrozenTrial, study_name: str, workdir: Workdir) -> Path | None:
     """The trial's ``best.pt``: as recorded, or in ``workdir`` if the workdir has moved."""
-    recorded = trial.user_attrs.get("checkpoint")
+    record = TrialRecord.read(trial)
+    recorded = record.checkpoint
     if recorded and Path(recorded).is_file():
         return Path(recorded)
-    slot = trial.user_attrs.get("slot")
+    slot = record.slot
     if "confirm_of" in trial.user_attrs:
         from hpsearch.confirm import confirm_study_name
 
@@ -261,8 +262,8 @@ def checkpoint_path(trial: FrozenTrial, study_name: str, workdir: Workdir) -> Pa
 
 
 def validation_metrics(trial: FrozenTrial) -> dict[str, float | None]:
-    """The best epoch's validation metrics recorded on the trial (``val_*`` user attrs)."""
-    return {k: v for k, v in sorted(trial.user_attrs.items()) if k.startswith("val_")}
+    """The best epoch's validation metrics recorded on the trial (``val_*``)."""
+    return TrialRecord.read(trial).validation_metrics()
 
 
 def best_summary(study: optuna.Study, workdir: Workdir) -> dict[str, Any]:
@@ -281,7 +282,7 @@ def best_summary(study: optuna.Study, workdir: Workdir) -> dict[str, Any]:
         "best_epoch": selected.best_epoch,
         "epochs_run": selected.epochs_run,
         "validation_metrics": selected.selection_metrics,
-        "checkpoint": str(ckpt) if ckpt else trial.user_attrs.get("checkpoint"),
+        "checkpoint": str(ckpt) if ckpt else TrialRecord.read(trial).checkpoint,
         "checkpoint_exists": ckpt is not None,
         "runner_up": runner_up.number if runner_up else None,
         "seed": selected.seed,
@@ -373,7 +374,7 @@ def checkpoint_weights(
     if ckpt is None:
         raise UserError(
             f"checkpoint of trial {trial.number} not found "
-            f"({trial.user_attrs.get('checkpoint')!r}); pass --retrain to train it again"
+            f"({TrialRecord.read(trial).checkpoint!r}); pass --retrain to train it again"
         )
     model, meta = load_model(ckpt)
     if int(meta.get("image_size", data.image_size)) != data.image_size:
@@ -401,10 +402,11 @@ def retrained_weights(
     from trainer.config import TrainConfig
     from trainer.retrain import retrain_on_train_and_val
 
-    config_dict = trial.user_attrs.get("config")
+    record = TrialRecord.read(trial)
+    config_dict = record.config
     if not config_dict:
         raise UserError(f"trial {trial.number} records no training config; cannot retrain")
-    epochs = int(trial.user_attrs.get("best_epoch") or config_dict.get("epochs", 1))
+    epochs = int(record.best_epoch or config_dict.get("epochs", 1))
     config = TrainConfig.from_dict({**config_dict, "epochs": epochs, "device": str(device)})
     n_images = data.train_y.numel() + data.val_y.numel()
     log(

@@ -21,6 +21,7 @@ import optuna
 from hpsearch.paths import Workdir
 from hpsearch.resilience import is_disk_full, is_storage_outage, recurring_error
 from hpsearch.study import is_enqueued, suggest
+from reports.trial_record import RESULT, START, TrialRecord
 from trainer.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -147,9 +148,10 @@ class TrialObjective:
         config = TrainConfig.from_dict({**values, "device": ctx.device, "threads": ctx.threads})
         if is_enqueued(spec, ctx.scale, self.claim.slot) and not ctx.runs:
             trial.set_user_attr("enqueued", True)
-        trial.set_user_attr("slot", self.claim.slot)
-        trial.set_user_attr("attempt", self.claim.attempt)
-        trial.set_user_attr("config", config.to_dict())
+        start = TrialRecord(
+            slot=self.claim.slot, attempt=self.claim.attempt, config=config.to_dict()
+        )
+        trial.set_user_attr(START, start.start_attr())
         self.report.info.update(trial=trial.number, params=params, epochs=config.epochs)
         self.emit({"kind": "trial_start", "worker": ctx.index, **self.report.info})
         self.tracker = self._start_tracker(trial, config, params)
@@ -195,8 +197,7 @@ class TrialObjective:
         metric = self.ctx.spec.metric
         value = float(result.best_metrics.get(metric, math.nan))
         attrs = result_attrs(result, resumed=self.claim.resumed)
-        for key, val in attrs.items():
-            trial.set_user_attr(key, val)
+        trial.set_user_attr(RESULT, attrs)  # one storage write for all of it
         self.report.info.update(
             value=value, best_epoch=result.best_epoch, epochs_run=result.epochs_run
         )
@@ -258,7 +259,8 @@ def error_reason(err: BaseException) -> str:
 
 
 def result_attrs(result: Any, *, resumed: bool) -> dict[str, Any]:
-    """What a finished fit records on its trial: timing, device, checkpoint, best metrics."""
+    """What a finished fit records on its trial (the ``result`` attribute): timing,
+    device, checkpoint, best metrics."""
     attrs = {
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,

@@ -11,12 +11,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.applicable import IGNORED_BY_OPTIMIZER, applies
+from reports.trial_record import START, TrialRecord
 from reports.trials import trial_rows, trial_seconds
 
 
 def trial_record(t: FrozenTrial) -> dict[str, Any]:
     """One trial as plain JSON-able data."""
     value = t.value if t.value is not None and math.isfinite(t.value) else None
+    record = TrialRecord.read(t)
     return {
         "number": t.number,
         "state": t.state.name.lower(),
@@ -24,8 +26,10 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "value": value,
         "seconds": trial_seconds(t),
         "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
-        "user_attrs": {k: v for k, v in t.user_attrs.items() if k != "config"},
-        "config": t.user_attrs.get("config"),
+        "user_attrs": {k: v for k, v in t.user_attrs.items() if k != START},
+        "slot": record.slot,
+        "attempt": record.attempt,
+        "config": record.config,
     }
 
 
@@ -135,5 +139,5 @@ def print_summary(study: optuna.Study, metric: str, name: str) -> None:
     params = ", ".join(f"{k}={v}" for k, v in best.params.items())
     print(
         f"best trial of {name!r}: #{best.number} {metric}={best.value:.4f} "
-        f"(validation, epoch {best.user_attrs.get('best_epoch')}) with {params}"
+        f"(validation, epoch {TrialRecord.read(best).best_epoch}) with {params}"
     )

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
+from reports.trial_record import TrialRecord
 from tests.hpsearch.conftest import PG_URL, ROOT, pg_available
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -114,13 +115,13 @@ def assert_every_slot_once(url: str, name: str, n_slots: int) -> optuna.Study:
     assert [r.slot for r in rows] == list(range(n_slots))
     assert {r.status for r in rows} == {"done"}
     finished = [t for t in study.trials if t.state in FINISHED]
-    per_slot = collections.Counter(t.user_attrs["slot"] for t in finished)
+    per_slot = collections.Counter(TrialRecord.read(t).slot for t in finished)
     # the trials: one finished trial per slot, none twice, none outside the budget
     assert sorted(per_slot) == list(range(n_slots))
     assert max(per_slot.values()) == 1
     # the slot's recorded trial is that finished trial
     by_id = {t._trial_id: t for t in finished}
-    assert all(by_id[r.trial_id].user_attrs["slot"] == r.slot for r in rows)
+    assert all(TrialRecord.read(by_id[r.trial_id]).slot == r.slot for r in rows)
     return study
 
 

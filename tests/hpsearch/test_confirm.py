@@ -18,6 +18,7 @@ from scipy import stats
 
 from hpsearch.confirm import confirm_seeds, confirm_study_name
 from hpsearch.ranking import INDISTINGUISHABLE, rank
+from reports.trial_record import TrialRecord
 from tests.hpsearch.conftest import fake_env, run_cli
 from tests.hpsearch.study_checks import start_cli, wait_for_lines
 
@@ -66,8 +67,11 @@ def test_confirm_runs_each_configuration_and_seed_once(
     assert max(pairs.values()) == 1 and len(pairs) == TOP * SEEDS
     assert {t.user_attrs["seed"] for t in trials} == set(confirm_seeds(0, SEEDS))
     # The runs trained to the budget (no pruning) with their seed in the config.
-    assert all(t.user_attrs["epochs_run"] == 2 for t in trials)
-    assert all(t.user_attrs["config"]["seed"] == t.user_attrs["seed"] for t in trials)
+    records = [TrialRecord.read(t) for t in trials]
+    assert all(r.epochs_run == 2 for r in records)
+    assert all(
+        r.config["seed"] == t.user_attrs["seed"] for r, t in zip(records, trials, strict=True)
+    )
     # The ranking is printed, and best uses it: the winner is a confirmation run.
     assert "confirmed ranking" in result.stdout
     after = json.loads(run_cli(best, fake_env(tmp_path)).stdout)

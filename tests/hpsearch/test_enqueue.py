@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 from hpsearch.spec import load_study_file
 from hpsearch.study import grid_order, sampler_for_slot
+from reports.trial_record import TrialRecord
 from tests.hpsearch.conftest import fake_env, run_cli
 from tests.hpsearch.study_checks import assert_every_slot_once, run_args
 
@@ -81,7 +82,7 @@ def test_an_enqueued_grid_point_runs_once_and_first(
     enqueued = [t for t in study.trials if t.user_attrs.get("enqueued")]
     # The enqueued configuration is marked, and it is slot 0, the first claimed.
     assert len(enqueued) == 1 and enqueued[0].params == BASELINE
-    assert enqueued[0].user_attrs["slot"] == 0
+    assert TrialRecord.read(enqueued[0]).slot == 0
 
 
 @pytest.mark.parametrize("sampler", ["random", "tpe"])

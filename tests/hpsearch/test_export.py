@@ -22,6 +22,7 @@ from hpsearch.export import (
     relative_path,
 )
 from hpsearch.paths import Workdir
+from reports.trial_record import TrialRecord
 from tests.reports.factory import Search, build_search
 from trainer.classes import CLASS_NAMES
 from trainer.errors import UserError
@@ -206,7 +207,7 @@ def test_retrain_trains_on_train_and_validation(search: Search, tmp_path) -> Non
     assert result.metrics["split"] == "test"
     _, saved = plain_resnet18(tmp_path / "model.pt")
     assert saved["source"] == "retrain"
-    assert saved["epoch"] == search.study.best_trial.user_attrs["best_epoch"]
+    assert saved["epoch"] == TrialRecord.read(search.study.best_trial).best_epoch
 
 
 def test_winner_and_runner_up_are_the_two_best_configurations(search: Search) -> None:
@@ -236,7 +237,7 @@ def test_every_number_has_an_interval_and_a_missing_rival_is_said(exported) -> N
 
 def test_winner_against_runner_up_on_the_same_test_images(search: Search, tmp_path) -> None:
     _, runner_up = choose_winner_and_runner_up(search.study)
-    rival = Path(runner_up.user_attrs["checkpoint"])
+    rival = Path(TrialRecord.read(runner_up).checkpoint)
     saved = torch.load(search.checkpoint, weights_only=True)
     generator = torch.Generator().manual_seed(0)
     fc = saved["state_dict"]["fc.weight"]

@@ -18,6 +18,7 @@ from hpsearch.storage import open_storage
 from hpsearch.study import build_pruner
 from hpsearch.trainer_api import TrainerAPI
 from hpsearch.worker import WorkerContext, run_claim
+from reports.trial_record import TrialRecord
 from tests.hpsearch import fake_trainer
 from trainer.config import DataConfig
 from trainer.errors import UserError
@@ -90,7 +91,10 @@ def test_a_complete_trial_records_its_result_and_closes_the_slot(tmp_path: Path)
     assert trial.value == max(trial.intermediate_values.values())
     # Every epoch was reported, and the result's attributes were recorded.
     assert sorted(trial.intermediate_values) == [1, 2, 3]
-    assert trial.user_attrs["epochs_run"] == 3 and trial.user_attrs["slot"] == claim.slot
+    record = TrialRecord.read(trial)
+    assert record.epochs_run == 3 and record.slot == claim.slot
+    assert record.config is not None and record.config["lr"] == trial.params["lr"]
+    assert record.validation_metrics()["val_accuracy"] == trial.value
     # The slot is done and bound to this trial.
     row = slot_status(board, claim.slot)
     assert (row.status, row.trial_id) == (DONE, trial._trial_id)
@@ -173,3 +177,43 @@ def test_ctrl_c_in_training_releases_the_slot_and_marks_the_trial(tmp_path: Path
 def test_errors_are_told_apart_in_one_place(error: BaseException, outcome: TrialOutcome) -> None:
     # Disk full and storage outages are not the trial's fault; anything else is.
     assert TrialOutcome.of_error(error) is outcome
+
+
+def test_a_trial_records_its_result_in_two_writes_that_every_reader_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpsearch.export import best_summary
+    from hpsearch.paths import Workdir
+    from hpsearch.summary import format_trials_table, trial_record
+    from hpsearch.tracking import trials_table
+
+    writes: list[str] = []
+    set_user_attr = optuna.Trial.set_user_attr
+
+    def counting(self: optuna.Trial, key: str, value: Any) -> None:
+        writes.append(key)
+        set_user_attr(self, key, value)
+
+    monkeypatch.setattr(optuna.Trial, "set_user_attr", counting)
+    ctx, study, board, claim = make_slot(tmp_path, quick_fit)
+    run_claim(ctx, study, board, claim, fake_trainer.load_data(None), lambda e: None)
+    trial = study.trials[0]
+    # One storage write when the trial starts, one when it ends.
+    assert writes == ["start", "result"]
+    # (besides the best checkpoint's attachment, which optuna-dashboard lists)
+    assert {k for k in trial.user_attrs if not k.startswith("artifact:")} == {"start", "result"}
+    # status: the trial as JSON, and the terminal table
+    status = trial_record(trial)
+    assert (status["slot"], status["attempt"]) == (claim.slot, claim.attempt)
+    assert status["config"]["lr"] == trial.params["lr"]
+    assert status["user_attrs"]["result"]["epochs_run"] == 3
+    _, row = format_trials_table(study, "val_accuracy").splitlines()
+    assert row.split()[-3:-1] == ["3", "3"]  # best epoch, epochs run
+    # best: the best epoch, epochs run and validation metrics
+    best = best_summary(study, Workdir(tmp_path / "work"))
+    assert (best["best_epoch"], best["epochs_run"]) == (3, 3)
+    assert best["validation_metrics"]["val_accuracy"] == trial.value
+    # the wandb table (and the report's, through the same rows): numeric results as columns
+    columns, rows = trials_table(study)
+    assert {"val_accuracy", "images_per_sec"} <= set(columns) and "slot" not in columns
+    assert rows[0][columns.index("val_accuracy")] == trial.value

@@ -25,6 +25,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from reports.trial_record import TrialRecord
 from tests.hpsearch.conftest import ROOT, fake_env, run_cli
 from tests.hpsearch.study_checks import (
     assert_every_slot_once,
@@ -44,6 +45,10 @@ pytestmark = pytest.mark.slow  # every test runs workers in subprocesses or trai
 
 GRID_SIZE = 16  # conftest.TINY_GRID: 4 lr x 2 optimizers x 2 batch sizes
 N_SLOTS = 8  # the random-search study of the shorter tests
+
+
+def _slot(trial: optuna.trial.FrozenTrial) -> int | None:
+    return TrialRecord.read(trial).slot
 
 
 def _trials_by_state(url: str, name: str) -> dict[TrialState, list[optuna.trial.FrozenTrial]]:
@@ -76,11 +81,9 @@ def test_killed_worker_trial_is_run_again_by_the_others(tmp_path: Path, study_na
     study = assert_every_slot_once(url, study_name, N_SLOTS)
     (dead,) = [t for t in study.trials if t.state == TrialState.FAIL]
     (redone,) = [
-        t
-        for t in study.trials
-        if t.state == TrialState.COMPLETE and t.user_attrs["slot"] == dead.user_attrs["slot"]
+        t for t in study.trials if t.state == TrialState.COMPLETE and _slot(t) == _slot(dead)
     ]
-    assert redone.user_attrs["resumed"] is True
+    assert TrialRecord.read(redone).resumed is True
     # no epoch of any trial was trained twice: the dead one resumed from its checkpoint
     assert max(epochs_per_slot(tmp_path / "epochs.log").values()) == 1
 
@@ -128,11 +131,9 @@ def test_frozen_worker_gives_its_trial_up_and_goes_on(tmp_path: Path, study_name
         assert trial.user_attrs["error"].startswith("no heartbeat for ")
         assert "taken over by worker" in trial.user_attrs["error"]
         (redone,) = [
-            t
-            for t in study.trials
-            if t.state == TrialState.COMPLETE and t.user_attrs["slot"] == trial.user_attrs["slot"]
+            t for t in study.trials if t.state == TrialState.COMPLETE and _slot(t) == _slot(trial)
         ]
-        assert redone.user_attrs["resumed"] is True
+        assert TrialRecord.read(redone).resumed is True
 
 
 # -- SIGINT with worker processes ----------------------------------------------------------
@@ -160,14 +161,14 @@ def test_sigint_stops_worker_processes_and_rerun_resumes(tmp_path: Path, study_n
     study = optuna.load_study(study_name=study_name, storage=url)
     status = {r.slot: r.status for r in slot_rows(url, study)}
     rows = [tuple(r) for r in slot_rows(url, study)]
-    assert {status[t.user_attrs["slot"]] for t in interrupted} == {"released"}, (rows, err)
-    done_before = {t.user_attrs["slot"]: t.value for t in by_state[TrialState.COMPLETE]}
+    assert {status[_slot(t)] for t in interrupted} == {"released"}, (rows, err)
+    done_before = {_slot(t): t.value for t in by_state[TrialState.COMPLETE]}
 
     rerun = run_cli(args, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0"))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     study = assert_every_slot_once(url, study_name, N_SLOTS)
     # completed trials kept as they were; interrupted ones resumed, no epoch trained twice
-    after = {t.user_attrs["slot"]: t.value for t in study.trials if t.state == TrialState.COMPLETE}
+    after = {_slot(t): t.value for t in study.trials if t.state == TrialState.COMPLETE}
     assert all(after[slot] == value for slot, value in done_before.items())
     assert max(epochs_per_slot(tmp_path / "epochs.log").values()) == 1
 
@@ -253,14 +254,14 @@ def test_full_disk_stops_with_one_line_and_rerun_finishes(
     by_state = _trials_by_state(url, study_name)
     # trials finished before the disk filled are intact
     complete = by_state[TrialState.COMPLETE]
-    assert sorted(t.user_attrs["slot"] for t in complete) == list(range(3))
+    assert sorted(_slot(t) for t in complete) == list(range(3))
     assert all(t.value is not None for t in complete)
     # the failed trials say why, and their slots are released (no attempt spent)
     failed = by_state[TrialState.FAIL]
     assert failed and all("No space left" in t.user_attrs["error"] for t in failed)
     study = optuna.load_study(study_name=study_name, storage=url)
     status = {r.slot: r.status for r in slot_rows(url, study)}
-    assert {status[t.user_attrs["slot"]] for t in failed} == {"released"}
+    assert {status[_slot(t)] for t in failed} == {"released"}
 
     flag.unlink()  # space freed
     rerun = run_cli(args, env)

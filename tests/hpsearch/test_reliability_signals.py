@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from tests.hpsearch.conftest import fake_env, run_cli
 from tests.hpsearch.study_checks import (
+from reports.trial_record import TrialRecord
     assert_every_slot_once,
     epochs_per_slot,
     random_study,
@@ -60,7 +61,7 @@ def _assert_stopped_trials_released(url: str, name: str) -> None:
     stopped = [t for t in study.trials if t.state == TrialState.FAIL]
     assert stopped and all(t.user_attrs.get("interrupted") for t in stopped)
     status = {r.slot: r.status for r in slot_rows(url, study)}
-    assert {status[t.user_attrs["slot"]] for t in stopped} == {"released"}
+    assert {status[TrialRecord.read(t).slot] for t in stopped} == {"released"}
 
 
 def _rerun_finishes(args: list[str], tmp_path: Path, url: str, name: str) -> None:

@@ -20,6 +20,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from reports.trial_record import TrialRecord
 from tests.hpsearch.conftest import ROOT, fake_env, run_cli
 
 pytestmark = pytest.mark.slow  # every test runs `hpsearch run` workers in subprocesses
@@ -165,7 +166,7 @@ def test_sigkill_mid_trial_then_rerun_retries_the_killed_trial(
     # (a trial killed before it drew its parameters has none)
     failed = [t for t in study.trials if t.state == TrialState.FAIL and t.params]
     assert failed, "the killed trials should be recorded as failed"
-    retried = {_key(t.params) for t in finished if t.user_attrs.get("resumed")}
+    retried = {_key(t.params) for t in finished if TrialRecord.read(t).resumed}
     assert {_key(t.params) for t in failed} <= retried
     # resumed, not restarted: each grid point trained each epoch once
     epochs = collections.Counter(tuple(line.split()[1:]) for line in log.read_text().splitlines())

@@ -23,6 +23,7 @@ from optuna.trial import TrialState, create_trial
 from hpsearch.cli import main
 from hpsearch.model_file import load_model_dir
 from hpsearch.paths import Workdir, safe_name
+from reports.trial_record import TrialRecord
 from tests.hpsearch.conftest import ROOT, fake_env, run_cli
 from tests.hpsearch.study_checks import (
     assert_one_line_error,
@@ -281,7 +282,9 @@ def test_report_escapes_parameter_values_and_attributes(tmp_path: Path, monkeypa
                 distributions=distributions,
                 value=0.5 + slot / 10,
                 intermediate_values={1: 0.4, 2: 0.5 + slot / 10},
-                user_attrs={"slot": slot, "config": {"optimizer": choice}, "error": EVIL[1]},
+                user_attrs=TrialRecord(
+                    slot=slot, config={"optimizer": choice}, error=EVIL[1]
+                ).user_attrs(),
                 state=TrialState.COMPLETE,
             )
         )

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from hpsearch.cli import main
 from hpsearch.trainer_api import TrainerAPI
+from reports.trial_record import TrialRecord
 from tests.hpsearch import fake_trainer
 from tests.hpsearch.conftest import fake_env, run_cli
 from tests.hpsearch.study_checks import assert_one_line_error, random_study, run_args, slot_rows
@@ -164,7 +165,7 @@ def test_resuming_with_other_overrides_is_refused(stand_in_run, tmp_path: Path) 
     # The overrides and the scale are recorded with the study; the trial used them.
     assert study.user_attrs["hpsearch"]["overrides"] == {"epochs": 3}
     assert study.user_attrs["hpsearch"]["scale"] == "small"
-    assert study.trials[0].user_attrs["epochs_run"] == 3
+    assert TrialRecord.read(study.trials[0]).epochs_run == 3
     code, err = stand_in_run("--scale", "small", "--set", "epochs=4")
     # Another value on resume is refused with one line, as another search space is.
     assert_one_line_error(code, err, "different overrides")

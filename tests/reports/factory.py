@@ -16,6 +16,7 @@ import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from reports.trial_record import TrialRecord
 from trainer.config import TrainConfig
 from trainer.data import Data, DataConfig, load_data
 from trainer.demo import write_demo_dataset
@@ -114,17 +115,18 @@ def make_study(
         ("sgd", 0.01, [], None, TrialState.FAIL, {"interrupted": True}),
     ]
     for slot, (opt, lr, curve, value, state, extra) in enumerate(specs):
-        attrs: dict[str, Any] = {
-            "slot": slot,
-            "config": {**config, "optimizer": opt, "lr": lr},
+        result: dict[str, Any] = {
             "epochs_run": len(curve),
             "best_epoch": (curve.index(max(curve)) + 1) if curve else None,
             "checkpoint": str(workdir / f"slot-{slot}" / "best.pt"),
-            **extra,
         }
         if value == best_value:
-            attrs.update(best_metrics)
-            attrs["checkpoint"] = str(checkpoint) if checkpoint else None
+            result.update(best_metrics)
+            result["checkpoint"] = str(checkpoint) if checkpoint else None
+        record = TrialRecord(
+            slot=slot, config={**config, "optimizer": opt, "lr": lr}, result=result, **extra
+        )
+        attrs = record.user_attrs()
         trial = create_trial(
             state=state,
             value=value if state == TrialState.COMPLETE else None,

@@ -1,0 +1,105 @@
+"""What ``hpsearch run`` records on each trial, and the one reader of it.
+
+A trial's record is two Optuna user attributes, each one storage write (an RDB storage
+commits every ``set_user_attr`` in its own transaction, so writing each value on its
+own cost more than the rest of a no-op trial's orchestration):
+
+- ``start`` — written when the trial starts: ``slot``, ``attempt`` and the training
+  ``config``;
+- ``result`` — written when training ends: best epoch, epochs run, timing, device,
+  checkpoint, whether it resumed, and the best epoch's metrics (``val_*``...).
+
+Two rare paths add their own attribute: ``interrupted`` (Ctrl-C) and ``error`` (the
+reason a trial failed). All of it is plain JSON, so ``optuna trials`` and
+optuna-dashboard show it as it is. Everything else reads it through
+:meth:`TrialRecord.read`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from optuna.trial import FrozenTrial
+
+START = "start"
+RESULT = "result"
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial's record (the user attributes ``start``, ``result``, and the rare ones)."""
+
+    slot: int | None = None
+    attempt: int | None = None
+    config: dict[str, Any] | None = None
+    """The training config (``TrainConfig.to_dict()``) the trial ran with."""
+    result: dict[str, Any] = field(default_factory=dict)
+    """What the finished fit returned; empty until training ends."""
+    interrupted: bool = False
+    error: str | None = None
+
+    @classmethod
+    def read(cls, trial: FrozenTrial) -> TrialRecord:
+        """The record of ``trial``; an empty one for a trial ``hpsearch run`` did not make."""
+        attrs = trial.user_attrs
+        start = attrs.get(START)
+        start = start if isinstance(start, dict) else {}
+        result = attrs.get(RESULT)
+        return cls(
+            slot=start.get("slot"),
+            attempt=start.get("attempt"),
+            config=start.get("config"),
+            result=dict(result) if isinstance(result, dict) else {},
+            interrupted=bool(attrs.get("interrupted", False)),
+            error=attrs.get("error"),
+        )
+
+    def start_attr(self) -> dict[str, Any]:
+        """The value of the ``start`` attribute."""
+        return {"slot": self.slot, "attempt": self.attempt, "config": self.config}
+
+    def user_attrs(self) -> dict[str, Any]:
+        """Every attribute of this record as stored (for building trials by hand)."""
+        attrs: dict[str, Any] = {START: self.start_attr()}
+        if self.result:
+            attrs[RESULT] = dict(self.result)
+        if self.interrupted:
+            attrs["interrupted"] = True
+        if self.error is not None:
+            attrs["error"] = self.error
+        return attrs
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.result.get("best_epoch")
+
+    @property
+    def epochs_run(self) -> int | None:
+        return self.result.get("epochs_run")
+
+    @property
+    def wall_seconds(self) -> float | None:
+        """Seconds the training took (the recorded figure, not start to end)."""
+        return self.result.get("wall_seconds")
+
+    @property
+    def checkpoint(self) -> str | None:
+        """Path of the best epoch's checkpoint, as recorded."""
+        return self.result.get("checkpoint")
+
+    @property
+    def resumed(self) -> bool:
+        return bool(self.result.get("resumed", False))
+
+    def validation_metrics(self) -> dict[str, Any]:
+        """The best epoch's validation metrics (``val_*``), by name."""
+        return {k: v for k, v in sorted(self.result.items()) if k.startswith("val_")}
+
+    def numbers(self) -> dict[str, int | float]:
+        """The numeric values of the result (metrics, timing, epochs), by name."""
+        return {k: v for k, v in self.result.items() if _is_number(v)}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
