@@ -16,9 +16,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from reports.trial_record import TrialRecord
 from tests.hpsearch.conftest import fake_env, run_cli
 from tests.hpsearch.study_checks import (
-from reports.trial_record import TrialRecord
     assert_every_slot_once,
     epochs_per_slot,
     random_study,
