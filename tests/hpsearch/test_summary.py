@@ -10,6 +10,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from hpsearch.summary import format_trials_table, study_status, trial_record
+from reports.trial_record import RESULT
 from reports.trials import trial_rows
 
 DISTRIBUTIONS = {
@@ -41,7 +42,7 @@ def _study() -> optuna.Study:
 def test_table_headers_are_words_and_adam_momentum_is_marked_unused() -> None:
     study = _study()
     # recorded training time 157.3 s of a trial that took 160 s from start to end
-    attrs = {"wall_seconds": 157.3, "best_epoch": 3, "epochs_run": 4}
+    attrs = {RESULT: {"wall_seconds": 157.3, "best_epoch": 3, "epochs_run": 4}}
     _add(study, TrialState.COMPLETE, "adam", value=0.9, user_attrs=attrs)
     _add(study, TrialState.COMPLETE, "sgd", value=0.8, user_attrs=attrs)
     lines = format_trials_table(study, "val_accuracy").splitlines()
@@ -74,8 +75,8 @@ def test_a_running_trial_shows_its_last_epoch_value() -> None:
 
 def test_status_and_report_share_one_trial_time() -> None:
     study = _study()
-    _add(study, TrialState.COMPLETE, "sgd", value=0.8, user_attrs={"wall_seconds": 157.3})
-    _add(study, TrialState.PRUNED, "adam", user_attrs={"wall_seconds": 42.7})
+    _add(study, TrialState.COMPLETE, "sgd", value=0.8, user_attrs={RESULT: {"wall_seconds": 157.3}})
+    _add(study, TrialState.PRUNED, "adam", user_attrs={RESULT: {"wall_seconds": 42.7}})
     rows = trial_rows(study).rows
     status = study_status(study, n_slots=6)
     assert [trial_record(t)["seconds"] for t in study.trials] == [r["seconds"] for r in rows]
@@ -84,7 +85,7 @@ def test_status_and_report_share_one_trial_time() -> None:
 
 def test_no_eta_once_no_trial_is_running() -> None:
     study = _study()
-    _add(study, TrialState.COMPLETE, "sgd", value=0.8, user_attrs={"wall_seconds": 100.0})
+    _add(study, TrialState.COMPLETE, "sgd", value=0.8, user_attrs={RESULT: {"wall_seconds": 100.0}})
     stopped = study_status(study, n_slots=6)
     assert stopped["eta_seconds"] is None and stopped["remaining"] == 5
     _add(study, TrialState.RUNNING, "adam")
@@ -95,6 +96,6 @@ def test_no_eta_once_no_trial_is_running() -> None:
 
 def test_no_eta_when_nothing_is_left() -> None:
     study = _study()
-    _add(study, TrialState.COMPLETE, "sgd", value=0.8, user_attrs={"wall_seconds": 100.0})
+    _add(study, TrialState.COMPLETE, "sgd", value=0.8, user_attrs={RESULT: {"wall_seconds": 100.0}})
     _add(study, TrialState.RUNNING, "adam")  # a stale one, say: nothing left to wait for
     assert study_status(study, n_slots=1)["eta_seconds"] is None
