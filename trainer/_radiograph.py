@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+from statistics import NormalDist
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -67,28 +68,65 @@ def _blur(img: np.ndarray, sigma_px: float) -> np.ndarray:
     """Separable Gaussian blur with edge padding.
 
     Shifted sums rather than a matrix product: BLAS threads cost more than they save on
-    images this small, and timings would depend on the machine's load.
+    images this small, and timings would depend on the machine's load. The kernel is
+    symmetric, so each pair of taps costs one multiplication.
     """
     if sigma_px < 0.05:
         return img
     kernel = _gauss_kernel(round(sigma_px, 2))
     r = len(kernel) // 2
-    n, m = img.shape
-    p = np.pad(img, ((r, r), (0, 0)), mode="edge")
-    rows = kernel[0] * p[:n]
-    for i in range(1, len(kernel)):
-        rows += kernel[i] * p[i : i + n]
-    p = np.pad(rows, ((0, 0), (r, r)), mode="edge")
-    out = kernel[0] * p[:, :m]
-    for i in range(1, len(kernel)):
-        out += kernel[i] * p[:, i : i + m]
-    return out
+    for _ in range(2):  # down the columns, then (transposed) along the rows
+        n = img.shape[0]
+        p = np.empty((n + 2 * r, img.shape[1]), img.dtype)
+        p[r : r + n] = img
+        p[:r] = img[:1]
+        p[r + n :] = img[-1:]
+        out = kernel[r] * p[r : r + n]
+        tmp = np.empty_like(out)
+        for i in range(r):
+            np.add(p[i : i + n], p[2 * r - i : 2 * r - i + n], out=tmp)
+            tmp *= kernel[i]
+            out += tmp
+        img = out.T
+    return np.ascontiguousarray(img)
+
+
+@functools.lru_cache(maxsize=16)
+def _upsampler(k: int, size: int) -> np.ndarray:
+    """PIL's bicubic interpolation from ``k`` to ``size`` samples, as a (k, size) matrix."""
+    eye = Image.fromarray(np.eye(k, dtype=np.float32), mode="F")
+    weights = np.asarray(eye.resize((size, k), Image.Resampling.BICUBIC), np.float32).copy()
+    weights.flags.writeable = False
+    return weights
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], k: int) -> np.ndarray:
-    """Zero-mean random field of about unit variance with about k/2 bumps per side."""
-    lattice = Image.fromarray(rng.standard_normal((k, k), dtype=np.float32), mode="F")
-    return np.asarray(lattice.resize(shape[::-1], Image.Resampling.BICUBIC), np.float32)
+    """Zero-mean random field of about unit variance with about k/2 bumps per side.
+
+    A k x k lattice of random values, enlarged bicubically as PIL would do it, but by two
+    small matrix products: a tenth of the time of PIL's resampling of float images.
+    """
+    lattice = rng.standard_normal((k, k), dtype=np.float32)
+    return _upsampler(k, shape[0]).T @ (lattice @ _upsampler(k, shape[1]))
+
+
+@functools.lru_cache(maxsize=1)
+def _normal_levels() -> np.ndarray:
+    """256 equally likely values of a standard normal variable (its quantiles), variance 1."""
+    levels = np.array([NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)], np.float32)
+    levels /= levels.std()
+    levels.flags.writeable = False
+    return levels
+
+
+def _pixel_noise(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Independent, about standard normal noise per pixel: one random byte each.
+
+    Three times faster than ``standard_normal``; with at most 6.5 grey levels of noise,
+    256 levels of it cannot be told from a continuous normal once the image is quantised.
+    """
+    index = rng.integers(0, 256, (size, size), dtype=np.uint8)
+    return np.take(_normal_levels(), index)
 
 
 def _ramp(d: np.ndarray, width: float) -> np.ndarray:
@@ -98,6 +136,24 @@ def _ramp(d: np.ndarray, width: float) -> np.ndarray:
     np.maximum(t, 0.0, out=t)
     np.minimum(t, 1.0, out=t)
     return t
+
+
+def _quantiles(x: np.ndarray, low: float, high: float) -> tuple[float, float]:
+    """The ``low`` and ``high`` quantiles of ``x``, interpolated as ``np.quantile`` does.
+
+    A partial sort around the four entries needed, without ``np.quantile``'s overhead,
+    which costs more than the sorting on arrays this small.
+    """
+    flat = x.reshape(-1)
+    n = len(flat)
+    ranks = [q * (n - 1) for q in (low, high)]
+    below = [min(math.floor(r), n - 2) for r in ranks]
+    part = np.partition(flat, [i + k for i in below for k in (0, 1)])
+    out = []
+    for r, i in zip(ranks, below, strict=True):
+        a, b = float(part[i]), float(part[i + 1])
+        out.append(a + (b - a) * (r - i))
+    return out[0], out[1]
 
 
 Window = tuple[slice, slice]
@@ -117,6 +173,14 @@ class _Frame:
         self.U = (c * du + s * dv) * (1.0 / self.scale)
         self.V = (-s * du + c * dv) * (1.0 / self.scale)
         self.px = 2.0 / (size * self.scale)  # one pixel in anatomy units
+        # V is linear in the pixel position, so its extremes lie at the image's corner pixels.
+        e = 1 - 1 / size
+        vs = [
+            (-s * (a * e - self.tx) + c * (b * e - self.ty)) / self.scale
+            for a in (-1, 1)
+            for b in (-1, 1)
+        ]
+        self.v_range = (min(vs), max(vs))
 
     def to_pixels(self, U, V):
         """Pixel (column, row) positions of anatomy points; arrays or floats."""
@@ -125,12 +189,24 @@ class _Frame:
         v = self.ty + self.scale * (s * U + c * V)
         return (u + 1) * 0.5 * self.size - 0.5, (v + 1) * 0.5 * self.size - 0.5
 
+    def rows_to_pixels(self, points: np.ndarray) -> np.ndarray:
+        """``to_pixels`` for an (n, 2) array of (U, V) rows, as one matrix product."""
+        c, s, h = math.cos(self.theta), math.sin(self.theta), 0.5 * self.size
+        k = h * self.scale
+        origin = ((self.tx + 1) * h - 0.5, (self.ty + 1) * h - 0.5)
+        return points @ np.array([[k * c, k * s], [-k * s, k * c]]) + origin
+
     def window(self, u0: float, u1: float, v0: float, v1: float) -> Window:
         """Pixel rows and columns that hold the anatomy rectangle [u0, u1] x [v0, v1]."""
-        x, y = self.to_pixels(np.array([u0, u1, u0, u1]), np.array([v0, v0, v1, v1]))
+        # Plain floats: numpy's per-call overhead would cost more than the arithmetic.
+        xs, ys = [], []
+        for U, V in ((u0, v0), (u1, v0), (u0, v1), (u1, v1)):
+            x, y = self.to_pixels(U, V)
+            xs.append(x)
+            ys.append(y)
         n = self.size
-        rows = slice(max(0, math.floor(y.min()) - 1), min(n, math.ceil(y.max()) + 2))
-        cols = slice(max(0, math.floor(x.min()) - 1), min(n, math.ceil(x.max()) + 2))
+        rows = slice(max(0, math.floor(min(ys)) - 1), min(n, math.ceil(max(ys)) + 2))
+        cols = slice(max(0, math.floor(min(xs)) - 1), min(n, math.ceil(max(xs)) + 2))
         return rows, cols
 
 
@@ -150,44 +226,115 @@ def _add_blob(
     target[win] += amp * np.exp(-0.5 * (du * du + dv * dv))
 
 
-def _draw_segments(frame: _Frame, seg: np.ndarray, canvas: Image.Image | None = None):
-    """Draw rows (U0, V0, U1, V1, width in pixels, value) as lines on an F-mode image."""
-    size = frame.size
-    canvas = canvas or Image.new("F", (size, size), 0.0)
-    draw = ImageDraw.Draw(canvas)
-    x0, y0 = frame.to_pixels(seg[:, 0], seg[:, 1])
-    x1, y1 = frame.to_pixels(seg[:, 2], seg[:, 3])
-    widths = np.maximum(1, np.rint(seg[:, 4])).astype(int).tolist()
-    for a, b, c, d, w, val in zip(
-        x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist(), widths, seg[:, 5].tolist(), strict=True
-    ):
-        draw.line((a, b, c, d), fill=val, width=w)
+def _ramp_in_place(d: np.ndarray, width: float, top: float = 1.0) -> np.ndarray:
+    """``top * _ramp(d, width)``, overwriting ``d`` (a temporary of the caller's)."""
+    d *= top / width
+    d += 0.5 * top
+    np.maximum(d, 0.0, out=d)
+    np.minimum(d, top, out=d)
+    return d
+
+
+def _draw_segments(frame: _Frame, seg: np.ndarray, blur_px: float = 0.0) -> np.ndarray:
+    """Rasterise rows (U0, V0, U1, V1, width in pixels, value) as lines, all in one go.
+
+    As a line-drawing routine does: one sample per pixel step along the line's major axis,
+    and across it as many pixels as the width at right angles to the line takes (more for
+    a diagonal line), each rounded to its pixel. Where lines overlap the larger value wins,
+    so the result does not depend on the order of the rows. ``blur_px``: then blurred as
+    ``_blur`` would, but only over the rectangle the lines can reach.
+    """
+    size, n = frame.size, len(seg)
+    ends = frame.rows_to_pixels(seg[:, :4].reshape(-1, 2))  # pixel (x, y) of both ends
+    start = ends[0::2]
+    delta = ends[1::2] - start
+    extent = np.abs(delta)
+    major = extent.max(axis=1)
+    steps = np.ceil(major)
+    along = steps.astype(np.intp) + 1
+    np.maximum(steps, 1.0, out=steps)
+    stretch = np.hypot(delta[:, 0], delta[:, 1]) / np.maximum(major, 1e-9)  # 1 to sqrt(2)
+    across = np.rint(np.maximum(1.0, np.rint(seg[:, 4])) * stretch).astype(np.intp)
+    np.maximum(across, 1, out=across)
+    count = along * across
+    line = np.repeat(np.arange(n), count)
+    k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    across = across[line]
+    i, j = np.divmod(k, across)
+    offset = j - (across - 1) * 0.5
+    # Across the line is along the minor axis: y for a flat line, x for a steep one.
+    minor = np.zeros((n, 2))
+    minor[np.arange(n), (extent[:, 0] >= extent[:, 1]).astype(np.intp)] = 1.0
+    pts = start[line] + i[:, None] * (delta / steps[:, None])[line]
+    pts += offset[:, None] * minor[line]
+    cells = np.floor(pts + 0.5).astype(np.intp)
+    inside = ((cells >= 0) & (cells < size)).all(axis=1)
+    col, row = cells[inside].T
+    canvas = np.zeros((size, size), np.float32)
+    np.maximum.at(canvas.reshape(-1), row * size + col, seg[line[inside], 5].astype(np.float32))
+    if blur_px >= 0.05 and len(row):
+        # A margin of the kernel's radius keeps zeros at the rectangle's edges, so its
+        # edge padding adds nothing that blurring the whole image would not.
+        r = len(_gauss_kernel(round(blur_px, 2))) // 2
+        win = (
+            slice(max(0, int(row.min()) - r), int(row.max()) + r + 1),
+            slice(max(0, int(col.min()) - r), int(col.max()) + r + 1),
+        )
+        canvas[win] = _blur(canvas[win], blur_px)
     return canvas
 
 
-def _tree(
-    rng: np.random.Generator, root: tuple[float, float], side: int, n: int, levels: int, px: float
+@functools.lru_cache(maxsize=16)
+def _fan(n: int) -> np.ndarray:
+    """Directions of a tree's n main branches, from up to down, before jitter."""
+    fan = np.linspace(-1.5, 1.3, n)
+    fan.flags.writeable = False
+    return fan
+
+
+def _trees(
+    rng: np.random.Generator, roots: dict[int, tuple[float, float]], levels: int, px: float
 ) -> np.ndarray:
-    """Segments of a branching tree growing laterally from ``root`` (vessels, bronchi)."""
-    ang = np.linspace(-1.5, 1.3, n) + rng.normal(0, 0.18, n)
-    x0, y0 = np.full(n, root[0]), np.full(n, root[1])
+    """Segments of branching trees growing laterally from ``roots`` {side: (U, V)} (vessels).
+
+    Each tree has 5 to 7 main branches; each branch splits in two (a few children die
+    off), turning, shortening and thinning at each level. The trees are grown together,
+    with every possible child's random numbers drawn up front and the dead ones dropped at
+    the end: a few dozen array operations in all rather than several per branch and level.
+    """
+    counts = [int(rng.integers(5, 8)) for _ in roots]
+    n = sum(counts)
+    side = np.repeat(np.array(list(roots), float), counts)
+    x0 = np.repeat([u for u, _ in roots.values()], counts)
+    y0 = np.repeat([v for _, v in roots.values()], counts)
+    ang = np.concatenate([_fan(c) for c in counts]) + rng.normal(0, 0.18, n)
     length = rng.uniform(0.11, 0.19, n)
-    width = np.full(n, 0.04)
-    rows = []
-    for _ in range(levels):
+    slots = n * (2**levels - 2)  # the children of levels 1 .. levels - 1, two per parent
+    keep = rng.random(slots) > 0.12
+    spread = rng.uniform(0.25, 0.55, slots // 2)[:, None] * np.array([-1.0, 1.0])
+    turn = rng.normal(0, 0.1, slots)
+    shrink = rng.uniform(0.6, 0.85, slots)
+    alive = np.ones(n, bool)
+    columns: list[list[np.ndarray]] = [[], [], [], [], []]
+    done = 0
+    for level in range(levels):
         x1 = x0 + side * length * np.cos(ang)
         y1 = y0 + length * np.sin(ang)
-        value = np.minimum((width * 25) ** 1.3, 1.0)
-        rows.append(np.stack([x0, y0, x1, y1, width / px, value], axis=1))
+        for column, values in zip(columns, (x0, y0, x1, y1, alive), strict=True):
+            column.append(values)
+        if level == levels - 1:
+            break
         m = len(ang)
-        keep = rng.random(2 * m) > 0.12
-        spread = rng.uniform(0.25, 0.55, m)
-        ang = np.concatenate([ang - spread, ang + spread])[keep]
-        ang += rng.normal(0, 0.1, len(ang))
-        x0, y0 = np.concatenate([x1, x1])[keep], np.concatenate([y1, y1])[keep]
-        length = np.concatenate([length, length])[keep] * rng.uniform(0.6, 0.85, len(ang))
-        width = np.concatenate([width, width])[keep] * 0.72
-    return np.concatenate(rows)
+        new = slice(done, done + 2 * m)
+        ang = (ang[:, None] + spread[done // 2 : done // 2 + m]).ravel() + turn[new]
+        length = np.repeat(length, 2) * shrink[new]
+        x0, y0, side = np.repeat(x1, 2), np.repeat(y1, 2), np.repeat(side, 2)
+        alive = np.repeat(alive, 2) & keep[new]
+        done += 2 * m
+    width = np.repeat(0.04 * 0.72 ** np.arange(levels), [len(a) for a in columns[4]])
+    value = np.minimum((width * 25) ** 1.3, 1.0)
+    x0, y0, x1, y1, alive = (np.concatenate(column) for column in columns)
+    return np.column_stack([x0, y0, x1, y1, width / px, value])[alive]
 
 
 # --------------------------------------------------------------------------- anatomy
@@ -198,33 +345,57 @@ class _Anatomy:
 
     def __init__(self, rng: np.random.Generator, frame: _Frame) -> None:
         self.frame = frame
-        size = frame.size
-        U, V, px = frame.U, frame.V, frame.px
         self.W = rng.uniform(0.74, 0.9)  # half-width of the thorax at the costophrenic angles
         self.apex = rng.uniform(-0.82, -0.66)
         dome_r = rng.uniform(0.22, 0.5)  # depth of inspiration
         self.dome = {-1: dome_r, 1: dome_r + rng.uniform(0.0, 0.09)}
         self.mid = rng.uniform(0.07, 0.11)  # half-width of the upper mediastinum
         spine_u = rng.normal(0.0, 0.015)
+        soft = self._soft_tissue(rng)
+        hila_v = self._heart(rng)
+        air = self._lungs(rng)
+        self._airways(rng, air, spine_u)
 
-        # Body outline and soft tissue, thicker in the middle and below the diaphragm.
+        self.hila = {
+            s: (s * (self.mid + rng.uniform(0.07, 0.11)), hila_v + rng.uniform(-0.03, 0.03))
+            for s in (-1, 1)
+        }
+        for hu, hv in self.hila.values():
+            _add_blob(soft, frame, hu, hv, 0.05, 0.07, 0.05)
+        self.air, self.soft = air, soft
+        self.ribs, self.bone = self._bones(rng, spine_u)
+        segments = _trees(rng, self.hila, 4, frame.px)
+        self.vessels = _draw_segments(frame, segments, 0.7 * frame.size / 128)
+
+    def _soft_tissue(self, rng: np.random.Generator) -> np.ndarray:
+        """Body outline and soft tissue, thicker in the middle and below the diaphragm."""
+        U, V, px = self.frame.U, self.frame.V, self.frame.px
         body_w = self.W + rng.uniform(0.1, 0.2) - 0.08 * (V + 0.1) ** 2
         rel = np.abs(U) / body_w
         soft = _ramp(body_w - np.abs(U), 4 * px) * (0.75 - 0.2 * np.minimum(rel * rel, 1.0))
         soft += 0.05 * _ramp(V - 0.5 * (self.dome[-1] + self.dome[1]) - 0.1, 0.4)
+        return soft
 
-        # Heart and mediastinum: each lung's medial border widens below the hila.
+    def _heart(self, rng: np.random.Generator) -> float:
+        """Heart and mediastinum: each lung's medial border widens below the hila.
+
+        Sets the border's shape; returns the height of the hila.
+        """
         hila_v = self.apex + rng.uniform(0.45, 0.55) * (self.dome[-1] - self.apex)
         ctr = rng.uniform(0.4, 0.55)  # cardiothoracic ratio
         right = rng.uniform(0.1, 0.19)
         extent = {-1: right, 1: ctr * 2 * self.W - right}
         top = {-1: hila_v + rng.uniform(0.02, 0.1), 1: hila_v - rng.uniform(0.0, 0.08)}
         self.heart_border = {s: (top[s], extent[s]) for s in (-1, 1)}
-        knob_v, knob_w = self.apex + rng.uniform(0.3, 0.4), rng.uniform(0.03, 0.06)
+        self._knob = (self.apex + rng.uniform(0.3, 0.4), rng.uniform(0.03, 0.06))
+        return hila_v
 
-        # Lungs: an ellipse cut by the diaphragm dome and the mediastinum.
+    def _lungs(self, rng: np.random.Generator) -> np.ndarray:
+        """Lung air: per side an ellipse cut by the diaphragm dome and the mediastinum."""
+        frame = self.frame
+        U, V = frame.U, frame.V
         self.lung_params = {}
-        air = np.zeros((size, size), np.float32)
+        air = np.zeros_like(U)
         for s in (-1, 1):
             w_lung = self.W * rng.uniform(0.97, 1.03)
             a_c = 0.45 * w_lung
@@ -237,25 +408,65 @@ class _Anatomy:
             win = frame.window(lo, hi, self.apex - 0.03, self.dome[s] + curv * ax * ax + 0.03)
             if _empty(win):
                 continue
-            a, v = s * U[win], V[win]
-            r2 = ((a - a_c) * (1 / ax)) ** 2 + ((v - v_c) * (1 / ay)) ** 2
-            inside = (1 - r2) * (0.5 * min(ax, ay))
-            np.minimum(inside, (self.dome[s] + curv * (a - a_c) ** 2 - v) * 0.8, out=inside)
-            # Heart border: a quarter ellipse from its top to its widest point near the dome.
-            t = np.clip((v - top[s]) * (1 / (self.dome[s] - 0.04 - top[s])), 0, 1)
-            border = self.mid + (extent[s] - self.mid) * np.sqrt(1 - (1 - t) ** 2)
-            if s == 1:  # aortic knob
-                border += knob_w * np.exp(-(((v - knob_v) * (1 / 0.06)) ** 2))
-            np.minimum(inside, a - border, out=inside)
-            mask = _ramp(inside, 2.0 * px)
-            # Thicker lung (darker) in the middle of each field, thinner at the apex.
-            depth = (0.75 + 0.25 * np.clip(1 - r2, 0, 1)) * _ramp(v - self.apex - 0.12, 0.45)
-            air[win] += mask * np.maximum(depth, 0.35)
+            air[win] += self._lung(s, U[win] * s, V[win], curv)
         # How dark the lungs come out varies from film to film (habitus, inspiration, kV).
         aeration = 0.42 * math.exp(_TUNING["aeration"] * rng.uniform(-0.5, 0.3))
         air *= aeration * (1 + 0.08 * _smooth_noise(rng, air.shape, 6))
+        return air
 
-        # Trachea, and gas in the stomach under the left dome.
+    def _lung(self, s: int, a: np.ndarray, v: np.ndarray, curv: float) -> np.ndarray:
+        """Air in lung s at points ``a`` (distance from the midline, towards s), ``v``."""
+        a_c, ax, v_c, ay = self.lung_params[s]
+        knob_v, knob_w = self._knob
+        da = a - a_c
+        r2 = da * (1 / ax)
+        r2 *= r2
+        ev = v - v_c
+        ev *= 1 / ay
+        ev *= ev
+        r2 += ev
+        q = np.subtract(1, r2, out=r2)  # 1 - r2: 0 on the ellipse, 1 in its centre
+        inside = q * (0.5 * min(ax, ay))
+        da *= da
+        da *= curv
+        da += self.dome[s]
+        da -= v
+        da *= 0.8
+        np.minimum(inside, da, out=inside)  # below the dome
+        # Heart border: a quarter ellipse from its top to its widest point near the dome.
+        top, extent = self.heart_border[s]
+        t = v - top
+        t *= 1 / (self.dome[s] - 0.04 - top)
+        np.clip(t, 0, 1, out=t)
+        border = np.subtract(2, t)
+        border *= t
+        np.sqrt(border, out=border)  # sqrt(1 - (1 - t)^2)
+        border *= extent - self.mid
+        border += self.mid
+        if s == 1:  # aortic knob
+            knob = v - knob_v
+            knob *= 1 / 0.06
+            knob *= knob
+            np.negative(knob, out=knob)
+            np.exp(knob, out=knob)
+            knob *= knob_w
+            border += knob
+        np.subtract(a, border, out=border)
+        np.minimum(inside, border, out=inside)
+        mask = _ramp_in_place(inside, 2.0 * self.frame.px)
+        # Thicker lung (darker) in the middle of each field, thinner at the apex.
+        depth = np.clip(q, 0, 1, out=q)
+        depth *= 0.25
+        depth += 0.75
+        depth *= _ramp_in_place(v - (self.apex + 0.12), 0.45)
+        np.maximum(depth, 0.35, out=depth)
+        depth *= mask
+        return depth
+
+    def _airways(self, rng: np.random.Generator, air: np.ndarray, spine_u: float) -> None:
+        """Add the trachea, and gas in the stomach under the left dome, to ``air``."""
+        frame = self.frame
+        U, V, px = frame.U, frame.V, frame.px
         carina = self.apex + rng.uniform(0.3, 0.4)
         win = frame.window(spine_u - 0.05, spine_u + 0.05, -1.3, carina + 0.03)
         if not _empty(win):
@@ -267,18 +478,6 @@ class _Anatomy:
             _add_blob(bubble, frame, rng.uniform(0.25, 0.5), gv, rng.uniform(0.06, 0.1), 0.04, 1.0)
             air += 0.2 * _ramp(bubble - 0.5, 0.5)
 
-        self.hila = {
-            s: (s * (self.mid + rng.uniform(0.07, 0.11)), hila_v + rng.uniform(-0.03, 0.03))
-            for s in (-1, 1)
-        }
-        for hu, hv in self.hila.values():
-            _add_blob(soft, frame, hu, hv, 0.05, 0.07, 0.05)
-        self.air, self.soft = air, soft
-        self.ribs, self.bone = self._bones(rng, U, V, px, spine_u)
-        segments = [_tree(rng, self.hila[s], s, int(rng.integers(5, 8)), 4, px) for s in (-1, 1)]
-        vessels = np.asarray(_draw_segments(frame, np.concatenate(segments)), np.float32)
-        self.vessels = _blur(vessels, 0.7 * size / 128)
-
     def lateral_edge(self, s: int, V: float) -> float:
         """Distance from the midline of lung s's lateral border at height V."""
         a_c, ax, v_c, ay = self.lung_params[s]
@@ -289,32 +488,86 @@ class _Anatomy:
         V = self.apex + t * (self.dome[s] - self.apex)
         return s * (self.mid + q * (self.lateral_edge(s, V) - self.mid)), V
 
-    def _bones(self, rng, U: np.ndarray, V: np.ndarray, px: float, spine_u: float):
-        """Ribs (seen against aerated lung) and the other bones, as two maps."""
-        a = np.abs(U - spine_u)
+    def _bones(self, rng: np.random.Generator, spine_u: float) -> tuple[np.ndarray, np.ndarray]:
+        """Ribs (seen against aerated lung) and the other bones, as two maps.
+
+        Each rib pattern is a ramp of the distance to the nearest arc, limited by envelopes;
+        a product of two ramps that cannot both be partial at one point is the ramp of the
+        smaller argument, which saves most of the work of the envelopes.
+        """
+        U, V, px = self.frame.U, self.frame.V, self.frame.px
+        a = U - spine_u
+        np.abs(a, out=a)
         # Posterior ribs: parallel arcs from the spine, rising, then curving down laterally.
         spacing = (self.dome[-1] - self.apex) / rng.uniform(7.5, 9.0)
         slope, bend = rng.uniform(0.35, 0.55), rng.uniform(0.7, 1.0)
-        curve = V + slope * a - bend * a * a + 0.02 * rng.normal() * np.sign(U)
-        phase = (curve - self.apex + 0.06) * (1 / spacing)
+        phase = bend * a  # phase = (V + slope a - bend a^2 +- tilt - apex + 0.06) / spacing
+        np.subtract(slope, phase, out=phase)
+        phase *= a
+        phase += V
+        tilt = 0.02 * rng.normal()  # the two sides' ribs a little out of step
+        phase += np.copysign(abs(tilt), U if tilt >= 0 else -U)
+        phase -= self.apex - 0.06
+        phase *= 1 / spacing
         thick = rng.uniform(0.38, 0.5)  # share of the spacing covered by bone
-        dist = np.abs(phase - np.floor(phase) - 0.5)
-        band = _ramp(thick * 0.5 - dist, max(0.08, 2.5 * px / spacing))
-        band -= 0.5 * _ramp(thick * 0.5 - 1.6 * px / spacing - dist, 0.1)  # bright cortex
-        band *= _ramp(phase, 0.3) * _ramp(10.5 - phase, 0.3)
-        band *= _ramp(self.W + 0.1 - a, 4 * px) * _ramp(a - 0.05, 4 * px)
-        # Anterior ribs: fainter, sloping down towards the midline.
-        phase = (V - 0.55 * a + rng.uniform(0, 1) * spacing) * (1 / (spacing * 1.1))
-        dist = np.abs(phase - np.floor(phase) - 0.5)
-        ant = _ramp(0.2 - dist, 0.15) * _ramp(a - 0.25, 0.1) * _ramp(self.W - a, 0.1)
-        ant *= _ramp(self.dome[-1] - V, 0.2)
-        ribs = 0.05 * band + 0.02 * ant
-        # Clavicles, rising from the sternum towards the shoulders.
-        cl_v = self.apex + rng.uniform(0.0, 0.1) - 0.22 * a + 0.12 * a * a
-        clav = _ramp(0.035 - np.abs(V - cl_v), 2 * px) * _ramp(0.7 - a, 0.1) * _ramp(a - 0.04, 0.05)
+        dist = np.floor(phase)
+        np.subtract(phase, dist, out=dist)
+        dist -= 0.5
+        np.abs(dist, out=dist)  # from the middle of the nearest rib, in spacings
+        ribs = _ramp_in_place(thick * 0.5 - dist, max(0.08, 2.5 * px / spacing))
+        dist -= thick * 0.5 - 1.6 * px / spacing  # the bright cortex
+        ribs -= _ramp_in_place(np.negative(dist, out=dist), 0.1, top=0.5)
+        ribs *= _ramp_in_place(np.minimum(phase, 10.5 - phase, out=phase), 0.3)
+        reach = np.minimum(self.W + 0.1 - a, a - 0.05)
+        ribs *= _ramp_in_place(reach, 4 * px, top=0.05)
+        # Anterior ribs: fainter, sloping down towards the midline, above the domes.
+        shift = rng.uniform(0, 1) * spacing
+        win = self.frame.window(
+            spine_u - self.W - 0.05,
+            spine_u + self.W + 0.05,
+            self.frame.v_range[0],
+            self.dome[-1] + 0.1,
+        )
+        if not _empty(win):
+            a, V = a[win], V[win]
+            phase = V - 0.55 * a
+            phase += shift
+            phase *= 1 / (spacing * 1.1)
+            dist = np.floor(phase)
+            np.subtract(phase, dist, out=dist)
+            dist -= 0.5
+            np.abs(dist, out=dist)
+            ant = _ramp_in_place(np.subtract(0.2, dist, out=dist), 0.15)
+            ant *= _ramp_in_place(np.minimum(a - 0.25, self.W - a), 0.1, top=0.02)
+            ant *= _ramp_in_place(np.subtract(self.dome[-1], V), 0.2)
+            ribs[win] += ant
+        return ribs, self._other_bones(rng, spine_u, spacing)
+
+    def _other_bones(self, rng: np.random.Generator, spine_u: float, spacing: float):
+        """Clavicles and spine, each worked out only in the window that can hold it."""
+        frame = self.frame
+        px = frame.px
+        bone = np.zeros_like(frame.U)
+        # Clavicles, rising from the sternum towards the shoulders: over 0 <= a <= 0.75
+        # their centre line lies between top - 0.0975 and top.
+        top = self.apex + rng.uniform(0.0, 0.1)
+        reach = 0.035 + 2 * px
+        win = frame.window(spine_u - 0.75, spine_u + 0.75, top - 0.0975 - reach, top + reach)
+        if not _empty(win):
+            a, V = np.abs(frame.U[win] - spine_u), frame.V[win]
+            cl_v = top - 0.22 * a + 0.12 * a * a
+            clav = _ramp(0.035 - np.abs(V - cl_v), 2 * px)
+            clav *= _ramp(0.7 - a, 0.1) * _ramp(a - 0.04, 0.05)
+            bone[win] += 0.13 * clav
         # Spine: a column of vertebrae behind the mediastinum.
-        vert = 0.75 + 0.25 * np.cos(V * (2 * math.pi / (spacing * rng.uniform(0.9, 1.1))))
-        return ribs, 0.13 * clav + 0.08 * _ramp(0.065 - a, 3 * px) * vert
+        period = spacing * rng.uniform(0.9, 1.1)
+        half = 0.065 + 2 * px
+        win = frame.window(spine_u - half, spine_u + half, *frame.v_range)
+        if not _empty(win):
+            a, V = np.abs(frame.U[win] - spine_u), frame.V[win]
+            vert = 0.75 + 0.25 * np.cos(V * (2 * math.pi / period))
+            bone[win] += 0.08 * _ramp(0.065 - a, 3 * px) * vert
+        return bone
 
 
 # --------------------------------------------------------------------------- findings
@@ -406,8 +659,7 @@ def _interstitial(rng: np.random.Generator, anat: _Anatomy, severity: float) -> 
         rows.append(np.stack([x0, y0, x1, y1, width, rng.uniform(0.4, 0.8, k)], axis=1))
         r = 0.18 + 0.12 * severity
         _add_blob(fill, frame, hu + s * 0.08, hv + 0.05, r * 1.1, r * 1.3, rng.uniform(0.6, 1.0))
-    streaks = np.asarray(_draw_segments(frame, np.concatenate(rows)), np.float32)
-    streaks = _blur(streaks, 1.1 * frame.size / 128)
+    streaks = _draw_segments(frame, np.concatenate(rows), 1.1 * frame.size / 128)
     return (0.5 * fill + 0.9 * streaks) * (0.5 + 2.0 * severity)
 
 
@@ -493,13 +745,16 @@ def _render(
         fill = np.zeros_like(frame.U)
 
     # Breast and nipple shadows: soft tissue over the lower zones, in any class.
-    soft = anat.soft
+    soft = anat.soft  # the anatomy is not used again: its map can take them in place
     if rng.random() < 0.35:
         b = rng.uniform(0.03, 0.08) * _TUNING["breast"]
         for s in (-1, 1):
             cu, cv = anat.point(s, rng.uniform(0.85, 1.05), rng.uniform(0.7, 1.0))
             r = rng.uniform(0.3, 0.42)
-            soft = soft + b * _ramp(r - np.hypot(frame.U - cu, (frame.V - cv) * 1.3), r)
+            win = frame.window(cu - 1.5 * r, cu + 1.5 * r, cv - 1.2 * r, cv + 1.2 * r)
+            if not _empty(win):
+                dist = np.hypot(frame.U[win] - cu, (frame.V[win] - cv) * 1.3)
+                soft[win] += b * _ramp(r - dist, r)
     if rng.random() < 0.25:
         for s in (-1, 1):
             cu, cv = anat.point(s, rng.uniform(0.75, 0.95), rng.uniform(0.4, 0.7))
@@ -517,12 +772,16 @@ def _render(
     if rng.random() < 0.1:
         density += 0.25 * _leads(rng, frame)
     density = _blur(density, rng.uniform(0.45, 0.95) * size / 128)
+    return _expose(rng, density, frame)
 
-    # Exposure and processing: window, heel effect, gamma, noise, collimator shutters.
+
+def _expose(rng: np.random.Generator, density: np.ndarray, frame: _Frame) -> np.ndarray:
+    """The film: window, heel effect, gamma, noise, collimator shutters, side marker."""
+    size = frame.size
     # Like a modality's automatic windowing: the darkest and brightest 1 % set the window,
     # so how much of the image is dense does not set its overall brightness.
     spread = _TUNING["exposure"]
-    q_lo, q_hi = np.quantile(density[::3, ::3], (0.01, 0.99))
+    q_lo, q_hi = _quantiles(density[::3, ::3], 0.01, 0.99)
     width = q_hi - q_lo
     lo = q_lo + width * spread * rng.uniform(-0.15, 0.1)
     hi = q_hi + width * spread * rng.uniform(-0.1, 0.2)
@@ -530,7 +789,7 @@ def _render(
     img *= 1 + rng.normal(0, 0.05) * frame.V + rng.normal(0, 0.03) * frame.U
     np.clip(img, 0, 1, out=img)
     img **= math.exp(spread * rng.uniform(-0.29, 0.3))
-    img += rng.uniform(0.005, 0.025) * rng.standard_normal((size, size), dtype=np.float32)
+    img += rng.uniform(0.005, 0.025) * _pixel_noise(rng, size)
     img += rng.uniform(0.0, 0.02) * _smooth_noise(rng, img.shape, 32)
     if rng.random() < 0.15:
         edge, width = int(rng.integers(0, 4)), int(size * rng.uniform(0.02, 0.06))
