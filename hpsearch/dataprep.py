@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpsearch.record import DataRecord
+from hpsearch.record import SPLIT_SETTINGS, DataRecord
 from hpsearch.taskbar import progress_bar
 from trainer.config import DataConfig
 from trainer.errors import UserError
@@ -35,13 +35,10 @@ class PreparedData:
 
     def record(self) -> DataRecord:
         """What the study records about its data."""
-        c = self.config
+        settings = {k: getattr(self.config, k) for k in SPLIT_SETTINGS}
         return DataRecord(
-            root=str(c.root),
-            image_size=c.image_size,
-            val_fraction=c.val_fraction,
-            test_fraction=c.test_fraction,
-            split_seed=c.split_seed,
+            root=str(self.config.root),
+            **settings,
             synthetic=self.synthetic,
             fingerprint=self.fingerprint.digest if self.fingerprint else "",
             class_counts=dict(self.fingerprint.class_counts) if self.fingerprint else {},

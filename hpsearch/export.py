@@ -34,7 +34,7 @@ from torch import nn
 
 from hpsearch.model_file import MODEL_FILE, ONNX_FILE, export_onnx, onnx_probabilities, save_model
 from hpsearch.paths import Workdir
-from hpsearch.record import ATTR, StudyRecord
+from hpsearch.record import ATTR, SPLIT_SETTINGS, StudyRecord
 from reports.trial_record import TrialRecord
 from trainer.classes import CLASS_NAMES
 from trainer.data import Data, DataConfig
@@ -118,7 +118,8 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class OnnxCheck:
-    """``model.onnx`` against PyTorch on the first images of the evaluated split."""
+    """``model.onnx`` against PyTorch on the first ``batch`` images of the evaluated split:
+    the largest difference in a predicted probability, and the torch.onnx exporter used."""
 
     max_abs_prob_diff: float
     batch: int
@@ -298,15 +299,8 @@ def data_config(study: optuna.Study, workdir: Workdir) -> DataConfig:
             f"study {study.study_name!r} records no data settings "
             f"(user attr {ATTR!r}); was it created by hpsearch run?"
         )
-    data = record.data
-    return DataConfig(
-        root=Path(data.root),
-        image_size=data.image_size,
-        val_fraction=data.val_fraction,
-        test_fraction=data.test_fraction,
-        split_seed=data.split_seed,
-        cache_dir=workdir.cache,
-    )
+    settings = {k: getattr(record.data, k) for k in SPLIT_SETTINGS}
+    return DataConfig(root=Path(record.data.root), cache_dir=workdir.cache, **settings)
 
 
 # -- the export -------------------------------------------------------------------------

@@ -60,6 +60,10 @@ class DataRecord:
         )
 
 
+#: The data settings a record shares with ``trainer.config.DataConfig``.
+SPLIT_SETTINGS = ("image_size", "val_fraction", "test_fraction", "split_seed")
+
+
 @dataclass(frozen=True)
 class StudyRecord:
     """A study's settings as ``hpsearch run`` created it (the study user attr ``hpsearch``)."""

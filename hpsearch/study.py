@@ -168,6 +168,18 @@ def resolve_study_name(storage: optuna.storages.BaseStorage, name: str | None) -
     )
 
 
+def add_stored_study_options(parser: Any, when_left_out: str) -> None:
+    """``--study NAME`` (a study stored in the storage) and ``--storage URL``, for the
+    commands that read a study; ``when_left_out`` says what leaving --study out does."""
+    parser.add_argument(
+        "--study",
+        metavar="NAME",
+        help="a study stored in the storage, by the name `hpsearch run` gave it (its study "
+        f"file's name, or --name); {when_left_out}",
+    )
+    parser.add_argument("--storage", help="storage URL (default: $HPSEARCH_STORAGE or sqlite)")
+
+
 def load_existing(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
     """Load a study by name; a missing one is a UserError listing those present."""
     try:

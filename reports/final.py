@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from sklearn.metrics import roc_curve
 
 from reports.html import format_value
+from reports.jsonable import plain
 from reports.layout import fit_figure
 from reports.per_class import per_class_rows
 from reports.uncertainty import (
@@ -147,15 +148,6 @@ def wilson_interval(successes: int, total: int, z: float = Z_95) -> tuple[float,
     return low, high
 
 
-def _py(value: Any) -> Any:
-    """numpy scalars -> Python numbers; NaN -> None (JSON has no NaN)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
 def roc_auc_scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
     """One-vs-rest ROC AUC per class, micro average and macro average (mean of class AUCs).
 
@@ -164,9 +156,9 @@ def roc_auc_scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
     """
     per_class = roc_auc_per_class(y_true, proba)
     return {
-        "per_class": {name: _py(v) for name, v in per_class.items()},
-        "micro": _py(roc_auc_micro(y_true, proba)),
-        "macro": _py(roc_auc_macro(per_class)),
+        "per_class": {name: plain(v) for name, v in per_class.items()},
+        "micro": plain(roc_auc_micro(y_true, proba)),
+        "macro": plain(roc_auc_macro(per_class)),
         "macro_over": [name for name, v in per_class.items() if not math.isnan(v)],
     }
 
@@ -201,7 +193,7 @@ def compute_metrics(frame: pd.DataFrame) -> dict[str, Any]:
         "confusion": {
             "labels": list(CLASS_NAMES),
             "counts": counts.tolist(),
-            "row_normalized": [[_py(v) for v in row] for row in normalized],
+            "row_normalized": [[plain(v) for v in row] for row in normalized],
             "rows": "true class",
             "columns": "predicted class",
         },
@@ -271,24 +263,14 @@ def roc_figure(frame: pd.DataFrame, metrics: dict[str, Any]) -> go.Figure:
             label = f"{name} (AUC {aucs['per_class'][name]:.3f})"
             fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=label))
     if "micro" in curves:
-        fig.add_trace(
-            go.Scatter(
-                x=curves["micro"][0],
-                y=curves["micro"][1],
-                mode="lines",
-                line={"dash": "dot", "color": "black"},
-                name=f"micro average (AUC {aucs['micro']:.3f})",
-            )
+        averages = (
+            ("micro", "dot", "black", f"micro average (AUC {aucs['micro']:.3f})"),
+            ("macro", "dash", "grey", f"macro average (mean of class AUCs {aucs['macro']:.3f})"),
         )
-        fig.add_trace(
-            go.Scatter(
-                x=curves["macro"][0],
-                y=curves["macro"][1],
-                mode="lines",
-                line={"dash": "dash", "color": "grey"},
-                name=f"macro average (mean of class AUCs {aucs['macro']:.3f})",
-            )
-        )
+        for key, dash, color, name in averages:
+            x, y = curves[key][0], curves[key][1]
+            line = {"dash": dash, "color": color}
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=line, name=name))
     fig.add_trace(
         go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"color": "lightgrey"}, name="chance")
     )
@@ -420,8 +402,8 @@ def compare_predictions(
             "test": "exact McNemar (two-sided binomial test on the discordant images)",
         },
         "roc_auc_macro": {
-            "winner": _py(macro[0]),
-            "runner_up": _py(macro[1]),
+            "winner": plain(macro[0]),
+            "runner_up": plain(macro[1]),
             **_difference(auc),
             "p_value": auc.p_value,
             "test": "paired bootstrap (same resampled images for both models)",
@@ -431,7 +413,7 @@ def compare_predictions(
 
 def _difference(paired: PairedDifference) -> dict[str, Any]:
     return {
-        "difference": _py(paired.difference),
+        "difference": plain(paired.difference),
         "ci95": [paired.low, paired.high],
         "interval": "paired percentile bootstrap",
         "usable": paired.usable,
@@ -529,7 +511,7 @@ def selection_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     objective = (metrics.get("model") or {}).get("metric")
     rows = []
     for key, (label, read) in _SELECTED_AS.items():
-        val, test = selection.get(key), _py(read(metrics))
+        val, test = selection.get(key), plain(read(metrics))
         if val is None or test is None:
             continue
         rows.append(
@@ -550,7 +532,7 @@ def selection_sentence(metrics: dict[str, Any]) -> str | None:
     if metrics["split"] != "test" or objective not in _SELECTED_AS or value is None:
         return None
     label, read = _SELECTED_AS[objective]
-    test = _py(read(metrics))
+    test = plain(read(metrics))
     if test is None:
         return None
     sentence = (

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reports.final import (
-    comparison_rows,
-    interval_rows,
-    onnx_sentence,
-    per_class_interval_table,
-    selection_rows,
-    selection_sentence,
-    split_sentence,
-)
+from reports import final
 from reports.html import format_value
 from reports.per_class import PER_CLASS_CAPTION, per_class_frame
 
@@ -99,7 +91,7 @@ def _data_lines(export: dict[str, Any]) -> list[str]:
 
 def _metric_lines(export: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
     split = metrics["split"]
-    lines = [f"## Metrics ({split} split)", "", split_sentence(split, metrics["n"]), ""]
+    lines = [f"## Metrics ({split} split)", "", final.split_sentence(split, metrics["n"]), ""]
     low, high = metrics["accuracy_ci95"]
     auc = metrics["roc_auc"]
     rows = [
@@ -131,7 +123,7 @@ def _metric_lines(export: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
     onnx = export.get("onnx") or {}
     if onnx.get("max_abs_prob_diff") is not None:
         lines += [
-            f"ONNX check ({onnx['exporter']} exporter): the {onnx_sentence(onnx, split)}.",
+            f"ONNX check ({onnx['exporter']} exporter): the {final.onnx_sentence(onnx, split)}.",
             "",
         ]
     return lines
@@ -145,7 +137,7 @@ def _frame_table(rows: list[dict[str, Any]]) -> str:
 def _uncertainty_lines(metrics: dict[str, Any]) -> list[str]:
     """Intervals, validation against test, and winner against runner-up."""
     split = metrics["split"]
-    rows = interval_rows(metrics)
+    rows = final.interval_rows(metrics)
     if not rows:
         return []
     ci = metrics["ci95"]
@@ -160,13 +152,13 @@ def _uncertainty_lines(metrics: dict[str, Any]) -> list[str]:
         _frame_table(rows),
         "",
     ]
-    per_class = per_class_interval_table(metrics)
+    per_class = final.per_class_interval_table(metrics)
     if not per_class.empty:
         lines += [f"Per-class ratios, value [95 % interval] ({split} split):", ""]
         lines += [_frame_table(per_class.to_dict("records")), ""]
-    selection = selection_rows(metrics)
+    selection = final.selection_rows(metrics)
     if selection:
-        sentence = selection_sentence(metrics)
+        sentence = final.selection_sentence(metrics)
         lines += ["### Validation against test (what selection added)", ""]
         lines += [sentence, ""] if sentence else []
         lines += [_frame_table(selection), ""]
@@ -187,7 +179,7 @@ def _comparison_lines(metrics: dict[str, Any]) -> list[str]:
         f"configuration. Both models on the same {comparison['n']} {comparison['split']} "
         "images; difference = winner − runner-up.",
         "",
-        _frame_table(comparison_rows(metrics)),
+        _frame_table(final.comparison_rows(metrics)),
         "",
     ]
     return lines

@@ -8,7 +8,6 @@ column is shown; a new column (an interval, say) is one more :class:`PerClassCol
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reports.jsonable import plain
 from trainer.classes import CLASS_NAMES
 from trainer.metrics import confusion, per_class_table
 
@@ -44,21 +44,12 @@ def per_class_rows(y_true: np.ndarray, y_pred: np.ndarray) -> list[dict[str, Any
             "specificity": _ratio(tn, tn + fp),
             "f1": _ratio(2 * tp, 2 * tp + fp + fn),
         }
-        rows.append({k2: _plain(v) for k2, v in {**original, **added}.items()})
+        rows.append({k2: plain(v) for k2, v in {**original, **added}.items()})
     return rows
 
 
 def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python numbers; NaN -> None (JSON has no NaN)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def format_ratio(value: Any) -> str:

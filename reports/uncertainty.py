@@ -106,15 +106,13 @@ def percentile_interval(values: np.ndarray, level: float = LEVEL) -> Interval:
 
 
 def bootstrap_values(
-    y_true: np.ndarray,
-    proba: np.ndarray,
-    metrics: Mapping[str, MetricFunction],
-    n_resamples: int = N_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
+    y_true: np.ndarray, proba: np.ndarray, metrics: Mapping[str, MetricFunction], **resampling: int
 ) -> dict[str, np.ndarray]:
     """Every metric on every resample, flattened by name (see :func:`flatten`)."""
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     rows: list[dict[str, float]] = []
+    n_resamples = resampling.get("n_resamples", N_RESAMPLES)
+    seed = resampling.get("seed", BOOTSTRAP_SEED)
     for idx in resample_indices(len(y_true), n_resamples, seed):
         y, p = y_true[idx], proba[idx]
         row: dict[str, float] = {}
@@ -137,7 +135,7 @@ def bootstrap_intervals(
 
     A metric that returns a mapping gets one interval per leaf, named ``metric/key/...``.
     """
-    values = bootstrap_values(y_true, proba, metrics, n_resamples, seed)
+    values = bootstrap_values(y_true, proba, metrics, n_resamples=n_resamples, seed=seed)
     return {name: percentile_interval(v, level) for name, v in values.items()}
 
 

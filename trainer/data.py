@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,16 +66,7 @@ class Data:
             k: getattr(self, k).to(device, non_blocking=True)
             for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
         }
-        return Data(
-            **move,
-            mean=self.mean,
-            std=self.std,
-            image_size=self.image_size,
-            class_names=self.class_names,
-            names=self.names,
-            source=self.source,
-            synthetic=self.synthetic,
-        )
+        return replace(self, **move)
 
 
 def load_data(

@@ -93,10 +93,10 @@ def _file_name(url: str) -> str:
 
 
 def _load_imagenet(model: nn.Module, arch: str, path: Path) -> None:
-    if not path.is_file():
-        raise UserError(f"weights_path={str(path)!r}: no such file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"weights_path={str(path)!r}: no such file") from None
     except Exception as error:
         raise UserError(f"cannot read weights file {path}: {first_line(error)}") from error
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

@@ -22,6 +22,10 @@ examples:
 """
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+PRECISION_HELP = "auto (default: bf16 autocast on CUDA and on CPUs with native bf16, else fp32)"
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
@@ -57,12 +61,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="held-out test share (default 0.1, as the full scale): split off and, as in a "
         "trial, never loaded",
     )
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "fp32", "bf16"),
-        help="auto (default: bf16 autocast on CUDA and on CPUs with native bf16, else fp32)",
-    )
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
     parser.add_argument("--threads", type=int, help="CPU threads for training (default: torch's)")
     parser.add_argument("--workers", type=int, help="processes that decode images (default: all)")
     parser.add_argument(

@@ -21,13 +21,9 @@ examples:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--study",
-        metavar="NAME",
-        help="a study stored in the storage, by the name `hpsearch run` gave it (its study "
-        "file's name, or --name); may be left out when the storage holds one study",
-    )
-    parser.add_argument("--storage", help="storage URL (default: $HPSEARCH_STORAGE or sqlite)")
+    from hpsearch.study import add_stored_study_options
+
+    add_stored_study_options(parser, "may be left out when the storage holds one study")
     parser.add_argument(
         "--workdir", help="the search's working directory (default: ./hpsearch-work)"
     )

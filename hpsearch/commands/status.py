@@ -15,13 +15,9 @@ examples:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--study",
-        metavar="NAME",
-        help="a study stored in the storage, by the name `hpsearch run` gave it (its study "
-        "file's name, or --name); default: every study in the storage",
-    )
-    parser.add_argument("--storage", help="storage URL (default: $HPSEARCH_STORAGE or sqlite)")
+    from hpsearch.study import add_stored_study_options
+
+    add_stored_study_options(parser, "default: every study in the storage")
     parser.add_argument("--json", action="store_true", help="every trial as JSON")
 
 
