@@ -26,6 +26,11 @@ START = "start"
 RESULT = "result"
 
 
+def _from_result(key: str, doc: str) -> Any:
+    """A read-only property of :class:`TrialRecord` giving ``result[key]`` (None if absent)."""
+    return property(lambda self: self.result.get(key), doc=doc)
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     """One trial's record (the user attributes ``start``, ``result``, and the rare ones)."""
@@ -70,23 +75,12 @@ class TrialRecord:
             attrs["error"] = self.error
         return attrs
 
-    @property
-    def best_epoch(self) -> int | None:
-        return self.result.get("best_epoch")
-
-    @property
-    def epochs_run(self) -> int | None:
-        return self.result.get("epochs_run")
-
-    @property
-    def wall_seconds(self) -> float | None:
-        """Seconds the training took (the recorded figure, not start to end)."""
-        return self.result.get("wall_seconds")
-
-    @property
-    def checkpoint(self) -> str | None:
-        """Path of the best epoch's checkpoint, as recorded."""
-        return self.result.get("checkpoint")
+    best_epoch = _from_result("best_epoch", "The epoch whose metrics the trial keeps.")
+    epochs_run = _from_result("epochs_run", "Epochs trained, resumed ones included.")
+    wall_seconds = _from_result(
+        "wall_seconds", "Seconds the training took (the recorded figure, not start to end)."
+    )
+    checkpoint = _from_result("checkpoint", "Path of the best epoch's checkpoint, as recorded.")
 
     @property
     def resumed(self) -> bool:
