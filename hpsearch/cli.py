@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hpsearch.stop import sigterm_as_interrupt, stop_signals_noted, stop_status
+from hpsearch.signals import sigterm_as_interrupt, stop_signals_noted, stop_status
 from trainer.errors import UserError
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpsearch.stop import last_stop, stop_signals_noted
+from hpsearch.signals import last_stop, stop_signals_noted
 from hpsearch.worker import TrialBudget, WorkerContext, worker_main
 from trainer.errors import UserError
 
