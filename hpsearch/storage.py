@@ -209,7 +209,11 @@ def _schema_lock(url: str) -> Iterator[None]:
     if make_url(url).get_backend_name() != "postgresql":
         yield
         return
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    # The storage's own connect arguments: its connect timeout holds here too.
+    connect_args = engine_kwargs(url).get("connect_args", {})
+    engine = sqlalchemy.create_engine(
+        url, poolclass=sqlalchemy.pool.NullPool, connect_args=connect_args
+    )
     try:
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
