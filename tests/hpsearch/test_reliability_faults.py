@@ -175,7 +175,9 @@ def test_sigint_stops_worker_processes_and_rerun_resumes(tmp_path: Path, study_n
 
 # -- a kill in the middle of a checkpoint write ---------------------------------------------
 
-CONFIG = TrainConfig(epochs=3, batch_size=16, lr=0.01, device="cpu", threads=1)
+# fp32: this test is about the checkpoint file, the same on every CPU (bf16 arithmetic
+# differs between CPUs and can diverge on this tiny random data).
+CONFIG = TrainConfig(epochs=3, batch_size=16, lr=0.01, device="cpu", threads=1, precision="fp32")
 DIE_WHILE_SAVING = """
 import os, signal, sys
 import torch
@@ -195,7 +197,7 @@ def save_then_die(obj, handle, *args, **kwargs):
     real_save(obj, handle, *args, **kwargs)
 
 torch.save = save_then_die
-config = TrainConfig(epochs=3, batch_size=16, lr=0.01, device="cpu", threads=1)
+config = TrainConfig(epochs=3, batch_size=16, lr=0.01, device="cpu", threads=1, precision="fp32")
 fit(config, synthetic_data(n_train=32, n_val=16, size=16, seed=1), checkpoint_dir=sys.argv[1])
 """
 
