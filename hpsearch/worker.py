@@ -201,13 +201,15 @@ def run_claim(
     emit: Emit,
 ) -> TrialOutcome:
     """Run the trial of one claimed slot, settle the slot, and say how the trial ended."""
-    study.sampler = _sampler(ctx, claim.slot)
+    witness = _Witness(_sampler(ctx, claim.slot))
+    study.sampler = witness
     objective = TrialObjective(ctx, board, claim, data, emit)
     report = objective.report
     try:
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
     except KeyboardInterrupt:
         report.outcome = TrialOutcome.INTERRUPTED
+        _record_interrupted(board, report.trial_id or witness.trial_id)
     except Exception as err:
         report.outcome = _after_optimize_error(ctx, board, report, err, emit)
     outcome = report.outcome
@@ -221,6 +223,48 @@ def run_claim(
         error = recurring_error(report.error) if report.error else None
         raise UserError(f"{error} ({where}; no attempt spent)") from None
     return outcome
+
+
+class _Witness(optuna.samplers.BaseSampler):
+    """The slot's sampler, noting which trial Optuna created with it: a Ctrl-C that lands
+    after the trial was created but before the objective ran can then still record it."""
+
+    def __init__(self, inner: optuna.samplers.BaseSampler) -> None:
+        self.inner = inner
+        self.trial_id: int | None = None
+
+    def before_trial(self, study: optuna.Study, trial: Any) -> None:
+        self.trial_id = trial._trial_id
+        self.inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: Any) -> dict[str, Any]:
+        return self.inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: Any, space: dict[str, Any]) -> Any:
+        return self.inner.sample_relative(study, trial, space)
+
+    def sample_independent(self, study: optuna.Study, trial: Any, name: str, dist: Any) -> Any:
+        return self.inner.sample_independent(study, trial, name, dist)
+
+    def after_trial(self, study: optuna.Study, trial: Any, state: Any, values: Any) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+
+
+def _record_interrupted(board: SlotBoard, trial_id: int | None) -> None:
+    """The interrupted trial recorded as such, if Optuna left it RUNNING (Ctrl-C landed
+    before its objective started, so nothing failed it)."""
+    from optuna.trial import TrialState
+
+    if trial_id is None:
+        return
+    storage = board.storage
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        if storage.get_trial(trial_id).state == TrialState.RUNNING:
+            storage.set_trial_user_attr(trial_id, "interrupted", True)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
 
 def _sampler(ctx: WorkerContext, slot: int) -> optuna.samplers.BaseSampler:
