@@ -216,6 +216,13 @@ def _schema_lock(url: str) -> Iterator[None]:
     )
     try:
         with engine.connect() as conn:
+            made = sqlalchemy.inspect(conn).has_table("alembic_version")
+        if made:
+            # The schema exists: nothing to race for, and no third connection held while
+            # the storage opens its own two.
+            yield
+            return
+        with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
             conn.commit()
             yield
