@@ -22,6 +22,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from reports.trials import search_trials
 from trainer.errors import UserError
 
 #: Suffix of the companion study that holds the confirmation runs.
@@ -53,7 +54,7 @@ def confirm_seeds(study_seed: int, count: int) -> list[int]:
 
 def top_configurations(study: optuna.Study, top: int) -> list[FrozenTrial]:
     """The ``top`` best complete trials of the search, one per distinct configuration."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = search_trials(study, (TrialState.COMPLETE,))
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
     ranked = sorted(
         (t for t in complete if t.value is not None and math.isfinite(t.value)),

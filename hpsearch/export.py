@@ -36,6 +36,7 @@ from hpsearch.model_file import MODEL_FILE, ONNX_FILE, export_onnx, onnx_probabi
 from hpsearch.paths import Workdir
 from hpsearch.record import ATTR, SPLIT_SETTINGS, StudyRecord
 from reports.trial_record import TrialRecord
+from reports.trials import best_search_trial, search_trials
 from trainer.classes import CLASS_NAMES
 from trainer.data import Data, DataConfig
 from trainer.errors import UserError
@@ -149,14 +150,14 @@ def _recorded(study: optuna.Study) -> dict[str, Any]:
 
 def best_complete_trial(study: optuna.Study) -> FrozenTrial:
     """The study's best complete trial; a UserError when there is none yet."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        states = sorted({t.state.name.lower() for t in study.get_trials(deepcopy=False)})
+    best = best_search_trial(study)
+    if best is None:
+        states = sorted({t.state.name.lower() for t in search_trials(study)})
         raise UserError(
             f"study {study.study_name!r} has no complete trial yet "
             f"(trial states: {', '.join(states) or 'no trials'})"
         )
-    return study.best_trial
+    return best
 
 
 def choose_winner_and_runner_up(study: optuna.Study) -> tuple[FrozenTrial, FrozenTrial | None]:
@@ -175,7 +176,7 @@ def choose_winner_and_runner_up(study: optuna.Study) -> tuple[FrozenTrial, Froze
     winner = best_complete_trial(study)
     others = [
         t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        for t in search_trials(study, (TrialState.COMPLETE,))
         if t.params != winner.params and t.value is not None
     ]
     if not others:

@@ -71,16 +71,17 @@ class Claim:
     """True when a previous attempt of this slot ran (its checkpoint may be resumed)."""
 
 
-def ensure_table(engine: sa.engine.Engine) -> None:
-    """Create the claims table once; concurrent creators are harmless."""
+def ensure_table(engine: sa.engine.Engine, table: sa.Table = slots_table) -> None:
+    """Create ``table`` (the claims table by default) once; concurrent creators are
+    harmless."""
     races = (IntegrityError, OperationalError, sa.exc.ProgrammingError)
 
     def create() -> None:
         try:
-            _metadata.create_all(engine, checkfirst=True)
+            table.create(engine, checkfirst=True)
         except races:
             # Another process created it between our check and our CREATE.
-            if not sa.inspect(engine).has_table(slots_table.name):
+            if not sa.inspect(engine).has_table(table.name):
                 raise
 
     retry(create, transient=lambda err: isinstance(err, races), attempts=6, first_delay_s=0.2)

@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpsearch.spec import StudySpec
+from reports.trials import search_trials
 
 #: Study user attribute holding the reason a study stopped early.
 STOP_ATTR = "hpsearch_stopped"
@@ -73,7 +74,7 @@ def stop_reason(
 
 def finished_values(study: optuna.Study) -> list[float | None]:
     """Values of the finished trials in the order they finished (pruned: None)."""
-    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    finished = search_trials(study, (TrialState.COMPLETE, TrialState.PRUNED))
     finished.sort(key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number))
     return [t.value if t.state == TrialState.COMPLETE else None for t in finished]
 

@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.applicable import IGNORED_BY_OPTIMIZER, applies
 from reports.trial_record import START, TrialRecord
-from reports.trials import trial_rows, trial_seconds
+from reports.trials import best_search_trial, search_trials, trial_rows, trial_seconds
 
 
 def trial_record(t: FrozenTrial) -> dict[str, Any]:
@@ -34,20 +34,20 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:
-        return None
+    """The study's best complete trial, copied trials (``--from-study``) apart."""
+    return best_search_trial(study)
 
 
 def study_status(study: optuna.Study, n_slots: int | None = None) -> dict[str, Any]:
-    """Counts by state, best trial, mean seconds per finished trial, ETA.
+    """Counts by state, best trial, mean seconds per finished trial, ETA; trials copied
+    from another study (``--from-study``) are counted apart, under ``copied``.
 
     The ETA (None when no trial is running, none has finished, or none is left) shares
     the trials left among the running ones, each taking the finished trials' mean.
     """
-    trials = study.get_trials(deepcopy=False)
+    trials = search_trials(study)
     states = Counter(t.state.name.lower() for t in trials)
+    copied = len(study.get_trials(deepcopy=False)) - len(trials)
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     durations = [s for s in map(trial_seconds, finished) if s is not None]
     mean_s = sum(durations) / len(durations) if durations else None
@@ -62,6 +62,7 @@ def study_status(study: optuna.Study, n_slots: int | None = None) -> dict[str, A
         "direction": study.direction.name.lower(),
         "n_slots": n_slots,
         "states": dict(states),
+        "copied": copied,
         "finished": len(finished),
         "remaining": remaining,
         "running": running,

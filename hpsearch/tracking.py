@@ -273,14 +273,16 @@ def trials_table(study: Any) -> tuple[list[str], list[list[Any]]]:
 def _study_summary(study: Any) -> dict[str, Any]:
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False)
+    from reports.trials import best_search_trial, search_trials
+
+    trials = search_trials(study)
     counts = {s.name.lower(): 0 for s in TrialState}
     for t in trials:
         counts[t.state.name.lower()] += 1
     summary: dict[str, Any] = {f"n_{k}": v for k, v in counts.items() if v}
     summary["n_trials"] = len(trials)
-    if counts["complete"]:
-        best = study.best_trial
+    best = best_search_trial(study)
+    if best is not None:
         summary.update(
             {"best/number": best.number, "best/value": best.value, **_clean(best.params)}
         )

@@ -197,6 +197,12 @@ def study_sections(
         ("best trial", info["best_trial"]),
         (f"best {info['metric']} (validation)", info["best_value"]),
     ]
+    if info.get("copied"):
+        copied = (
+            f"{info['copied']} copied from another study (--from-study): prior knowledge for "
+            "the sampler, left out of the counts, the best trial and the figures"
+        )
+        summary.insert(-2, ("copied trials", copied))
     blocks: list[go.Figure | Markup | str] = [definition_list(summary)]
     blocks.extend(figs.figures.values())
     for key, why in figs.skipped.items():

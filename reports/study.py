@@ -13,14 +13,14 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from reports.trials import trial_rows
+from reports.trials import best_search_trial, search_trials, trial_rows
 
 
 def study_info(study: optuna.Study, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the report says about the study: ``settings`` (what ``hpsearch run`` recorded
     about it, as a mapping; none for a plain Optuna study), data, trial counts, best trial."""
     attrs = settings or {}
-    trials = study.get_trials(deepcopy=False)
+    trials = search_trials(study)
     states = Counter(t.state.name for t in trials)
     info: dict[str, Any] = {
         "study": study.study_name,
@@ -36,8 +36,9 @@ def study_info(study: optuna.Study, settings: Mapping[str, Any] | None = None) -
         "best_trial": None,
         "best_value": None,
     }
-    if states.get("COMPLETE"):
-        best = study.best_trial
+    info["copied"] = len(study.get_trials(deepcopy=False)) - len(trials)
+    best = best_search_trial(study)
+    if best is not None:
         info["best_trial"] = best.number
         info["best_value"] = best.value
     return info

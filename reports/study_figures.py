@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from reports.html import escape
 from reports.layout import PAGE_WIDTH_PX, fit_figure
 from reports.study import study_info
+from reports.trials import search_trials
 
 #: PED-ANOVA, Optuna's default importance evaluator and optuna-dashboard's, compares
 #: the best 10 % of the complete trials with all of them; below 11 trials that best
@@ -64,7 +65,21 @@ class _Search:
         return f"Fixed in every complete trial, so not drawn: {escape(values)}."
 
 
+def without_copied_trials(study: optuna.Study) -> optuna.Study:
+    """``study`` itself, or, when it holds trials copied from another study by
+    ``--from-study``, an in-memory study of its own trials: the figures show the search
+    this study ran, not the prior knowledge it was given (another scale, maybe)."""
+    trials = study.get_trials(deepcopy=False)
+    own = search_trials(study)
+    if len(own) == len(trials):
+        return study
+    view = optuna.create_study(study_name=study.study_name, direction=study.direction)
+    view.add_trials(own)
+    return view
+
+
 def _search(study: optuna.Study, settings: Mapping[str, Any] | None) -> _Search:
+    study = without_copied_trials(study)
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     values: dict[str, set[str]] = {}

@@ -10,9 +10,11 @@ own cost more than the rest of a no-op trial's orchestration):
   checkpoint, whether it resumed, and the best epoch's metrics (``val_*``...).
 
 Two rare paths add their own attribute: ``interrupted`` (Ctrl-C) and ``error`` (the
-reason a trial failed). All of it is plain JSON, so ``optuna trials`` and
-optuna-dashboard show it as it is. Everything else reads it through
-:meth:`TrialRecord.read`.
+reason a trial failed). A trial copied from another study by ``hpsearch run
+--from-study`` carries ``copied_from`` (source study, trial number, scale) and nothing
+else: it is prior knowledge for the sampler, not a trial this study ran. All of it is
+plain JSON, so ``optuna trials`` and optuna-dashboard show it as it is. Everything else
+reads it through :meth:`TrialRecord.read`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from optuna.trial import FrozenTrial
 
 START = "start"
 RESULT = "result"
+COPIED = "copied_from"
 
 
 def _from_result(key: str, doc: str) -> Any:
@@ -43,6 +46,8 @@ class TrialRecord:
     """What the finished fit returned; empty until training ends."""
     interrupted: bool = False
     error: str | None = None
+    copied_from: dict[str, Any] | None = None
+    """Where a trial copied in by ``--from-study`` came from (study, trial, scale)."""
 
     @classmethod
     def read(cls, trial: FrozenTrial) -> TrialRecord:
@@ -58,6 +63,7 @@ class TrialRecord:
             result=dict(result) if isinstance(result, dict) else {},
             interrupted=bool(attrs.get("interrupted", False)),
             error=attrs.get("error"),
+            copied_from=_copied(attrs.get(COPIED)),
         )
 
     def start_attr(self) -> dict[str, Any]:
@@ -73,6 +79,8 @@ class TrialRecord:
             attrs["interrupted"] = True
         if self.error is not None:
             attrs["error"] = self.error
+        if self.copied_from is not None:
+            attrs[COPIED] = dict(self.copied_from)
         return attrs
 
     best_epoch = _from_result("best_epoch", "The epoch whose metrics the trial keeps.")
@@ -93,6 +101,23 @@ class TrialRecord:
     def numbers(self) -> dict[str, int | float]:
         """The numeric values of the result (metrics, timing, epochs), by name."""
         return {k: v for k, v in self.result.items() if _is_number(v)}
+
+
+def is_copied(trial: FrozenTrial) -> bool:
+    """True for a trial copied in from another study (``hpsearch run --from-study``)."""
+    return COPIED in trial.user_attrs
+
+
+def copied_label(trial: FrozenTrial) -> str | None:
+    """``copied from STUDY #N`` for a copied trial, else None."""
+    source = TrialRecord.read(trial).copied_from
+    if source is None:
+        return None
+    return f"copied from {source.get('study')} #{source.get('trial')}"
+
+
+def _copied(value: Any) -> dict[str, Any] | None:
+    return dict(value) if isinstance(value, dict) else ({} if value is not None else None)
 
 
 def _is_number(value: Any) -> bool:

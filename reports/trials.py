@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
-from reports.trial_record import TrialRecord
+from reports.trial_record import TrialRecord, is_copied
+
+#: The state a copied trial (``hpsearch run --from-study``) shows in every trials table.
+COPIED_STATE = "COPIED"
 
 #: The columns every row starts with; the trial's parameters follow, sorted by name.
 BASE_COLUMNS: tuple[str, ...] = (
@@ -41,7 +44,8 @@ class TrialRows:
 def trial_rows(study: optuna.Study, *, user_attrs: bool = False) -> TrialRows:
     """One row per trial, in trial order.
 
-    Columns: ``number``; ``state`` (Optuna's state name, e.g. ``COMPLETE``); ``interrupted``
+    Columns: ``number``; ``state`` (Optuna's state name, e.g. ``COMPLETE``, or
+    ``COPIED`` for a trial copied in by ``--from-study``); ``interrupted``
     (stopped by Ctrl-C); ``value`` (the objective, None when the trial has none or it is
     not finite); ``best_epoch``; ``epochs_run`` (as recorded, else the epochs it reported,
     else None); ``seconds`` (the recorded training time, else start to end, to 0.1 s);
@@ -57,6 +61,30 @@ def trial_rows(study: optuna.Study, *, user_attrs: bool = False) -> TrialRows:
         attrs = tuple(sorted(numeric - {*BASE_COLUMNS, *params}))
     rows = tuple(_row(t, r, params, attrs) for t, r in zip(trials, records, strict=True))
     return TrialRows((*BASE_COLUMNS, *params, *attrs), params, rows)
+
+
+def search_trials(
+    study: optuna.Study, states: tuple[TrialState, ...] | None = None
+) -> list[FrozenTrial]:
+    """The trials the study itself ran, in trial order: every trial but those copied in
+    from another study by ``--from-study`` (prior knowledge for its sampler, which no
+    best trial, count, stop rule or confirmation takes as the study's own)."""
+    trials = study.get_trials(deepcopy=False, states=states)
+    return [t for t in trials if not is_copied(t)]
+
+
+def best_search_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best complete trial the study ran (copied trials apart); None without one.
+    Ties go to the earlier trial, as Optuna's ``best_trial`` does."""
+    complete = [
+        t
+        for t in search_trials(study, (TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value)
+    ]
+    if not complete:
+        return None
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return min(complete, key=lambda t: (sign * float(t.value), t.number))  # type: ignore[arg-type]
 
 
 def trial_seconds(t: FrozenTrial) -> float | None:
@@ -75,7 +103,7 @@ def _row(
     epochs_run = record.epochs_run
     row: dict[str, Any] = {
         "number": t.number,
-        "state": t.state.name,
+        "state": COPIED_STATE if record.copied_from is not None else t.state.name,
         "interrupted": record.interrupted,
         "value": value,
         "best_epoch": record.best_epoch,

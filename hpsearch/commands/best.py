@@ -150,9 +150,11 @@ def _relocated_data(study: Any, workdir: Any, data_flag: str | None) -> Any:
 def _store_export(study: Any, files: tuple[Path, ...], workdir: Any) -> str:
     """Store the exported files as artifacts of the best trial in the shared location."""
     from hpsearch.artifacts import open_artifact_store, store_files
+    from reports.trials import best_search_trial
 
-    store_files(study, list(files), open_artifact_store(workdir), trial=study.best_trial)
-    number = study.best_trial.number
+    best = best_search_trial(study)
+    store_files(study, list(files), open_artifact_store(workdir), trial=best)
+    number = best.number if best is not None else None
     return f"stored the exported files as artifacts of trial {number} in {workdir.shared}"
 
 

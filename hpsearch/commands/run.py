@@ -31,6 +31,9 @@ examples:
   hpsearch run --study grid                  # the demo grid, on synthetic images
   hpsearch run --study tpe --data ~/data/xray-data --devices 0,1
   hpsearch run --study grid --n-trials 2     # two trials now; the same command continues
+  hpsearch run --study tpe --data ~/data/xray-data --scale modest
+  hpsearch run --study tpe --data ~/data/xray-data --name tpe-full --from-study tpe
+                                             # TPE at full scale, informed by the modest one
 """
 
 
@@ -64,6 +67,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         dest="overrides",
         help="replace a fixed or scale value, e.g. --set epochs=10 --set pretrained=false "
         "(repeatable; recorded in the study)",
+    )
+    parser.add_argument(
+        "--from-study",
+        metavar="NAME",
+        help="copy the completed trials of study NAME (same storage, or --from-storage) into "
+        "this random or TPE study before it starts, as prior knowledge for its sampler; "
+        "copied trials show as 'copied' and are never this study's best",
+    )
+    parser.add_argument(
+        "--from-storage",
+        metavar="URL",
+        help="the storage holding --from-study's study (default: this study's storage)",
     )
     parser.add_argument(
         "--retry-failed",
@@ -106,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     from hpsearch.storage import open_storage, resolve_storage_url
     from hpsearch.study import build_record, create_or_load
     from hpsearch.trainer_api import default_trainer
+    from hpsearch.warmstart import check_can_warm_start, copy_completed_trials, open_source
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _check_flags(args)
@@ -118,11 +134,16 @@ def run(args: argparse.Namespace) -> int:
     # Inputs are checked before the storage is written: a server is opened now (an
     # unreachable one fails before the data is prepared), a SQLite file once it has loaded.
     storage = _open_server_storage(url)
+    if args.from_study:
+        check_can_warm_start(spec)
     check_setup(spec, scale, workdir)
     data = prepare_data(spec, scale, args.data, workdir, trainer)
     storage = storage or open_storage(url)
     record = build_record(spec, scale, data.record(), str(workdir.root))
     study = create_or_load(name, storage, spec, record)
+    if args.from_study:
+        source, label = open_source(args.from_study, storage, args.from_storage)
+        print(copy_completed_trials(source, study, storage, spec, scale, label).describe())
     return run_workers(args, study, storage, url, spec, scale, data, workdir, trainer, plan)
 
 
@@ -192,6 +213,8 @@ def _check_flags(args: argparse.Namespace) -> None:
     """The flags argparse cannot check alone, before anything is read or written."""
     from trainer.errors import UserError
 
+    if getattr(args, "from_storage", None) and not getattr(args, "from_study", None):
+        raise UserError("--from-storage names where --from-study's study is: give --from-study")
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be >= 1")
     if args.n_trials is not None and args.n_trials < 1:

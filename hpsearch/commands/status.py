@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_status(status: dict, study, format_trials_table) -> None:
     states = ", ".join(f"{k} {v}" for k, v in sorted(status["states"].items())) or "no trials"
+    if status.get("copied"):
+        states += f"; {status['copied']} copied from another study (--from-study), not counted"
     data = "SYNTHETIC demo data" if status.get("synthetic") else "real data"
     total = status["n_slots"] if status["n_slots"] is not None else "?"
     print(

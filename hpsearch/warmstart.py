@@ -1,0 +1,252 @@
+"""Warm starts: a finished study's completed trials copied into a new random or TPE study.
+
+``hpsearch run --from-study NAME [--from-storage URL]`` gives a search prior knowledge:
+the completed trials of another study (a smaller scale, say) are added to this one with
+Optuna's ``add_trial``, so TPE's first proposals already follow what worked there. A
+copied trial carries the user attribute ``copied_from`` (source study, trial, scale),
+has no per-epoch values (the pruner compares this study's epochs only) and is not one of
+the study's own trials: no best trial, count, stop rule or confirmation takes it
+(``reports.trials.search_trials``); every trials table shows it as ``copied``.
+
+Each source trial is copied once however many processes run the same command: a copy
+is claimed first by an INSERT under the primary key (study, source trial) of a small
+table beside Optuna's, the same single-write claim the slots use.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import sqlalchemy as sa
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import IntegrityError
+
+from hpsearch.record import StudyRecord
+from hpsearch.slots import ensure_table
+from hpsearch.spec import Param, StudySpec
+from reports.trial_record import COPIED, is_copied
+from trainer.errors import UserError
+
+#: Study user attribute naming the one study this study's copies come from.
+SOURCE_ATTR = "hpsearch_copied_from"
+
+#: A claimed copy whose trial was never added (its process died) is claimed again
+#: after this many seconds.
+STALE_CLAIM_S = 60.0
+
+_metadata = sa.MetaData()
+copies_table = sa.Table(
+    "hpsearch_copies",
+    _metadata,
+    sa.Column("study_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("source_trial", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("trial_id", sa.Integer, nullable=True),
+    sa.Column("claimed_at", sa.Float, nullable=False),
+)
+
+
+@dataclass
+class CopyReport:
+    """What a warm start did: trials copied now, copied before, and left out (why)."""
+
+    source: str
+    copied: int = 0
+    before: int = 0
+    left_out: dict[str, int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        parts = [f"{self.copied} completed trial(s) copied from study {self.source}"]
+        if self.before:
+            parts.append(f"{self.before} copied before")
+        parts += [f"{n} left out ({why})" for why, n in sorted(self.left_out.items())]
+        return "warm start: " + "; ".join(parts) + " (shown as 'copied'; never this study's own)"
+
+
+def distributions(space: tuple[Param, ...]) -> dict[str, BaseDistribution]:
+    """The Optuna distribution of every axis, as ``hpsearch.study.suggest`` asks for it."""
+    out: dict[str, BaseDistribution] = {}
+    for p in space:
+        if not p.is_range:
+            out[p.name] = CategoricalDistribution(list(p.values))
+        elif p.integer:
+            step = int(p.step) if p.step else 1
+            out[p.name] = IntDistribution(int(p.low), int(p.high), log=p.log, step=step)  # type: ignore[arg-type]
+        else:
+            out[p.name] = FloatDistribution(p.low, p.high, log=p.log, step=p.step)  # type: ignore[arg-type]
+    return out
+
+
+def check_can_warm_start(spec: StudySpec) -> None:
+    """A grid trains every point whatever came before: --from-study is for random and TPE."""
+    if spec.sampler == "grid":
+        raise UserError(
+            f"--from-study warms up a random or TPE study; {spec.name!r} is a grid, which "
+            "trains every point whatever came before"
+        )
+
+
+def open_source(name: str, storage: Any, from_storage: str | None) -> tuple[optuna.Study, str]:
+    """The source study, and how to name it in output (``NAME`` or ``NAME on URL``)."""
+    from hpsearch.storage import open_storage, redact
+    from hpsearch.study import load_existing
+
+    if from_storage:
+        source = load_existing(name, open_storage(from_storage, must_exist=True))
+        return source, f"{name!r} on {redact(from_storage)}"
+    return load_existing(name, storage), repr(name)
+
+
+def copy_completed_trials(
+    source: optuna.Study,
+    target: optuna.Study,
+    storage: optuna.storages.RDBStorage,
+    spec: StudySpec,
+    scale: str,
+    label: str,
+) -> CopyReport:
+    """Copy the source's completed trials (its own, not copies it holds) into ``target``,
+    a study on the RDB ``storage``.
+
+    A trial is left out when a parameter of this study's space is missing from it or
+    outside this study's range or choices (the sampler could not use it). Parameters
+    this study does not search are dropped. Rerunning copies nothing twice.
+    """
+    check_can_warm_start(spec)
+    _check_same_question(source, target, spec, label)
+    _bind_source(target, source, label)
+    space = distributions(spec.space_at(scale))
+    board = _CopyBoard(storage, target)
+    report = CopyReport(source=label)
+    source_scale = _scale_of(source)
+    for trial in source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if is_copied(trial):
+            continue
+        why = _unusable(trial, space)
+        if why is not None:
+            report.left_out[why] = report.left_out.get(why, 0) + 1
+            continue
+        if not board.claim(trial.number):
+            report.before += 1
+            continue
+        origin = {"study": source.study_name, "trial": trial.number, "scale": source_scale}
+        copy = optuna.trial.create_trial(
+            params={name: trial.params[name] for name in space},
+            distributions=space,
+            value=trial.value,
+            user_attrs={COPIED: origin},
+        )
+        trial_id = target._storage.create_new_trial(target._study_id, template_trial=copy)
+        board.done(trial.number, trial_id)
+        report.copied += 1
+    return report
+
+
+def _check_same_question(
+    source: optuna.Study, target: optuna.Study, spec: StudySpec, label: str
+) -> None:
+    if source.study_name == target.study_name and source._storage is target._storage:
+        raise UserError("--from-study names the study being run; give another study")
+    if source.direction != target.direction:
+        raise UserError(
+            f"study {label} is {source.direction.name.lower()}d, this one "
+            f"{target.direction.name.lower()}d: its values cannot guide this search"
+        )
+    record = StudyRecord.read(source)
+    if record is not None and record.metric != spec.metric:
+        raise UserError(
+            f"study {label} optimised {record.metric}, this one {spec.metric}: "
+            "its values cannot guide this search"
+        )
+
+
+def _bind_source(target: optuna.Study, source: optuna.Study, label: str) -> None:
+    """A study takes copies from one source; a second source is refused in one line."""
+    bound = target.user_attrs.get(SOURCE_ATTR)
+    if bound is None:
+        target.set_user_attr(SOURCE_ATTR, {"study": source.study_name, "label": label})
+        return
+    if bound.get("study") != source.study_name:
+        raise UserError(
+            f"study {target.study_name!r} already holds trials copied from study "
+            f"{bound.get('label', bound.get('study'))}; pass --name to start a new study"
+        )
+
+
+def _unusable(trial: FrozenTrial, space: dict[str, BaseDistribution]) -> str | None:
+    if trial.value is None or not math.isfinite(trial.value):
+        return "no finite value"
+    for name, dist in space.items():
+        if name not in trial.params:
+            return f"no {name}"
+        try:
+            inside = dist._contains(dist.to_internal_repr(trial.params[name]))
+        except (ValueError, TypeError):
+            inside = False
+        if not inside:
+            return f"{name} outside this study's space"
+    return None
+
+
+def _scale_of(study: optuna.Study) -> str | None:
+    record = StudyRecord.read(study)
+    return record.scale if record is not None else None
+
+
+class _CopyBoard:
+    """Single-write claims of source trials, so each is copied once."""
+
+    def __init__(self, storage: optuna.storages.RDBStorage, study: optuna.Study) -> None:
+        self.engine: sa.engine.Engine = storage.engine
+        self.study_id: int = study._study_id
+        ensure_table(self.engine, copies_table)
+
+    def claim(self, source_trial: int) -> bool:
+        """True when this process is to copy ``source_trial`` (first claim, or a stale
+        one whose copier died before adding the trial)."""
+        now = time.time()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    copies_table.insert().values(
+                        study_id=self.study_id,
+                        source_trial=source_trial,
+                        trial_id=None,
+                        claimed_at=now,
+                    )
+                )
+            return True
+        except IntegrityError:
+            pass
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                copies_table.update()
+                .where(
+                    copies_table.c.study_id == self.study_id,
+                    copies_table.c.source_trial == source_trial,
+                    copies_table.c.trial_id.is_(None),
+                    copies_table.c.claimed_at < now - STALE_CLAIM_S,
+                )
+                .values(claimed_at=now)
+            )
+        return result.rowcount == 1
+
+    def done(self, source_trial: int, trial_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                copies_table.update()
+                .where(
+                    copies_table.c.study_id == self.study_id,
+                    copies_table.c.source_trial == source_trial,
+                )
+                .values(trial_id=trial_id)
+            )
