@@ -41,6 +41,13 @@ def test_shipped_studies_load(name: str) -> None:
     assert spec.train_values("full")["pretrained"] is True
     assert spec.train_values("demo")["pretrained"] is False
     assert spec.budget("demo") >= 6
+    # the modest scale sits between them: fewer pixels and epochs than full, same space
+    assert spec.scale_names == ("demo", "modest", "full")
+    modest, full = spec.train_values("modest"), spec.train_values("full")
+    assert spec.data_values("modest")["image_size"] == 128 < spec.data_values("full")["image_size"]
+    assert modest["epochs"] == 12 < full["epochs"] and modest["pretrained"] is True
+    assert spec.budget("modest") == spec.budget("full")
+    assert spec.enqueued("modest") == spec.enqueued("full")
 
 
 def test_grid_points_and_demo_narrowing(tmp_path: Path) -> None:
