@@ -200,6 +200,16 @@ def _confirmed_choice(study: optuna.Study) -> tuple[FrozenTrial, FrozenTrial | N
     return chosen[0], (chosen[1] if len(chosen) > 1 else None)
 
 
+def trial_label(trial: FrozenTrial, study: optuna.Study) -> str:
+    """``trial N``, or ``trial N of STUDY.confirm`` for a confirmation run (whose number
+    would otherwise read as one of the search's)."""
+    if "confirm_of" not in trial.user_attrs:
+        return f"trial {trial.number}"
+    from hpsearch.confirm import confirm_study_name
+
+    return f"trial {trial.number} of {confirm_study_name(study.study_name)}"
+
+
 def selection_statement(study: optuna.Study, trial: FrozenTrial) -> str:
     """How the exported trial was chosen, in one sentence (confirmed or not)."""
     from hpsearch.ranking import confirmed_ranking
@@ -492,7 +502,7 @@ def evaluate_runner_up(
         )
     elif checkpoint_path(rival, study.study_name, workdir) is None:
         note = (
-            f"the checkpoint of runner-up trial {rival.number} was not found "
+            f"the checkpoint of runner-up {trial_label(rival, study)} was not found "
             f"({rival.user_attrs.get('checkpoint')!r}): no comparison"
         )
     else:
@@ -503,9 +513,9 @@ def evaluate_runner_up(
     try:
         weights = checkpoint_weights(rival, study.study_name, workdir, data)
     except UserError as err:
-        log(f"note: runner-up trial {rival.number} not compared: {err}")
-        return RunnerUp(selected, None, f"runner-up trial {rival.number}: {err}")
-    log(f"evaluating runner-up trial {rival.number} on the same {winner.split} images")
+        log(f"note: runner-up {trial_label(rival, study)} not compared: {err}")
+        return RunnerUp(selected, None, f"runner-up {trial_label(rival, study)}: {err}")
+    log(f"evaluating runner-up {trial_label(rival, study)} on the same {winner.split} images")
     proba = predict_proba(weights.model, winner.images, weights.mean, weights.std, device=device)
     evaluation = dataclasses.replace(winner, proba=proba, notes=())
     return RunnerUp(selected, evaluation, None, weights.source_text)
@@ -645,12 +655,22 @@ def _rival_identity(runner_up: RunnerUp) -> dict[str, Any] | None:
     trial = runner_up.trial
     if trial is None:
         return None
+    from hpsearch.confirm import CONFIRM_SUFFIX
+
+    confirmed = trial.study.endswith(CONFIRM_SUFFIX)
     return {
+        "study": trial.study,
         "trial": trial.number,
         "value": trial.value,
         "metric": trial.metric,
         "params": trial.params,
         "weights": runner_up.source_text,
+        "chosen_as": (
+            "the second configuration of the confirmed ranking, its run closest to the "
+            "configuration's mean"
+            if confirmed
+            else "the best trial of another configuration"
+        ),
     }
 
 

@@ -173,11 +173,12 @@ def _comparison_lines(metrics: dict[str, Any]) -> list[str]:
     if comparison.get("note"):
         return [*lines, f"No comparison: {comparison['note']}.", ""]
     rival = comparison.get("runner_up") or {}
+    name = f"trial {rival.get('trial')}" + (f" of {rival['study']}" if rival.get("study") else "")
+    chosen_as = rival.get("chosen_as", "the best trial of another configuration")
     lines += [
-        f"Runner-up: trial {rival.get('trial')} ({rival.get('metric')} "
-        f"{_cell(rival.get('value'))} on validation), the best trial of another "
-        f"configuration. Both models on the same {comparison['n']} {comparison['split']} "
-        "images; difference = winner − runner-up.",
+        f"Runner-up: {name} ({rival.get('metric')} {_cell(rival.get('value'))} on "
+        f"validation), {chosen_as}. Both models on the same {comparison['n']} "
+        f"{comparison['split']} images; difference = winner − runner-up.",
         "",
         _frame_table(final.comparison_rows(metrics)),
         "",

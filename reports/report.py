@@ -122,6 +122,12 @@ def _per_class_intervals(metrics: dict[str, Any]) -> list[Markup]:
     return [table(intervals, caption=caption)]
 
 
+def _trial_name(identity: dict[str, Any]) -> str:
+    """``trial N of STUDY`` (``trial N`` when the study is not recorded)."""
+    study = identity.get("study")
+    return f"trial {identity.get('trial')}" + (f" of {study}" if study else "")
+
+
 def _comparison_blocks(metrics: dict[str, Any]) -> list[go.Figure | Markup | str]:
     """The paired comparison's table, or the sentence that says why there is none."""
     comparison = metrics["comparison"]
@@ -129,13 +135,13 @@ def _comparison_blocks(metrics: dict[str, Any]) -> list[go.Figure | Markup | str
     if comparison.get("note"):
         return [Markup(f'<p class="note">No comparison: {escape(comparison["note"])}.</p>')]
     params = ", ".join(f"{k}={v}" for k, v in sorted(rival.get("params", {}).items()))
+    chosen_as = rival.get("chosen_as", "the best trial of another configuration")
     intro = (
-        f"Winner: trial {model.get('trial')} ({model.get('metric')} "
-        f"{format_value(model.get('value'))} on validation). Runner-up: trial "
-        f"{rival.get('trial')} ({rival.get('metric')} {format_value(rival.get('value'))}; "
-        f"{params}), the best trial of another configuration, from its "
-        f"{rival.get('weights')}. Both on the same {comparison['n']} {comparison['split']} "
-        "images; difference = winner − runner-up."
+        f"Winner: {_trial_name(model)} ({model.get('metric')} "
+        f"{format_value(model.get('value'))} on validation). Runner-up: "
+        f"{_trial_name(rival)} ({rival.get('metric')} {format_value(rival.get('value'))}; "
+        f"{params}), {chosen_as}, from its {rival.get('weights')}. Both on the same "
+        f"{comparison['n']} {comparison['split']} images; difference = winner − runner-up."
     )
     caption = (
         f"Paired comparison, {comparison['split']} split ({comparison['n_resamples']} "

@@ -28,12 +28,9 @@ if TYPE_CHECKING:
 #: Shown at the end of ``hpsearch run --help``.
 EXAMPLES = """\
 examples:
-  hpsearch run --study grid                  # the demo grid, on synthetic images
-  hpsearch run --study tpe --data ~/data/xray-data --devices 0,1
-  hpsearch run --study grid --n-trials 2     # two trials now; the same command continues
-  hpsearch run --study tpe --data ~/data/xray-data --scale modest
+  hpsearch run --study grid --n-trials 2     # two demo trials now; the same command goes on
+  hpsearch run --study tpe --data ~/data/xray-data --scale modest --devices 0,1
   hpsearch run --study tpe --data ~/data/xray-data --name tpe-full --from-study tpe
-                                             # TPE at full scale, informed by the modest one
 """
 
 

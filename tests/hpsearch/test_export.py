@@ -258,6 +258,9 @@ def test_winner_against_runner_up_on_the_same_test_images(search: Search, tmp_pa
         rival.unlink()
     comparison = result.metrics["comparison"]
     assert comparison["runner_up"]["trial"] == runner_up.number and "note" not in comparison
+    # Named with its study, and how it was chosen (no confirmation here: one seed each).
+    assert comparison["runner_up"]["study"] == search.study.study_name
+    assert comparison["runner_up"]["chosen_as"] == "the best trial of another configuration"
     ours = pd.read_csv(tmp_path / "predictions.csv")
     theirs = pd.read_csv(tmp_path / "predictions_runner_up.csv")
     assert list(ours["name"]) == list(theirs["name"])  # the same test images, in one order
@@ -273,3 +276,4 @@ def test_winner_against_runner_up_on_the_same_test_images(search: Search, tmp_pa
     assert auc["winner"] == pytest.approx(result.metrics["roc_auc"]["macro"])
     page = (tmp_path / "report.html").read_text()
     assert "Winner against runner-up" in page and "exact McNemar" in page
+    assert f"Runner-up: trial {runner_up.number} of {search.study.study_name} (" in page
