@@ -95,11 +95,19 @@ def check_can_warm_start(spec: StudySpec) -> None:
         )
 
 
-def open_source(name: str, storage: Any, from_storage: str | None) -> tuple[optuna.Study, str]:
-    """The source study, and how to name it in output (``NAME`` or ``NAME on URL``)."""
-    from hpsearch.storage import open_storage, redact
+def open_source(
+    name: str, storage: Any, from_storage: str | None, *, target: str, target_url: str
+) -> tuple[optuna.Study, str]:
+    """The source study, and how to name it in output (``NAME`` or ``NAME on URL``);
+    the study being run (``target`` on ``target_url``) is refused as its own source."""
+    from hpsearch.storage import normalize_url, open_storage, redact
     from hpsearch.study import load_existing
 
+    elsewhere = from_storage and normalize_url(from_storage) != normalize_url(target_url)
+    if name == target and not elsewhere:
+        raise UserError(
+            f"--from-study {name!r} is the study being run; name another study (or --name)"
+        )
     if from_storage:
         source = load_existing(name, open_storage(from_storage, must_exist=True))
         return source, f"{name!r} on {redact(from_storage)}"
@@ -154,8 +162,6 @@ def copy_completed_trials(
 def _check_same_question(
     source: optuna.Study, target: optuna.Study, spec: StudySpec, label: str
 ) -> None:
-    if source.study_name == target.study_name and source._storage is target._storage:
-        raise UserError("--from-study names the study being run; give another study")
     if source.direction != target.direction:
         raise UserError(
             f"study {label} is {source.direction.name.lower()}d, this one "

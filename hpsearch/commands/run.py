@@ -137,9 +137,13 @@ def run(args: argparse.Namespace) -> int:
     data = prepare_data(spec, scale, args.data, workdir, trainer)
     storage = storage or open_storage(url)
     record = build_record(spec, scale, data.record(), str(workdir.root))
+    source = None
+    if args.from_study:  # found (or refused) before this study is created
+        source, label = open_source(
+            args.from_study, storage, args.from_storage, target=name, target_url=url
+        )
     study = create_or_load(name, storage, spec, record)
-    if args.from_study:
-        source, label = open_source(args.from_study, storage, args.from_storage)
+    if source is not None:
         print(copy_completed_trials(source, study, storage, spec, scale, label).describe())
     return run_workers(args, study, storage, url, spec, scale, data, workdir, trainer, plan)
 

@@ -202,11 +202,16 @@ def test_a_grid_or_a_second_source_is_refused_in_one_line(tmp_path: Path, capsys
     code = run(tmp_path, url, "--from-study", "other", "--n-trials", "1")
     assert_one_line_error(code, capsys.readouterr().err, "already holds trials copied", "--name")
 
+    code = run(tmp_path, url, "--from-study", "tpe", "--n-trials", "1")
+    assert_one_line_error(code, capsys.readouterr().err, "is the study being run")
+
     code = run(tmp_path, url, "--name", "x", "--from-storage", url)
     assert_one_line_error(code, capsys.readouterr().err, "give --from-study")
 
     code = run(tmp_path, url, "--name", "y", "--from-study", "missing")
     assert_one_line_error(code, capsys.readouterr().err, "no study named 'missing'")
+    # Refused before the new study was created.
+    assert "y" not in {s.study_name for s in optuna.get_all_study_summaries(url)}
 
 
 @pytest.mark.parametrize("where", ["same", "other"])
