@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from hpsearch.applicable import applicable
+from reports.applicable import applicable
 
 Clock = Callable[[], float]
 

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.applicable import IGNORED_BY_OPTIMIZER, applies
+from reports.applicable import IGNORED_BY_OPTIMIZER, applies
 from reports.trial_record import START, TrialRecord
 from reports.trials import best_search_trial, search_trials, trial_rows, trial_seconds
 

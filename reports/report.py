@@ -35,7 +35,7 @@ from reports.html import (
 )
 from reports.per_class import PER_CLASS_CAPTION, per_class_frame
 from reports.png import PngResult, write_pngs
-from reports.study import study_info, trials_table
+from reports.study import study_info, trials_table, unused_note
 from reports.study_figures import study_figures
 
 REPORT_FILE = "report.html"
@@ -214,12 +214,11 @@ def study_sections(
     for key, why in figs.skipped.items():
         blocks.append(Markup(f'<p class="skipped">{escape(key)}: skipped, {escape(why)}</p>'))
     trials = trials_table(study)
+    caption = f"value = {info['metric']} (validation), at the best epoch"
+    note = unused_note(study)
     sections = [
         Section("Study", blocks),
-        Section(
-            "Trials",
-            [table(trials, caption=f"value = {info['metric']} (validation), at the best epoch")],
-        ),
+        Section("Trials", [table(trials, caption=f"{caption}. {note}" if note else caption)]),
     ]
     return sections, {f"study_{k}": v for k, v in figs.figures.items()}
 

@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from reports.applicable import IGNORED_BY_OPTIMIZER, applies
 from reports.trials import best_search_trial, search_trials, trial_rows
 
 
@@ -47,12 +48,26 @@ def study_info(study: optuna.Study, settings: Mapping[str, Any] | None = None) -
 def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, best epoch, epochs run, seconds, parameters.
 
-    An interrupted trial's state says so, e.g. ``FAIL (interrupted)``.
+    An interrupted trial's state says so, e.g. ``FAIL (interrupted)``. A parameter the
+    trial's optimizer does not use (momentum on an Adam trial) is left empty, as in the
+    terminal's table (:func:`unused_note` says why).
     """
     table = trial_rows(study)
     columns = [c for c in table.columns if c != "interrupted"]
-    rows = [
-        {**row, "state": f"{row['state']} (interrupted)" if row["interrupted"] else row["state"]}
-        for row in table.rows
-    ]
+    rows = []
+    for row in table.rows:
+        params = {name: row[name] for name in table.params}
+        unused = {name: None for name in table.params if not applies(name, params)}
+        state = f"{row['state']} (interrupted)" if row["interrupted"] else row["state"]
+        rows.append({**row, **unused, "state": state})
     return pd.DataFrame(rows, columns=columns)
+
+
+def unused_note(study: optuna.Study) -> str | None:
+    """One sentence on the parameters the trials table leaves empty, or None."""
+    trials = study.get_trials(deepcopy=False)
+    unused = sorted({name for t in trials for name in t.params if not applies(name, t.params)})
+    if not unused:
+        return None
+    parts = [f"{n} is empty on {', '.join(sorted(IGNORED_BY_OPTIMIZER[n]))} trials" for n in unused]
+    return "; ".join(parts) + " (not used by that optimizer; the grid still gives it a value)."

@@ -10,6 +10,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from hpsearch.summary import format_trials_table, study_status, trial_record
+from reports.study import trials_table, unused_note
 from reports.trial_record import RESULT
 from reports.trials import trial_rows
 
@@ -63,6 +64,13 @@ def test_table_headers_are_words_and_adam_momentum_is_marked_unused() -> None:
     assert adam[-1] == "157.3"
     # and the table says why the '-' is there
     assert lines[-1].startswith("momentum '-': not used by adam, adamw trials")
+    # The report's table agrees: momentum left empty on the Adam trial, and said why.
+    report = trials_table(study)
+    assert report["momentum"].isna().tolist() == [True, False]
+    assert unused_note(study) == (
+        "momentum is empty on adam, adamw trials "
+        "(not used by that optimizer; the grid still gives it a value)."
+    )
 
 
 def test_a_running_trial_shows_its_last_epoch_value() -> None:
