@@ -260,6 +260,34 @@ class SlotBoard:
         """
         self._set_status(claim.slot, claim.token, status, refund=refund)
 
+    def settle_interrupted(self, claim: Claim, trial_id: int | None = None) -> TrialState | None:
+        """Settle a claim whose worker was stopped (Ctrl-C, SIGTERM) before it did so itself.
+
+        A signal can land anywhere: before the claim's trial exists, while it runs, or
+        after Optuna recorded it finished. The slot follows the trial: done when it is
+        complete or pruned; otherwise the trial, if still running, is failed as
+        interrupted, and the slot released without spending an attempt. A claim already
+        settled, or lost to another worker, is left alone. Returns the trial's state.
+        """
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(slots_table).where(*self._owned(claim.slot, claim.token))
+            ).first()
+        if row is None or row.status != RUNNING:
+            return None
+        trial_id = row.trial_id if row.trial_id is not None else trial_id
+        state = self._trial_state(trial_id)
+        if state in (TrialState.COMPLETE, TrialState.PRUNED):
+            self._set_status(claim.slot, claim.token, DONE)
+            return state
+        if state == TrialState.RUNNING:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                self.storage.set_trial_user_attr(trial_id, "interrupted", True)
+                self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            state = self._trial_state(trial_id)
+        self._set_status(claim.slot, claim.token, RELEASED, refund=True)
+        return state
+
     def _set_status(self, slot: int, token: str, status: str, *, refund: bool = False) -> None:
         values: dict[str, Any] = {"status": status}
         if refund:

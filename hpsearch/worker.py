@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
+from optuna.trial import TrialState
 
 from hpsearch.objective import TrialObjective, TrialOutcome, TrialReport, quiet_known_errors
 from hpsearch.resilience import (
@@ -49,6 +50,9 @@ SLOT_STATUS = {
     TrialOutcome.OUTAGE: RELEASED,
     TrialOutcome.SETUP_ERROR: RELEASED,
 }
+
+#: Outcomes of trials that Optuna recorded finished before a stop signal landed.
+_FINISHED = {TrialState.COMPLETE: TrialOutcome.COMPLETE, TrialState.PRUNED: TrialOutcome.PRUNED}
 
 
 @dataclass(frozen=True)
@@ -141,22 +145,31 @@ def worker_main(ctx: WorkerContext, budget: TrialBudget, emit: Emit) -> dict[str
     device = "cuda" if ctx.device == "cuda" else None
     data = ctx.trainer.load_data(ctx.data, device=device, with_test=False)
     counts = {outcome.state: 0 for outcome in TrialOutcome}
-    while True:
-        stop = _why_stop(ctx, budget, study)
-        if stop is None:
-            outcome, claim = wait_for_storage(board.claim, "claiming a trial", _message(ctx, emit))
-            stop = _claim_result(ctx, budget, outcome, emit)
-        if stop == "wait":
-            time.sleep(ctx.poll_s)
-            continue
-        if stop is not None:
-            emit({"kind": "worker_end", "worker": ctx.index, "reason": stop})
-            break
-        assert claim is not None
-        result = run_claim(ctx, study, board, claim, data, emit)
-        counts[result.state] += 1
-        if result is TrialOutcome.INTERRUPTED:
-            raise KeyboardInterrupt
+    held: Claim | None = None  # claimed and maybe not yet settled
+    try:
+        while True:
+            stop = _why_stop(ctx, budget, study)
+            if stop is None:
+                claiming = _message(ctx, emit)
+                outcome, held = wait_for_storage(board.claim, "claiming a trial", claiming)
+                stop = _claim_result(ctx, budget, outcome, emit)
+            if stop == "wait":
+                time.sleep(ctx.poll_s)
+                continue
+            if stop is not None:
+                emit({"kind": "worker_end", "worker": ctx.index, "reason": stop})
+                break
+            assert held is not None
+            result = run_claim(ctx, study, board, held, data, emit)
+            held = None
+            counts[result.state] += 1
+    except KeyboardInterrupt:
+        # Stopped between claiming a slot and settling it (run_claim settles the ones
+        # stopped in training): settle it now, so no slot waits for a grace period.
+        if held is not None:
+            with contextlib.suppress(Exception):
+                board.settle_interrupted(held)
+        raise
     return counts
 
 
@@ -208,8 +221,13 @@ def run_claim(
     try:
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
     except KeyboardInterrupt:
-        report.outcome = TrialOutcome.INTERRUPTED
-        _record_interrupted(board, report.trial_id or witness.trial_id)
+        # The slot follows the trial: a signal that lands after Optuna recorded the trial
+        # complete leaves it complete and its slot done; otherwise the trial is failed as
+        # interrupted and the slot released. Then the worker stops.
+        state = board.settle_interrupted(claim, report.trial_id or witness.trial_id)
+        outcome = _FINISHED.get(state, TrialOutcome.INTERRUPTED)  # type: ignore[arg-type]
+        emit({"kind": "trial_end", "worker": ctx.index, "state": outcome.state, **report.info})
+        raise
     except Exception as err:
         report.outcome = _after_optimize_error(ctx, board, report, err, emit)
     outcome = report.outcome
@@ -251,20 +269,6 @@ class _Witness(optuna.samplers.BaseSampler):
 
     def reseed_rng(self) -> None:
         self.inner.reseed_rng()
-
-
-def _record_interrupted(board: SlotBoard, trial_id: int | None) -> None:
-    """The interrupted trial recorded as such, if Optuna left it RUNNING (Ctrl-C landed
-    before its objective started, so nothing failed it)."""
-    from optuna.trial import TrialState
-
-    if trial_id is None:
-        return
-    storage = board.storage
-    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-        if storage.get_trial(trial_id).state == TrialState.RUNNING:
-            storage.set_trial_user_attr(trial_id, "interrupted", True)
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
 
 def _sampler(ctx: WorkerContext, slot: int) -> optuna.samplers.BaseSampler:

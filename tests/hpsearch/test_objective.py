@@ -157,12 +157,16 @@ def test_ctrl_c_in_training_releases_the_slot_and_marks_the_trial(tmp_path: Path
         raise KeyboardInterrupt
 
     ctx, study, board, claim = make_slot(tmp_path, interrupted_fit)
-    outcome = run_claim(ctx, study, board, claim, None, lambda e: None)
+    events: list[dict[str, Any]] = []
+    with pytest.raises(KeyboardInterrupt):  # the worker stops
+        run_claim(ctx, study, board, claim, None, events.append)
     trial = study.trials[0]
-    assert outcome is TrialOutcome.INTERRUPTED
-    # Recorded as interrupted, and the slot is free for the next run to resume.
+    assert events[-1]["kind"] == "trial_end" and events[-1]["state"] == "interrupted"
+    # Recorded as interrupted, and the slot is free for the next run to resume, its
+    # attempt not spent.
     assert trial.user_attrs.get("interrupted") is True
-    assert slot_status(board, claim.slot).status == RELEASED
+    row = slot_status(board, claim.slot)
+    assert (row.status, row.attempts) == (RELEASED, 0)
 
 
 @pytest.mark.parametrize(

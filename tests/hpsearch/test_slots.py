@@ -304,3 +304,42 @@ def test_many_processes_claim_every_slot_exactly_once(storage_url: str, study_na
     # And the board agrees: all slots done.
     assert board.counts() == {RUNNING: 0, DONE: N_SLOTS, RELEASED: 0, FAILED: 0, "unclaimed": 0}
     storage.engine.dispose()
+
+
+# -- a stop signal that lands anywhere ---------------------------------------------------
+def test_a_stop_settles_the_slot_by_its_trial(make_board: MakeBoard):
+    """Ctrl-C or SIGTERM can land before a claim's trial exists, while it runs, or after
+    Optuna recorded it complete: the slot follows the trial, and attempts are not spent."""
+    board = make_board(4)
+    rows = lambda: {r.slot: (r.status, r.attempts) for r in board.rows()}  # noqa: E731
+
+    before_trial = _claim(board)  # stopped before its trial was created
+    assert board.settle_interrupted(before_trial) is None
+    assert rows()[before_trial.slot] == (RELEASED, 0)
+
+    running = _claim(board)  # stopped while training
+    trial = _start_trial(board, running)
+    assert board.settle_interrupted(running) == TrialState.FAIL
+    frozen = board.storage.get_trial(trial._trial_id)
+    assert frozen.state == TrialState.FAIL and frozen.user_attrs["interrupted"] is True
+    assert rows()[running.slot] == (RELEASED, 0)
+
+    finished = _claim(board)  # stopped after Optuna recorded the trial complete
+    trial = _start_trial(board, finished)
+    board.study.tell(trial, 0.5)
+    assert board.settle_interrupted(finished) == TrialState.COMPLETE
+    assert rows()[finished.slot] == (DONE, 1)  # done: no one trains it again
+
+    # Settling again (the worker's outer handler after run_claim's) changes nothing.
+    assert board.settle_interrupted(finished) is None
+    assert board.settle_interrupted(running) is None
+    assert rows()[running.slot] == (RELEASED, 0)
+
+
+def test_a_stop_before_the_bind_finds_the_trial_it_is_given(make_board: MakeBoard):
+    board = make_board(1)
+    claim = _claim(board)
+    trial = board.study.ask()  # created, not yet bound to the slot
+    assert board.settle_interrupted(claim, trial._trial_id) == TrialState.FAIL
+    assert board.storage.get_trial(trial._trial_id).user_attrs["interrupted"] is True
+    assert board.rows()[0].status == RELEASED
