@@ -4,6 +4,11 @@ It keeps the trainer's contract — ``load_data`` and ``fit`` with per-epoch cal
 early stop, per-epoch checkpoint and resume — and replaces training by a short sleep
 and a deterministic learning curve computed from the parameters. Every epoch it
 appends a line to ``$FAKE_TRAINER_LOG`` so tests can count the epochs really trained.
+
+``$FAKE_TRAINER_STALL_AFTER=N``: once the log holds N lines, every epoch that starts
+sleeps ``$FAKE_TRAINER_STALL_S`` (600 s) instead. A test that waits for N lines and then
+stops the run (a signal, a kill) thus meets a run still training, however slowly a busy
+machine lets the test itself notice the lines.
 """
 
 from __future__ import annotations
@@ -56,6 +61,17 @@ def curve(config: TrainConfig, epoch: int) -> float:
     return round(0.25 + 0.6 * quality * (1 - math.exp(-epoch / 2)) + bonus, 6)
 
 
+def _stall_s() -> float:
+    """Seconds to stall this epoch (``$FAKE_TRAINER_STALL_AFTER`` reached), else 0."""
+    after = int(os.environ.get("FAKE_TRAINER_STALL_AFTER") or 0)
+    log_path = os.environ.get("FAKE_TRAINER_LOG")
+    if not (after and log_path and os.path.exists(log_path)):
+        return 0.0
+    with open(log_path) as handle:
+        lines = sum(1 for _ in handle)
+    return float(os.environ.get("FAKE_TRAINER_STALL_S", "600")) if lines >= after else 0.0
+
+
 def fit(
     config: TrainConfig, data: Any, on_epoch=None, *, checkpoint_dir=None, resume=True, log=None
 ) -> FakeResult:
@@ -69,7 +85,7 @@ def fit(
     delay = float(os.environ.get("FAKE_TRAINER_EPOCH_S", "0.05"))
     stopped = False
     for epoch in range(len(history) + 1, config.epochs + 1):
-        time.sleep(delay)
+        time.sleep(_stall_s() or delay)
         row = {"epoch": epoch, "val_accuracy": curve(config, epoch), "val_loss": 1.0 / epoch}
         history.append(row)
         if state_file is not None:

@@ -102,7 +102,9 @@ def test_sigkill_mid_confirm_then_rerun_loses_and_repeats_nothing(
     confirm = _search(tmp_path, grid_file, url, study_name)
     log = tmp_path / "epochs.log"
     searched = len(log.read_text().splitlines())
-    proc = start_cli(confirm, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3"))
+    stall = str(searched + 3)  # the run cannot end before the kill
+    env = fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3", FAKE_TRAINER_STALL_AFTER=stall)
+    proc = start_cli(confirm, env)
     try:
         wait_for_lines(log, searched + 3)
     finally:

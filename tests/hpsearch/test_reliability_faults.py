@@ -143,7 +143,8 @@ def test_sigint_stops_worker_processes_and_rerun_resumes(tmp_path: Path, study_n
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study_file = random_study(tmp_path, N_SLOTS, epochs=3)
     args = run_args(study_file, study_name, url, tmp_path, "--workers", "2")
-    proc = start_cli(args, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3"))
+    env = fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3", FAKE_TRAINER_STALL_AFTER="5")
+    proc = start_cli(args, env)
     try:
         wait_for_lines(tmp_path / "epochs.log", 5)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the run and its workers

@@ -64,6 +64,12 @@ def _assert_stopped_trials_released(url: str, name: str) -> None:
     assert {status[TrialRecord.read(t).slot] for t in stopped} == {"released"}
 
 
+def _stalling_env(tmp_path: Path, lines: int) -> dict[str, str]:
+    """0.3 s epochs until the log has ``lines`` lines, then epochs that last until the
+    test's signal: the run cannot finish before it, however busy the machine."""
+    return fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3", FAKE_TRAINER_STALL_AFTER=str(lines))
+
+
 def _rerun_finishes(args: list[str], tmp_path: Path, url: str, name: str) -> None:
     rerun = run_cli(args, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0"))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -82,7 +88,7 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path, study_name: str, workers
         "--workers",
         str(workers),
     )
-    proc = start_cli(args, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3"))
+    proc = start_cli(args, _stalling_env(tmp_path, 3))
     try:
         wait_for_lines(tmp_path / "epochs.log", 3)
         os.kill(proc.pid, signal.SIGTERM)  # the scheduler stops the job: the run only
@@ -103,7 +109,7 @@ def test_workers_stop_when_the_run_is_killed(tmp_path: Path, study_name: str) ->
     args = run_args(
         random_study(tmp_path, N_SLOTS, epochs=6), study_name, url, tmp_path, "--workers", "2"
     )
-    proc = start_cli(args, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3"))
+    proc = start_cli(args, _stalling_env(tmp_path, 4))
     try:
         wait_for_lines(tmp_path / "epochs.log", 4)
         os.kill(proc.pid, signal.SIGKILL)  # the run itself, not its workers
@@ -127,7 +133,7 @@ def test_repeated_ctrl_c_still_ends_on_the_resume_line(tmp_path: Path, study_nam
     args = run_args(
         random_study(tmp_path, N_SLOTS, epochs=4), study_name, url, tmp_path, "--workers", "2"
     )
-    proc = start_cli(args, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3"))
+    proc = start_cli(args, _stalling_env(tmp_path, 3))
     try:
         wait_for_lines(tmp_path / "epochs.log", 3)
         for _ in range(4):  # an impatient user

@@ -141,7 +141,7 @@ def test_sigkill_mid_trial_then_rerun_retries_the_killed_trial(
         "--wandb",
         "off",
     ]
-    env = fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3")
+    env = fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3", FAKE_TRAINER_STALL_AFTER="6")
     proc = _start(args, env)
     log = tmp_path / "epochs.log"
     lines = _wait_for_epochs(log, 6)
@@ -193,7 +193,7 @@ def test_sigint_stops_cleanly_and_rerun_resumes(tmp_path: Path, grid_file, study
         "--wandb",
         "off",
     ]
-    env = fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.2")
+    env = fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.2", FAKE_TRAINER_STALL_AFTER="5")
     proc = _start(args, env)
     log = tmp_path / "epochs.log"
     _wait_for_epochs(log, 5)  # trial 0 done, trial 1 in its second epoch
