@@ -8,7 +8,10 @@ appends a line to ``$FAKE_TRAINER_LOG`` so tests can count the epochs really tra
 ``$FAKE_TRAINER_STALL_AFTER=N``: once the log holds N lines, every epoch that starts
 sleeps ``$FAKE_TRAINER_STALL_S`` (600 s) instead. A test that waits for N lines and then
 stops the run (a signal, a kill) thus meets a run still training, however slowly a busy
-machine lets the test itself notice the lines.
+machine lets the test itself notice the lines. ``$FAKE_TRAINER_STALL_SLOT=slot-0000K``
+stalls only that slot's trial, from its second epoch, and only when it started afresh
+(not resumed): a test can kill or freeze the worker that runs it while the others, and
+the attempt that resumes it, go on.
 """
 
 from __future__ import annotations
@@ -84,8 +87,12 @@ def fit(
             history = json.loads(state_file.read_text())["history"]
     delay = float(os.environ.get("FAKE_TRAINER_EPOCH_S", "0.05"))
     stopped = False
+    slot_name = Path(checkpoint_dir).name if checkpoint_dir else None
+    fresh = not history
     for epoch in range(len(history) + 1, config.epochs + 1):
-        time.sleep(_stall_s() or delay)
+        stalled = fresh and epoch >= 2 and slot_name == os.environ.get("FAKE_TRAINER_STALL_SLOT")
+        stall = float(os.environ.get("FAKE_TRAINER_STALL_S", "600")) if stalled else 0.0
+        time.sleep(stall or _stall_s() or delay)
         row = {"epoch": epoch, "val_accuracy": curve(config, epoch), "val_loss": 1.0 / epoch}
         history.append(row)
         if state_file is not None:

@@ -45,6 +45,7 @@ pytestmark = pytest.mark.slow  # every test runs workers in subprocesses or trai
 
 GRID_SIZE = 16  # conftest.TINY_GRID: 4 lr x 2 optimizers x 2 batch sizes
 N_SLOTS = 8  # the random-search study of the shorter tests
+STALLED = "slot-00001"  # the slot whose worker the kill and freeze tests stop mid-trial
 
 
 def _slot(trial: optuna.trial.FrozenTrial) -> int | None:
@@ -66,11 +67,14 @@ def test_killed_worker_trial_is_run_again_by_the_others(tmp_path: Path, study_na
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study_file = random_study(tmp_path, N_SLOTS, epochs=3)
     args = run_args(study_file, study_name, url, tmp_path, "--workers", "2")
-    proc = start_cli(args, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3"))
+    # Slot 1's first attempt stalls in its second epoch: its worker is mid-trial when the
+    # test, however late on a busy machine, kills it.
+    env = fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3", FAKE_TRAINER_STALL_SLOT=STALLED)
+    proc = start_cli(args, env)
     try:
-        lines = wait_for_lines(tmp_path / "epochs.log", 3)
+        victim = _worker_of(tmp_path / "epochs.log", STALLED)
         # one worker process dies hard in the middle of its trial (the OOM killer's way)
-        os.kill(int(lines[-1].split()[0]), signal.SIGKILL)
+        os.kill(victim, signal.SIGKILL)
         _, err = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:
@@ -88,6 +92,19 @@ def test_killed_worker_trial_is_run_again_by_the_others(tmp_path: Path, study_na
     assert max(epochs_per_slot(tmp_path / "epochs.log").values()) == 1
 
 
+def _worker_of(log: Path, slot: str, timeout: float = 600) -> int:
+    """The pid of the worker that trained an epoch of ``slot`` (once it has)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if log.exists():
+            for line in log.read_text().splitlines():
+                fields = line.split()
+                if len(fields) > 1 and fields[1] == slot:
+                    return int(fields[0])
+        time.sleep(0.1)
+    raise AssertionError(f"no epoch of {slot} within {timeout} s")
+
+
 def _wait_for_failed_trial(url: str, name: str, timeout: float = 600) -> None:
     """Wait for the event itself (a trial failed by takeover), however busy the machine."""
     deadline = time.time() + timeout
@@ -102,13 +119,20 @@ def test_frozen_worker_gives_its_trial_up_and_goes_on(tmp_path: Path, study_name
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study_file = random_study(tmp_path, 4, epochs=6)
     args = run_args(study_file, study_name, url, tmp_path, "--workers", "2")
-    proc = start_cli(args, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3"))
+    # Slot 1's first attempt stalls 30 s in its second epoch: its worker is mid-trial
+    # when the test freezes it.
+    env = fake_env(
+        tmp_path,
+        FAKE_TRAINER_EPOCH_S="0.3",
+        FAKE_TRAINER_STALL_SLOT=STALLED,
+        FAKE_TRAINER_STALL_S="30",
+    )
+    proc = start_cli(args, env)
     frozen = 0
     try:
-        lines = wait_for_lines(tmp_path / "epochs.log", 2, timeout=600)
         # a worker stops answering (paused VM, swapped out, cut off) for longer than the
         # heartbeat grace period: the other worker fails its trial as dead
-        frozen = int(lines[-1].split()[0])
+        frozen = _worker_of(tmp_path / "epochs.log", STALLED)
         os.kill(frozen, signal.SIGSTOP)
         _wait_for_failed_trial(url, study_name)
         os.kill(frozen, signal.SIGCONT)
