@@ -113,7 +113,9 @@ def test_workers_stop_when_the_run_is_killed(tmp_path: Path, study_name: str) ->
     try:
         wait_for_lines(tmp_path / "epochs.log", 4)
         os.kill(proc.pid, signal.SIGKILL)  # the run itself, not its workers
-        proc.communicate(timeout=60)
+        # The pipes close when the workers have stopped too (as the other tests, 180 s:
+        # on a busy machine 60 s once ran out).
+        proc.communicate(timeout=180)
         workers = _worker_pids(tmp_path / "epochs.log")
         # each worker notices its parent is gone and stops (before: trained on unseen)
         assert not _wait_gone(workers)
