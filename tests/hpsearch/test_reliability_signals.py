@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -64,10 +65,23 @@ def _assert_stopped_trials_released(url: str, name: str) -> None:
     assert {status[TrialRecord.read(t).slot] for t in stopped} == {"released"}
 
 
-def _stalling_env(tmp_path: Path, lines: int) -> dict[str, str]:
-    """0.3 s epochs until the log has ``lines`` lines, then epochs that last until the
-    test's signal: the run cannot finish before it, however busy the machine."""
-    return fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3", FAKE_TRAINER_STALL_AFTER=str(lines))
+def _start_stalling(
+    tmp_path: Path, study_name: str, *, epochs: int, workers: int, lines: int
+) -> tuple[str, list[str], subprocess.Popen]:
+    """A run of the random study on SQLite, once it has trained ``lines`` epochs: 0.3 s
+    epochs until then, then epochs that last until the test's signal, so the run cannot
+    finish before it, however busy the machine. Returns the URL, the args and the run."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = random_study(tmp_path, N_SLOTS, epochs=epochs)
+    args = run_args(study, study_name, url, tmp_path, "--workers", str(workers))
+    env = fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3", FAKE_TRAINER_STALL_AFTER=str(lines))
+    proc = start_cli(args, env)
+    try:
+        wait_for_lines(tmp_path / "epochs.log", lines)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return url, args, proc
 
 
 def _rerun_finishes(args: list[str], tmp_path: Path, url: str, name: str) -> None:
@@ -79,18 +93,8 @@ def _rerun_finishes(args: list[str], tmp_path: Path, url: str, name: str) -> Non
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path, study_name: str, workers: int) -> None:
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    args = run_args(
-        random_study(tmp_path, N_SLOTS, epochs=4),
-        study_name,
-        url,
-        tmp_path,
-        "--workers",
-        str(workers),
-    )
-    proc = start_cli(args, _stalling_env(tmp_path, 3))
+    url, args, proc = _start_stalling(tmp_path, study_name, epochs=4, workers=workers, lines=3)
     try:
-        wait_for_lines(tmp_path / "epochs.log", 3)
         os.kill(proc.pid, signal.SIGTERM)  # the scheduler stops the job: the run only
         out, err = proc.communicate(timeout=180)
     finally:
@@ -105,13 +109,8 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path, study_name: str, workers
 
 
 def test_workers_stop_when_the_run_is_killed(tmp_path: Path, study_name: str) -> None:
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    args = run_args(
-        random_study(tmp_path, N_SLOTS, epochs=6), study_name, url, tmp_path, "--workers", "2"
-    )
-    proc = start_cli(args, _stalling_env(tmp_path, 4))
+    url, args, proc = _start_stalling(tmp_path, study_name, epochs=6, workers=2, lines=4)
     try:
-        wait_for_lines(tmp_path / "epochs.log", 4)
         os.kill(proc.pid, signal.SIGKILL)  # the run itself, not its workers
         # The pipes close when the workers have stopped too (as the other tests, 180 s:
         # on a busy machine 60 s once ran out).
@@ -131,13 +130,8 @@ def test_workers_stop_when_the_run_is_killed(tmp_path: Path, study_name: str) ->
 
 
 def test_repeated_ctrl_c_still_ends_on_the_resume_line(tmp_path: Path, study_name: str) -> None:
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    args = run_args(
-        random_study(tmp_path, N_SLOTS, epochs=4), study_name, url, tmp_path, "--workers", "2"
-    )
-    proc = start_cli(args, _stalling_env(tmp_path, 3))
+    _, _, proc = _start_stalling(tmp_path, study_name, epochs=4, workers=2, lines=3)
     try:
-        wait_for_lines(tmp_path / "epochs.log", 3)
         for _ in range(4):  # an impatient user
             os.killpg(proc.pid, signal.SIGINT)
             time.sleep(0.3)

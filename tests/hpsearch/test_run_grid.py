@@ -11,8 +11,6 @@ import itertools
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +19,8 @@ import pytest
 from optuna.trial import TrialState
 
 from reports.trial_record import TrialRecord
-from tests.hpsearch.conftest import ROOT, fake_env, run_cli
+from tests.hpsearch.conftest import fake_env, run_cli
+from tests.hpsearch.study_checks import start_cli
 
 pytestmark = pytest.mark.slow  # every test runs `hpsearch run` workers in subprocesses
 
@@ -96,18 +95,6 @@ def test_grid_four_workers_runs_every_point_once(
     assert len((tmp_path / "epochs.log").read_text().splitlines()) == len(log)
 
 
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.hpsearch.stand_in_cli", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
 def _wait_for_epochs(log: Path, n: int, timeout: float = 60) -> list[str]:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -142,7 +129,7 @@ def test_sigkill_mid_trial_then_rerun_retries_the_killed_trial(
         "off",
     ]
     env = fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.3", FAKE_TRAINER_STALL_AFTER="6")
-    proc = _start(args, env)
+    proc = start_cli(args, env)
     log = tmp_path / "epochs.log"
     lines = _wait_for_epochs(log, 6)
     # kill one worker process hard, in the middle of its trial
@@ -194,7 +181,7 @@ def test_sigint_stops_cleanly_and_rerun_resumes(tmp_path: Path, grid_file, study
         "off",
     ]
     env = fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.2", FAKE_TRAINER_STALL_AFTER="5")
-    proc = _start(args, env)
+    proc = start_cli(args, env)
     log = tmp_path / "epochs.log"
     _wait_for_epochs(log, 5)  # trial 0 done, trial 1 in its second epoch
     os.killpg(proc.pid, signal.SIGINT)
