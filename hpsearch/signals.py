@@ -8,6 +8,7 @@ line) and exit with 143 instead of 130. Importing this module is cheap.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -68,3 +69,42 @@ def stop_signals_noted() -> Iterator[threading.Event]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class StopSignalHold:
+    """Holds Ctrl-C and SIGTERM back over a step that must not be cut in two.
+
+    Between ``hold()`` and ``release()`` the first SIGINT or SIGTERM is only noted; at
+    ``release()`` the handlers are put back and the noted signal handed to its handler,
+    as if it had just arrived. A second signal while held is not kept waiting: it
+    releases at once (twice Ctrl-C means now). Outside the main thread, or for a signal
+    whose handler was not set from Python, nothing is held.
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+        self._noted: list[int] = []
+
+    def hold(self) -> None:
+        if self._previous or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not None:
+                self._previous[sig] = signal.signal(sig, self._note)
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self._noted.append(signum)
+        if len(self._noted) > 1:
+            self.release()
+
+    def release(self) -> None:
+        previous, self._previous = self._previous, {}
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        noted, self._noted = self._noted[:1], []
+        for signum in noted:
+            handler = previous.get(signum)
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)  # what it would have done: end the process

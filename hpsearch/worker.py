@@ -23,6 +23,7 @@ from hpsearch.resilience import (
     recurring_error,
     wait_for_storage,
 )
+from hpsearch.signals import StopSignalHold
 from hpsearch.slots import DONE, FAILED, RELEASED, Claim, Outcome, SlotBoard
 from hpsearch.spec import StudySpec
 from hpsearch.stopping import check_stop
@@ -219,7 +220,13 @@ def run_claim(
     objective = TrialObjective(ctx, board, claim, data, emit)
     report = objective.report
     try:
-        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+        # A stop signal is held back from here until the witness knows the trial Optuna
+        # creates: landing in between, it would leave a running trial nobody can name.
+        witness.hold.hold()
+        try:
+            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+        finally:
+            witness.hold.release()
     except KeyboardInterrupt:
         # The slot follows the trial: a signal that lands after Optuna recorded the trial
         # complete leaves it complete and its slot done; otherwise the trial is failed as
@@ -250,9 +257,11 @@ class _Witness(optuna.samplers.BaseSampler):
     def __init__(self, inner: optuna.samplers.BaseSampler) -> None:
         self.inner = inner
         self.trial_id: int | None = None
+        self.hold = StopSignalHold()
 
     def before_trial(self, study: optuna.Study, trial: Any) -> None:
         self.trial_id = trial._trial_id
+        self.hold.release()  # the trial is known now: a held Ctrl-C lands here
         self.inner.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,31 @@ def test_ctrl_c_in_training_releases_the_slot_and_marks_the_trial(tmp_path: Path
     assert events[-1]["kind"] == "trial_end" and events[-1]["state"] == "interrupted"
     # Recorded as interrupted, and the slot is free for the next run to resume, its
     # attempt not spent.
+    assert trial.user_attrs.get("interrupted") is True
+    row = slot_status(board, claim.slot)
+    assert (row.status, row.attempts) == (RELEASED, 0)
+
+
+def test_ctrl_c_while_optuna_creates_the_trial_still_records_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx, study, board, claim = make_slot(tmp_path, quick_fit)
+    storage = study._storage
+    create = storage.create_new_trial
+
+    def create_then_ctrl_c(*args: Any, **kwargs: Any) -> int:
+        trial_id = create(*args, **kwargs)
+        # Ctrl-C after the trial is stored, before Optuna hands it to the sampler: on a
+        # busy machine that is a wide window
+        signal.raise_signal(signal.SIGINT)
+        return trial_id
+
+    monkeypatch.setattr(storage, "create_new_trial", create_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_claim(ctx, study, board, claim, None, lambda e: None)
+    # no trial left running: it is failed as interrupted and its slot is free again
+    (trial,) = study.trials
+    assert trial.state == TrialState.FAIL
     assert trial.user_attrs.get("interrupted") is True
     row = slot_status(board, claim.slot)
     assert (row.status, row.attempts) == (RELEASED, 0)
