@@ -17,6 +17,7 @@ Usage::
 
     python benchmarks/demo_learnability.py                 # everything, ~10 minutes on 2 cores
     python benchmarks/demo_learnability.py --runs adam:0.001  # one training run
+    python benchmarks/demo_learnability.py --precision bf16 --train-seeds 0,1,2  # spread
     python benchmarks/demo_learnability.py --sheet sheet.png --runs ""  # contact sheet only
 """
 
@@ -84,6 +85,29 @@ def train_run(
     return [row["val_accuracy"] for row in result.history], result.wall_seconds
 
 
+def spread(runs: list[dict]) -> list[dict]:
+    """Per (optimizer, lr): mean, sample sd, min and max of the last epoch's accuracy."""
+    groups: dict[tuple[str, float], list[float]] = {}
+    for run in runs:
+        groups.setdefault((run["optimizer"], run["lr"]), []).append(run["val_accuracy"][-1])
+    rows = []
+    for (optimizer, lr), last in groups.items():
+        values = np.asarray(last)
+        sd = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+        rows.append(
+            {
+                "optimizer": optimizer,
+                "lr": lr,
+                "n": len(values),
+                "mean": float(values.mean()),
+                "sd": sd,
+                "min": float(values.min()),
+                "max": float(values.max()),
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
@@ -98,6 +122,12 @@ def main() -> None:
         help="comma-separated optimizer:lr pairs to train ('' for none)",
     )
     parser.add_argument("--repeat", action="store_true", help="train the first run twice")
+    parser.add_argument(
+        "--train-seeds",
+        default="0",
+        help="comma-separated training seeds: each run is trained once per seed, and the "
+        "spread of its last-epoch accuracy over them is printed (default 0)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", default="auto", help="auto (default), fp32 or bf16")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -139,20 +169,37 @@ def main() -> None:
     runs = [r.split(":") for r in filter(None, args.runs.split(","))]
     if args.repeat and runs:
         runs.insert(1, runs[0])
+    seeds = [int(s) for s in args.train_seeds.split(",")]
+    figures["train_seeds"] = seeds
     figures["runs"] = []
     for optimizer, lr in runs:
-        accs, seconds = train_run(
-            data, optimizer, float(lr), args.epochs, args.batch_size, 0, args.precision
-        )
-        figures["runs"].append(
-            {"optimizer": optimizer, "lr": float(lr), "val_accuracy": accs, "seconds": seconds}
-        )
-        per_epoch = " ".join(f"{a:.4f}" for a in accs)
-        print(
-            f"resnet18 {optimizer} lr={float(lr):g} cosine, batch {args.batch_size}: "
-            f"val accuracy per epoch {per_epoch} ({seconds:.0f} s)",
-            flush=True,
-        )
+        for seed in seeds:
+            accs, seconds = train_run(
+                data, optimizer, float(lr), args.epochs, args.batch_size, seed, args.precision
+            )
+            figures["runs"].append(
+                {
+                    "optimizer": optimizer,
+                    "lr": float(lr),
+                    "seed": seed,
+                    "val_accuracy": accs,
+                    "seconds": seconds,
+                }
+            )
+            per_epoch = " ".join(f"{a:.4f}" for a in accs)
+            print(
+                f"resnet18 {optimizer} lr={float(lr):g} cosine, batch {args.batch_size}, "
+                f"seed {seed}: val accuracy per epoch {per_epoch} ({seconds:.0f} s)",
+                flush=True,
+            )
+    if len(seeds) > 1:
+        figures["spread"] = spread(figures["runs"])
+        for row in figures["spread"]:
+            print(
+                f"{row['optimizer']} lr={row['lr']:g}: last-epoch val accuracy over "
+                f"{row['n']} seeds: mean {row['mean']:.4f}, sd {row['sd']:.4f}, "
+                f"range {row['min']:.4f}-{row['max']:.4f} ({args.precision})"
+            )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
 
