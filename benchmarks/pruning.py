@@ -343,12 +343,25 @@ def replay_main(argv: list[str]) -> None:
     parser.add_argument("--json", type=Path, help="also write the replay's figures here")
     parser.add_argument("--n-val", type=int, default=121, help="validation images")
     parser.add_argument("--study", default=str(ROOT / "studies" / "grid.toml"))
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="replay only the points the grid trains today (one of each pair that would "
+        "train alike, e.g. Adam's two momentum values), in the same slot order",
+    )
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if args.storage:
         curves = read_curves(args.storage, args.name)
         args.curves.write_text(json.dumps(curves, indent=1) + "\n")
     curves = json.loads(args.curves.read_text())
+    if args.distinct:
+        from hpsearch.spec import load_study_file
+
+        spec = load_study_file(Path(args.study))
+        points = spec.grid_points("full")
+        trained = [points[i] for i in spec.grid_indices("full")]
+        curves = [c for c in curves if c["params"] in trained]
     epochs = max(len(c["values"]) for c in curves)
     total = sum(len(c["values"]) for c in curves)
     tops = [max(c["values"]) for c in curves]

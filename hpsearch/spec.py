@@ -33,6 +33,7 @@ from hpsearch.spec_model import (
     validate,
 )
 from hpsearch.spec_space import Param, parse_axis
+from reports.applicable import IGNORED_NOTE, applicable
 from trainer.config import DemoConfig, SettingError
 from trainer.config import check_seed as _seed_rule
 from trainer.errors import UserError
@@ -111,6 +112,9 @@ class StudySpec:
     """``[tpe]`` settings; None unless the sampler is TPE."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Values given with ``--set`` (see :meth:`with_overrides`), for the record."""
+    grid_every_point: bool = False
+    """Train every point of a grid, also those that would train alike (see
+    :meth:`grid_indices`): how studies made before such points were skipped go on."""
 
     @property
     def scale_names(self) -> tuple[str, ...]:
@@ -140,10 +144,46 @@ class StudySpec:
         combos = itertools.product(*(p.values for p in space))
         return [dict(zip(names, combo, strict=True)) for combo in combos]
 
+    def training_key(self, scale: str, point: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+        """What of a grid point reaches the training: its values less those its optimizer
+        ignores (an Adam point's momentum), with the optimizer taken from the point or from
+        ``[fixed]``. Two points with the same key train alike."""
+        merged = {**self.train_values(scale), **point}
+        return tuple(sorted((k, v) for k, v in applicable(merged).items() if k in point))
+
+    def grid_indices(self, scale: str) -> list[int]:
+        """The grid points that are trained (indices in file order): one per distinct
+        training, the first in file order. A grid crosses every axis with every other, so
+        without this the original team's grid trains 12 of its 48 points twice (Adam with
+        each momentum). With ``grid_every_point``, every point."""
+        points = self.grid_points(scale)
+        if self.grid_every_point:
+            return list(range(len(points)))
+        first: dict[tuple[tuple[str, Any], ...], int] = {}
+        for i, point in enumerate(points):
+            first.setdefault(self.training_key(scale, point), i)
+        return sorted(first.values())
+
+    def trained_point(self, scale: str, point: dict[str, Any]) -> int:
+        """The index of the trained grid point that trains like ``point`` (a grid point)."""
+        points = self.grid_points(scale)
+        if self.grid_every_point:
+            return points.index(point)
+        key = self.training_key(scale, point)
+        trained = self.grid_indices(scale)
+        return next(i for i in trained if self.training_key(scale, points[i]) == key)
+
+    def grid_skipped(self, scale: str) -> str:
+        """A few words on the grid points not trained because another trains alike, or ''."""
+        skipped = len(self.grid_points(scale)) - len(self.grid_indices(scale))
+        if self.sampler != "grid" or skipped == 0:
+            return ""
+        return f"{skipped} grid point(s) skipped as they would train like another: {IGNORED_NOTE}"
+
     def budget(self, scale: str) -> int:
         """Number of trials that completes the study (exactly once each)."""
         if self.sampler == "grid":
-            return len(self.grid_points(scale))
+            return len(self.grid_indices(scale))
         assert self.n_trials is not None
         return self.n_trials
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -70,14 +71,40 @@ def grid_order(spec: StudySpec, scale: str) -> list[int]:
     shuffled order, as Optuna's own GridSampler uses, makes the first trials (those that
     set the pruner's bar) and the trials of a search stopped early a spread of the grid
     rather than one corner of it. Enqueued grid points come first, in file order, each
-    in its own point's slot (so it runs once). The order is recorded in the study and
+    in its own point's slot (so it runs once). A point that would train like an earlier
+    one (see ``StudySpec.grid_indices``) has no slot. The order is recorded in the study and
     checked when a study is resumed, so slot k always means the same point.
     """
     points = spec.grid_points(scale)
-    first = [points.index(p) for p in spec.enqueued(scale) if p in points]
+    trained = set(spec.grid_indices(scale))  # one point per distinct training
+    first = [spec.trained_point(scale, p) for p in spec.enqueued(scale) if p in points]
     first = list(dict.fromkeys(first))
     rest = [int(i) for i in np.random.default_rng(spec.seed).permutation(len(points))]
-    return first + [i for i in rest if i not in first]
+    return first + [i for i in rest if i in trained and i not in first]
+
+
+def spec_for_existing(
+    name: str, storage: optuna.storages.BaseStorage, spec: StudySpec, scale: str
+) -> StudySpec:
+    """``spec`` as the existing study ``name`` was made: a grid study whose slots are
+    every point of the grid (made before points that train alike were skipped) keeps them,
+    so its slot k still means the same point."""
+    if spec.sampler != "grid" or spec.grid_every_point:
+        return spec
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return spec
+    existing = StudyRecord.read(study)
+    every = len(spec.grid_points(scale))
+    if (
+        existing is not None
+        and existing.confirm is None
+        and existing.grid_order is not None
+        and len(existing.grid_order) == every != spec.budget(scale)
+    ):
+        return replace(spec, grid_every_point=True)
+    return spec
 
 
 def suggest(trial: optuna.Trial, space: tuple[Param, ...]) -> dict[str, Any]:

@@ -17,6 +17,10 @@ IGNORED_BY_OPTIMIZER: dict[str, frozenset[str]] = {
 }
 
 
+#: How the views and the grid explain a value that does not apply.
+IGNORED_NOTE = "momentum and nesterov are not used by adam or adamw"
+
+
 def applies(name: str, params: Mapping[str, Any]) -> bool:
     """False when the trial's optimizer ignores parameter ``name``."""
     return params.get("optimizer") not in IGNORED_BY_OPTIMIZER.get(name, frozenset())

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from hpsearch.plan import plan_devices
     from hpsearch.preflight import check_setup
     from hpsearch.storage import open_storage, resolve_storage_url
-    from hpsearch.study import build_record, create_or_load
+    from hpsearch.study import build_record, create_or_load, spec_for_existing
     from hpsearch.trainer_api import default_trainer
     from hpsearch.warmstart import check_can_warm_start, copy_completed_trials, open_source
 
@@ -136,6 +136,12 @@ def run(args: argparse.Namespace) -> int:
     check_setup(spec, scale, workdir)
     data = prepare_data(spec, scale, args.data, workdir, trainer)
     storage = storage or open_storage(url)
+    spec = spec_for_existing(name, storage, spec, scale)
+    if spec.grid_every_point:
+        print(
+            f"study {name!r} was made with a slot for every grid point, also those that "
+            "train like another: it keeps them"
+        )
     record = build_record(spec, scale, data.record(), str(workdir.root))
     source = None
     if args.from_study:  # found (or refused) before this study is created
@@ -175,10 +181,11 @@ def run_workers(
     plan = _fit_workers(plan, study, storage, total, args.n_trials, data)
     progress = Progress(total, spec.metric, spec.direction, done_before=done_before)
     what = "confirmation of" if runs else f"{spec.sampler}, pruner {spec.pruner.kind},"
+    skipped = "" if runs else spec.grid_skipped(scale)
     progress.message(
         f"study {study.study_name!r} ({what} {scale} scale) "
-        f"on {redact(url)}: {total} trials in all, {done_before} done before; "
-        f"{data.describe()}; {plan.describe()}"
+        f"on {redact(url)}: {total} trials in all{f' ({skipped})' if skipped else ''}, "
+        f"{done_before} done before; {data.describe()}; {plan.describe()}"
     )
     contexts = _worker_contexts(
         plan,

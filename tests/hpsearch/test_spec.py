@@ -484,3 +484,79 @@ def test_tpe_table(tmp_path: Path) -> None:
     _refused(tmp_path, tpe + "[tpe]\nn_startup_trials = -1\n", "tpe.n_startup_trials: must be >=")
     _refused(tmp_path, tpe + "[tpe]\nconstant_liar = 1\n", "tpe.constant_liar: expected true/false")
     _refused(tmp_path, RANDOM + "[tpe]\nn_startup_trials = 2\n", "tpe: settings of the tpe sampler")
+
+
+MOMENTUM_GRID = """
+[study]
+sampler = "grid"
+[fixed]
+{fixed}
+[space]
+lr = [0.001, 0.01]
+momentum = [0.5, 0.9]
+{optimizer}
+[scale.full]
+epochs = 2
+"""
+
+
+def test_grid_points_that_would_train_alike_get_one_slot(tmp_path: Path) -> None:
+    from hpsearch.study import grid_order, sampler_for_slot
+
+    path = tmp_path / "m.toml"
+    path.write_text(MOMENTUM_GRID.format(fixed="", optimizer='optimizer = ["sgd", "adam"]'))
+    spec = load_study_file(path)
+    points = spec.grid_points("full")
+    assert len(points) == 8
+    # Adam ignores momentum: its two momentum values would train alike, so one of them,
+    # the first in file order, is trained; SGD keeps both
+    trained = [points[i] for i in spec.grid_indices("full")]
+    assert spec.budget("full") == len(trained) == 6
+    assert sorted((p["optimizer"], p["lr"], p["momentum"]) for p in trained) == [
+        ("adam", 0.001, 0.5),
+        ("adam", 0.01, 0.5),
+        ("sgd", 0.001, 0.5),
+        ("sgd", 0.001, 0.9),
+        ("sgd", 0.01, 0.5),
+        ("sgd", 0.01, 0.9),
+    ]
+    order = grid_order(spec, "full")
+    assert sorted(order) == spec.grid_indices("full")
+    fixed = [sampler_for_slot(spec, "full", k)._fixed_params for k in range(6)]
+    assert fixed == [points[i] for i in order]
+    assert "2 grid point(s) skipped" in spec.grid_skipped("full")
+
+
+def test_an_optimizer_fixed_outside_the_space_counts_too(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(MOMENTUM_GRID.format(fixed='optimizer = "adam"', optimizer=""))
+    assert load_study_file(path).budget("full") == 2  # momentum is no axis for Adam
+    path.write_text(MOMENTUM_GRID.format(fixed='optimizer = "sgd"', optimizer=""))
+    spec = load_study_file(path)
+    assert spec.budget("full") == 4 and spec.grid_skipped("full") == ""
+
+
+def test_the_team_grid_trains_36_distinct_configurations() -> None:
+    from hpsearch.study import grid_order
+
+    spec = load_study_file(ROOT / "studies" / "grid.toml")
+    points = spec.grid_points("full")
+    order = grid_order(spec, "full")
+    assert len(points) == 48 and spec.budget("full") == len(order) == 36
+    keys = {spec.training_key("full", points[i]) for i in order}
+    assert len(keys) == 36  # no two slots train alike
+    # and every one of the 48 points trains like one of them
+    assert {spec.training_key("full", p) for p in points} == keys
+    # the team's configuration still runs first
+    assert points[order[0]] == spec.enqueued("full")[0]
+
+
+def test_an_enqueued_point_that_is_skipped_runs_as_its_twin(tmp_path: Path) -> None:
+    from hpsearch.study import grid_order
+
+    path = tmp_path / "m.toml"
+    text = MOMENTUM_GRID.format(fixed="", optimizer='optimizer = ["sgd", "adam"]')
+    path.write_text(text + '[[enqueue]]\nlr = 0.01\nmomentum = 0.9\noptimizer = "adam"\n')
+    spec = load_study_file(path)
+    first = spec.grid_points("full")[grid_order(spec, "full")[0]]
+    assert first == {"lr": 0.01, "momentum": 0.5, "optimizer": "adam"}

@@ -107,3 +107,42 @@ def test_a_slot_draws_the_same_parameters_whichever_worker_runs_it(
         drawn.append(trial.suggest_categorical("lr", [0.001, 0.01, 0.1]))
     # The slot's seed, not the process, decides what is drawn.
     assert drawn[0] == drawn[1]
+
+
+MOMENTUM = """
+[study]
+sampler = "grid"
+
+[space]
+lr = [0.001, 0.01]
+momentum = [0.5, 0.9]
+optimizer = ["sgd", "adam"]
+
+[scale.full]
+epochs = 2
+"""
+
+
+def test_a_grid_study_made_with_every_point_keeps_its_slots(tmp_path: Path) -> None:
+    from hpsearch.study import grid_order, spec_for_existing
+
+    path = tmp_path / "m.toml"
+    path.write_text(MOMENTUM)
+    spec = load_study_file(path)
+    storage = storage_in(tmp_path)
+    # made by an earlier version: a slot for each of the 8 points, Adam's twins included
+    every = dataclasses.replace(spec, grid_every_point=True)
+    old_record = build_record(every, "full", DATA, "/work")
+    assert old_record.n_slots == 8 and sorted(old_record.grid_order or []) == list(range(8))
+    create_or_load("old", storage, every, old_record)
+    # a run today finds it and goes on with its 8 slots, in the same order
+    joined = spec_for_existing("old", storage, spec, "full")
+    assert joined.grid_every_point and joined.budget("full") == 8
+    assert grid_order(joined, "full") == old_record.grid_order
+    create_or_load("old", storage, joined, build_record(joined, "full", DATA, "/work"))
+    # a new study gets the 6 distinct trainings
+    fresh = spec_for_existing("new", storage, spec, "full")
+    assert not fresh.grid_every_point and fresh.budget("full") == 6
+    record = build_record(fresh, "full", DATA, "/work")
+    create_or_load("new", storage, fresh, record)
+    assert spec_for_existing("new", storage, spec, "full").budget("full") == 6
