@@ -75,6 +75,21 @@ def top_configurations(study: optuna.Study, top: int) -> list[FrozenTrial]:
     return chosen
 
 
+def extend_runs(
+    done: tuple[ConfirmRun, ...], wanted: tuple[ConfirmRun, ...]
+) -> tuple[ConfirmRun, ...]:
+    """A confirmation's runs grown to cover ``wanted``: the runs it has first, in their
+    slots, then each wanted (configuration, seed) it lacks. More seeds or a larger top
+    thus add runs and keep those done; a smaller request adds nothing."""
+    have = {(_key(r.params), r.seed) for r in done}
+    added = [r for r in wanted if (_key(r.params), r.seed) not in have]
+    return done + tuple(added)
+
+
+def _key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(params.items()))
+
+
 def plan_runs(study: optuna.Study, study_seed: int, top: int, seeds: int) -> tuple[ConfirmRun, ...]:
     """The runs of a confirmation, one per slot: configuration-major, seed-minor."""
     if top < 1 or seeds < 1:

@@ -3,7 +3,8 @@
 The runs go to a companion study ``<name>.confirm`` on the same storage, with the same
 claims, workers, heartbeats, checkpoints and resume as ``run``: each (configuration,
 seed) is trained exactly once across workers and machines, and the same command again
-resumes (or, when all are done, trains nothing). ``status`` and ``best`` then show the
+resumes (or, when all are done, trains nothing); with a larger ``--seeds`` or ``--top``
+it adds the missing runs and keeps those done. ``status`` and ``best`` then show the
 confirmed ranking, and ``best --export`` ships one of the winner's confirmation runs.
 """
 
@@ -28,6 +29,7 @@ EXAMPLES = """\
 examples:
   hpsearch confirm --study grid                        # top 3 configurations x 3 seeds
   hpsearch confirm --study grid --top 2 --seeds 5 --workers 2
+  hpsearch confirm --study grid --seeds 6              # later: 3 more seeds, runs kept
   hpsearch confirm --study grid --storage postgresql://hp@db/studies   # on each machine
 """
 
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     trainer = getattr(args, "trainer", None) or default_trainer()
     data_flag = args.data or record.data.root
     data = prepare_data(spec, record.scale, data_flag, workdir, trainer)
-    companion = _companion(search, storage, spec, record, runs, args)
+    companion, runs = _companion(search, storage, spec, record, runs, args)
     print(
         f"confirming the top {args.top} configuration(s) of {search.study_name!r} with "
         f"{args.seeds} new seed(s) each, in study {confirm_study_name(search.study_name)!r}"
@@ -97,6 +99,13 @@ def run(args: argparse.Namespace) -> int:
     ranking = confirmed_ranking(search)
     if ranking is not None:
         print(format_ranking(ranking, spec.metric))
+        if ranking.top_two_overlap:
+            seeds = max(len(c.values) for c in ranking.configs[:2])
+            print(
+                f"  more seeds narrow the intervals: hpsearch confirm --study "
+                f"{search.study_name} --top {args.top} --seeds {2 * seeds} adds runs and "
+                "keeps those done"
+            )
     return code
 
 
@@ -137,18 +146,56 @@ def _companion(
     record: StudyRecord,
     runs: tuple[ConfirmRun, ...],
     args: argparse.Namespace,
-) -> optuna.Study:
-    """The ``<name>.confirm`` study, created or joined (the same runs, or refused)."""
-    from hpsearch.confirm import confirm_study_name
+) -> tuple[optuna.Study, tuple[ConfirmRun, ...]]:
+    """The ``<name>.confirm`` study, created or joined, and its runs (slot k trains run k).
+
+    A confirmation asked again with more seeds or a larger top grows: its runs keep their
+    slots and the missing (configuration, seed) pairs are added after them.
+    """
+    from hpsearch.confirm import ConfirmRun, confirm_study_name, extend_runs
     from hpsearch.study import create_or_load
 
+    name = confirm_study_name(search.study_name)
+    top, seeds = args.top, args.seeds
+    existing = _existing_record(name, storage)
+    if existing is not None and existing.confirm is not None:
+        done = tuple(ConfirmRun(**r) for r in existing.confirm["runs"])
+        grown = extend_runs(done, runs)
+        top = max(top, existing.confirm["top"])
+        seeds = max(seeds, existing.confirm["seeds"])
+        if len(grown) > len(done):
+            print(
+                f"adding {len(grown) - len(done)} run(s) to the {len(done)} of {name!r} "
+                "(those done are kept)"
+            )
+        runs = grown
     plan = {
         "search": search.study_name,
-        "top": args.top,
-        "seeds": args.seeds,
+        "top": top,
+        "seeds": seeds,
         "runs": [dataclasses.asdict(r) for r in runs],
     }
     companion = dataclasses.replace(
         record, n_slots=len(runs), grid_order=None, pruner="none", confirm=plan
     )
-    return create_or_load(confirm_study_name(search.study_name), storage, spec, companion)
+    if existing is not None and existing.confirm is not None and existing.confirm != plan:
+        # The grown plan replaces the stored one; everything else of the record is kept,
+        # so joining still checks the data and settings as for any rerun. Grow from one
+        # machine, then start the others with the same command.
+        import optuna
+
+        grown = dataclasses.replace(existing, n_slots=len(runs), confirm=plan)
+        grown.write(optuna.load_study(study_name=name, storage=storage))
+    return create_or_load(name, storage, spec, companion), runs
+
+
+def _existing_record(name: str, storage: Any) -> StudyRecord | None:
+    """The record of study ``name`` when it exists already."""
+    import optuna
+
+    from hpsearch.record import StudyRecord
+
+    try:
+        return StudyRecord.read(optuna.load_study(study_name=name, storage=storage))
+    except KeyError:
+        return None

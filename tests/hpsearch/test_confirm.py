@@ -16,7 +16,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 from scipy import stats
 
-from hpsearch.confirm import confirm_seeds, confirm_study_name
+from hpsearch.confirm import ConfirmRun, confirm_seeds, confirm_study_name, extend_runs
 from hpsearch.ranking import INDISTINGUISHABLE, rank
 from reports.trial_record import TrialRecord
 from tests.hpsearch.conftest import fake_env, run_cli
@@ -85,13 +85,30 @@ def test_confirm_runs_each_configuration_and_seed_once(
     again = run_cli(confirm, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0"))
     assert again.returncode == 0, again.stderr[-2000:]
     assert len(log.read_text().splitlines()) == trained
-    # Another K or S on the same companion study is refused with one line.
-    other = list(confirm)
-    other[other.index("--top") + 1] = "4"
-    refused = run_cli(other, fake_env(tmp_path))
-    assert refused.returncode == 2 and "already exists in this storage with a different" in (
-        refused.stderr
-    )
+    # More seeds grow the confirmation: the runs done keep their slots and results, and
+    # only the new seed of each configuration is trained (before: refused, pointing to a
+    # --name that confirm does not have).
+    kept = {t.number: (t.user_attrs["seed"], t.value) for t in trials}
+    more = list(confirm)
+    more[more.index("--seeds") + 1] = str(SEEDS + 1)
+    grown = run_cli(more, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0"))
+    assert grown.returncode == 0, grown.stderr[-2000:]
+    assert f"adding {TOP} run(s) to the {TOP * SEEDS}" in grown.stdout
+    assert len(log.read_text().splitlines()) == trained + TOP * 2
+    trials = _confirm_trials(storage_url, study_name)
+    assert len(trials) == TOP * (SEEDS + 1)
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    pairs = collections.Counter((t.user_attrs["confirm_of"], t.user_attrs["seed"]) for t in trials)
+    assert max(pairs.values()) == 1 and len(pairs) == TOP * (SEEDS + 1)
+    assert {t.user_attrs["seed"] for t in trials} == set(confirm_seeds(0, SEEDS + 1))
+    now = {t.number: (t.user_attrs["seed"], t.value) for t in trials}
+    assert all(now[number] == before for number, before in kept.items())
+    after = json.loads(run_cli(best, fake_env(tmp_path)).stdout)
+    assert {len(c["values"]) for c in after["ranking"]["configs"]} == {SEEDS + 1}
+    # Asking for fewer again trains nothing.
+    again = run_cli(confirm, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(log.read_text().splitlines()) == trained + TOP * 2
 
 
 @pytest.mark.slow
@@ -174,5 +191,22 @@ def test_a_clear_winner_is_not_called_indistinguishable() -> None:
 def test_seeds_are_derived_from_the_study_seed() -> None:
     # The same study seed gives the same seeds; none is the study seed itself.
     assert confirm_seeds(7, 3) == confirm_seeds(7, 3)
+    # asking for more seeds keeps the first ones (so a confirmation can grow)
+    assert confirm_seeds(7, 5)[:3] == confirm_seeds(7, 3)
     assert 7 not in confirm_seeds(7, 5) and len(set(confirm_seeds(7, 5))) == 5
     assert confirm_seeds(7, 3) != confirm_seeds(8, 3)
+
+
+def test_a_confirmation_grows_without_moving_its_runs() -> None:
+    a, b = {"lr": 0.01}, {"lr": 0.1}
+    done = tuple(ConfirmRun(params=a, seed=s, source_trial=3, rank=0) for s in (1, 2))
+    # more seeds, and a second configuration; the search's trial numbers may differ now
+    wanted = tuple(
+        ConfirmRun(params=p, seed=s, source_trial=n, rank=r)
+        for (p, n, r) in ((a, 5, 0), (b, 7, 1))
+        for s in (1, 2, 3)
+    )
+    grown = extend_runs(done, wanted)
+    assert grown[:2] == done  # the runs done keep their slots
+    assert [(r.params, r.seed) for r in grown[2:]] == [(a, 3), (b, 1), (b, 2), (b, 3)]
+    assert extend_runs(grown, done) == grown  # fewer adds nothing
