@@ -28,8 +28,7 @@ if TYPE_CHECKING:
 EXAMPLES = """\
 examples:
   hpsearch confirm --study grid                        # top 3 configurations x 3 seeds
-  hpsearch confirm --study grid --top 2 --seeds 5 --workers 2
-  hpsearch confirm --study grid --seeds 6              # later: 3 more seeds, runs kept
+  hpsearch confirm --study grid --seeds 6 --workers 2  # later: 3 more seeds, runs kept
   hpsearch confirm --study grid --storage postgresql://hp@db/studies   # on each machine
 """
 
