@@ -17,6 +17,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
+from reports.applicable import applicable
+
 #: Wording used wherever the top two cannot be told apart.
 INDISTINGUISHABLE = "indistinguishable at this validation size and seed count"
 
@@ -131,7 +133,8 @@ def format_ranking(ranking: Ranking, metric: str) -> str:
     """The ranking as a small text table with its verdict."""
     lines = [f"confirmed ranking ({metric}, validation; mean of seeds, 95 % CI):"]
     for i, c in enumerate(ranking.configs, 1):
-        params = ", ".join(f"{k}={v}" for k, v in sorted(c.params.items()))
+        # values the optimizer ignores (an Adam run's momentum) are left out, as in status
+        params = ", ".join(f"{k}={v}" for k, v in sorted(applicable(c.params).items()))
         ci = "n/a" if math.isnan(c.ci95[0]) else f"{c.ci95[0]:.4f}-{c.ci95[1]:.4f}"
         std = "n/a" if math.isnan(c.std) else f"{c.std:.4f}"
         lines.append(

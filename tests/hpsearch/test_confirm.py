@@ -210,3 +210,24 @@ def test_a_confirmation_grows_without_moving_its_runs() -> None:
     assert grown[:2] == done  # the runs done keep their slots
     assert [(r.params, r.seed) for r in grown[2:]] == [(a, 3), (b, 1), (b, 2), (b, 3)]
     assert extend_runs(grown, done) == grown  # fewer adds nothing
+
+
+def test_the_ranking_leaves_out_what_the_optimizer_ignores() -> None:
+    from hpsearch.ranking import format_ranking
+
+    def run(optimizer: str, seed: int, value: float) -> optuna.trial.FrozenTrial:
+        return create_trial(
+            params={"optimizer": optimizer, "momentum": 0.9},
+            distributions={
+                "optimizer": CategoricalDistribution(["sgd", "adam"]),
+                "momentum": CategoricalDistribution([0.5, 0.9]),
+            },
+            value=value,
+            user_attrs={"confirm_of": 0 if optimizer == "adam" else 1, "seed": seed},
+        )
+
+    trials = [run("adam", 1, 0.9), run("adam", 2, 0.92), run("sgd", 1, 0.7), run("sgd", 2, 0.72)]
+    adam_line, sgd_line = format_ranking(rank(trials, "maximize"), "val_accuracy").splitlines()[1:3]
+    # Adam does not use momentum: its line does not show one, as status' table does not
+    assert "optimizer=adam" in adam_line and "momentum" not in adam_line
+    assert "momentum=0.9" in sgd_line
