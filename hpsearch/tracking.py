@@ -22,7 +22,7 @@ import os
 import shlex
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -226,27 +226,43 @@ def report_wandb_runs(study: Any, mode: str, wandb_dir: str | os.PathLike[str]) 
     """End of a run: log the study's trials table, then print :func:`runs_line`."""
     if mode == "off":
         return
-    log_study_table(study, mode, wandb_dir)
-    print(runs_line(mode, Path(wandb_dir), study.study_name))
+    table = log_study_table(study, mode, wandb_dir)
+    ids = {
+        str(t.user_attrs["wandb_run_id"]) for t in study.trials if "wandb_run_id" in t.user_attrs
+    }
+    print(runs_line(mode, Path(wandb_dir), study.study_name, ids, table=table))
 
 
-def runs_line(mode: str, wandb_dir: Path, study_name: str) -> str:
+def runs_line(
+    mode: str,
+    wandb_dir: Path,
+    study_name: str,
+    run_ids: Collection[str] = (),
+    *,
+    table: bool = False,
+) -> str:
     """One line: where the study's wandb runs are and the one command that uploads them.
 
-    Offline runs are folders ``offline-run-*`` under ``wandb_dir/wandb``; ``wandb sync``
-    given them all uploads every one (runs already uploaded are skipped).
+    Offline runs are folders ``offline-run-<time>-<id>`` under ``wandb_dir/wandb``;
+    ``wandb sync`` given them all uploads every one (runs already uploaded are skipped).
+    With the study's trial run ids, the line counts those apart from the folder's other
+    runs (other studies', earlier commands' tables), which the same command uploads too.
     """
     project = os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
     where = f"project {project!r}, group {study_name!r}"
     if mode == "online":
         return f"wandb: this study's runs are online ({where}): one per trial and a summary"
     runs_dir = wandb_dir / "wandb"
-    count = len(list(runs_dir.glob("offline-run-*")))
+    folders = [p.name for p in runs_dir.glob("offline-run-*")]
     shown = shlex.quote(_relative(runs_dir))
-    return (
-        f"wandb: {count} offline run(s) in {shown}/ ({where}); "
-        f"upload them all: wandb sync {shown}/offline-run-*"
-    )
+    upload = f"upload them all: wandb sync {shown}/offline-run-*"
+    if not run_ids:
+        return f"wandb: {len(folders)} offline run(s) in {shown}/ ({where}); {upload}"
+    mine = sum(1 for name in folders if name.rsplit("-", 1)[-1] in run_ids)
+    others = len(folders) - mine - int(table)
+    what = f"{mine} trial run(s){' and its trials table' if table else ''}"
+    also = f"; {others} other run(s) there too" if others > 0 else ""
+    return f"wandb: this study's {what} offline in {shown}/ ({where}){also}; {upload}"
 
 
 def _relative(path: Path) -> str:

@@ -73,8 +73,8 @@ def test_run_logs_one_offline_wandb_run_per_trial(tmp_path: Path, grid_file) -> 
     ]
     runs_dir = workdir / "wandb" / "wandb"
     assert wandb_lines == [
-        f"wandb: 3 offline run(s) in {runs_dir}/ (project 'hpsearch', group 'wb'); "
-        f"upload them all: wandb sync {runs_dir}/offline-run-*"
+        f"wandb: this study's 2 trial run(s) and its trials table offline in {runs_dir}/ "
+        f"(project 'hpsearch', group 'wb'); upload them all: wandb sync {runs_dir}/offline-run-*"
     ]
     # --n-trials stopped the run early: how to go on
     assert "--n-trials reached: run the same command again to continue: 14 of 16 left" in (

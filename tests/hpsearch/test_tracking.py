@@ -56,7 +56,9 @@ def _objective(tracker: TrialTracker, prune_trial: int | None = None):
             "batch_size": 8,
             "storage": "postgresql://hp:s3cret@db.example:5432/studies",
         }
-        tracker.start(trial.number, config, trial.params)
+        run_id = tracker.start(trial.number, config, trial.params)
+        if run_id is not None:  # as the objective does
+            trial.set_user_attr("wandb_run_id", run_id)
         acc = 0.0
         for epoch in range(1, EPOCHS + 1):
             acc = 0.5 + 0.1 * epoch + lr
@@ -256,8 +258,10 @@ def test_end_of_run_is_one_line_with_the_upload_command(wandb_env: Path, capsys)
     (line,) = captured.out.splitlines()  # wandb's own summaries and hints stay quiet
     assert not captured.err.strip()
     runs = f"{wandb_env / 'wandb'}"
-    assert line.startswith(f"wandb: 3 offline run(s) in {runs}/ (project ")
-    assert "group 'demo'" in line
+    assert line.startswith(
+        f"wandb: this study's 2 trial run(s) and its trials table offline in {runs}/ (project "
+    )
+    assert "group 'demo'" in line and "other run(s)" not in line
     assert line.endswith(f"upload them all: wandb sync {runs}/offline-run-*")
 
 
@@ -271,3 +275,15 @@ def test_runs_line_is_relative_and_quoted(tmp_path: Path, monkeypatch) -> None:
     assert line.startswith("wandb: 2 offline run(s) in 'my work/wandb/wandb'/ ")
     assert line.endswith("wandb sync 'my work/wandb/wandb'/offline-run-*")
     assert runs_line("online", runs, "grid").startswith("wandb: this study's runs are online")
+
+
+def test_runs_line_tells_the_study_s_runs_from_the_others(tmp_path: Path, monkeypatch) -> None:
+    runs = tmp_path / "wandb" / "wandb"
+    names = ["20261130_1-aaa", "20261130_2-bbb", "20261130_3-tbl", "20261129_9-old", "x-zzz"]
+    for name in names:
+        (runs / f"offline-run-{name}").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    line = runs_line("offline", tmp_path / "wandb", "grid", {"aaa", "bbb"}, table=True)
+    # two trial runs and the table are this study's; the folder's two others are said apart
+    assert line.startswith("wandb: this study's 2 trial run(s) and its trials table offline in")
+    assert "; 2 other run(s) there too; upload them all: wandb sync" in line
