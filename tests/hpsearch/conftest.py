@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -98,3 +99,14 @@ def storage_url(request, tmp_path: Path):
 @pytest.fixture
 def study_name() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def terminal_ctrl_c():
+    """SIGINT raises KeyboardInterrupt in this process during the test, as at a terminal,
+    also when the test run was started ignoring it (a background job of a script)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

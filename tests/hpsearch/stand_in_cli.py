@@ -4,12 +4,18 @@ Subprocess tests run this instead of ``python -m hpsearch.cli``. It passes the t
 module named by ``$STAND_IN_TRAINER`` (``load_data`` and ``fit``) to ``hpsearch.cli.main``,
 and gives ``run`` a short heartbeat (``$STAND_IN_HEARTBEAT_S``) so dead workers are
 noticed within seconds. Without ``$STAND_IN_TRAINER`` the real trainer runs.
+
+Ctrl-C works here as at a terminal even when the test run itself ignores SIGINT: a shell
+ignores it in the jobs it starts in the background without job control (``cmd &`` in a
+script), children inherit that, and Python then installs no Ctrl-C handler, so the tests
+that press Ctrl-C would find the command deaf to it.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 from hpsearch.cli import main
@@ -29,4 +35,6 @@ def stand_in_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(stand_in_main(sys.argv[1:]))

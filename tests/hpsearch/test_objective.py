@@ -170,6 +170,7 @@ def test_ctrl_c_in_training_releases_the_slot_and_marks_the_trial(tmp_path: Path
     assert (row.status, row.attempts) == (RELEASED, 0)
 
 
+@pytest.mark.usefixtures("terminal_ctrl_c")
 def test_ctrl_c_while_optuna_creates_the_trial_still_records_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

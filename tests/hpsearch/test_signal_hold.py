@@ -8,6 +8,8 @@ import pytest
 
 from hpsearch.signals import StopSignalHold
 
+pytestmark = pytest.mark.usefixtures("terminal_ctrl_c")
+
 
 def test_a_held_ctrl_c_lands_at_release() -> None:
     hold = StopSignalHold()
