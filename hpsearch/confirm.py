@@ -64,7 +64,7 @@ def top_configurations(study: optuna.Study, top: int) -> list[FrozenTrial]:
     chosen: list[FrozenTrial] = []
     seen: set[tuple[tuple[str, Any], ...]] = set()
     for trial in ranked:
-        key = tuple(sorted(trial.params.items()))
+        key = _key(trial.params)
         if key not in seen:
             seen.add(key)
             chosen.append(trial)

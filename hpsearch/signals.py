@@ -78,7 +78,7 @@ class StopSignalHold:
     ``release()`` the handlers are put back and the noted signal handed to its handler,
     as if it had just arrived. A second signal while held is not kept waiting: it
     releases at once (twice Ctrl-C means now). Outside the main thread, or for a signal
-    whose handler was not set from Python, nothing is held.
+    that is ignored or whose handler was not set from Python, nothing is held.
     """
 
     def __init__(self) -> None:
@@ -89,7 +89,7 @@ class StopSignalHold:
         if self._previous or threading.current_thread() is not threading.main_thread():
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(sig) is not None:
+            if signal.getsignal(sig) not in (None, signal.SIG_IGN):
                 self._previous[sig] = signal.signal(sig, self._note)
 
     def _note(self, signum: int, frame: Any) -> None:

@@ -91,11 +91,7 @@ def spec_for_existing(
     so its slot k still means the same point."""
     if spec.sampler != "grid" or spec.grid_every_point:
         return spec
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        return spec
-    existing = StudyRecord.read(study)
+    existing = existing_record(name, storage)
     every = len(spec.grid_points(scale))
     if (
         existing is not None
@@ -105,6 +101,14 @@ def spec_for_existing(
     ):
         return replace(spec, grid_every_point=True)
     return spec
+
+
+def existing_record(name: str, storage: optuna.storages.BaseStorage) -> StudyRecord | None:
+    """The record of study ``name`` if it exists already (and was made by hpsearch)."""
+    try:
+        return StudyRecord.read(optuna.load_study(study_name=name, storage=storage))
+    except KeyError:
+        return None
 
 
 def suggest(trial: optuna.Trial, space: tuple[Param, ...]) -> dict[str, Any]:

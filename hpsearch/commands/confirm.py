@@ -152,11 +152,11 @@ def _companion(
     slots and the missing (configuration, seed) pairs are added after them.
     """
     from hpsearch.confirm import ConfirmRun, confirm_study_name, extend_runs
-    from hpsearch.study import create_or_load
+    from hpsearch.study import create_or_load, existing_record
 
     name = confirm_study_name(search.study_name)
     top, seeds = args.top, args.seeds
-    existing = _existing_record(name, storage)
+    existing = existing_record(name, storage)
     if existing is not None and existing.confirm is not None:
         done = tuple(ConfirmRun(**r) for r in existing.confirm["runs"])
         grown = extend_runs(done, runs)
@@ -186,15 +186,3 @@ def _companion(
         grown = dataclasses.replace(existing, n_slots=len(runs), confirm=plan)
         grown.write(optuna.load_study(study_name=name, storage=storage))
     return create_or_load(name, storage, spec, companion), runs
-
-
-def _existing_record(name: str, storage: Any) -> StudyRecord | None:
-    """The record of study ``name`` when it exists already."""
-    import optuna
-
-    from hpsearch.record import StudyRecord
-
-    try:
-        return StudyRecord.read(optuna.load_study(study_name=name, storage=storage))
-    except KeyError:
-        return None
