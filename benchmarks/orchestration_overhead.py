@@ -154,9 +154,10 @@ WRITES = {("set_trial_user_attr", True), ("commit", True)}
 def storage_writes(profile: Path) -> str:
     """Where the profiled run's time went: the whole run, user-attribute writes, commits."""
     stats = pstats.Stats(str(profile))
-    total = stats.total_tt  # type: ignore[attr-defined]
+    total = stats.total_tt  # type: ignore[attr-defined]  # set by pstats, not in typeshed
     rows = {}
-    for (file, _, name), (_, calls, _, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+    entries = stats.stats.items()  # type: ignore[attr-defined]  # set by pstats, not in typeshed
+    for (file, _, name), (_, calls, _, cumulative, _) in entries:
         if (name, "_rdb" in file or "sqlalchemy" in file) in WRITES:
             rows[name] = (
                 rows.get(name, (0, 0.0))[0] + calls,

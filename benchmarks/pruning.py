@@ -245,7 +245,7 @@ def read_curves(storage: str, name: str) -> list[dict]:
     """Every complete trial's curve, in slot (the grid's shuffled) order."""
     import optuna
 
-    from reports.trial_record import TrialRecord
+    from hpsearch.trials.record import TrialRecord
 
     study = optuna.load_study(study_name=name, storage=storage)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -356,7 +356,7 @@ def replay_main(argv: list[str]) -> None:
         args.curves.write_text(json.dumps(curves, indent=1) + "\n")
     curves = json.loads(args.curves.read_text())
     if args.distinct:
-        from hpsearch.spec import load_study_file
+        from hpsearch.study.load import load_study_file
 
         spec = load_study_file(Path(args.study))
         points = spec.grid_points("full")
@@ -410,7 +410,7 @@ def replay_main(argv: list[str]) -> None:
 
 def shipped_full(study: Path) -> dict:
     """The study file's median pruner settings at the full scale."""
-    from hpsearch.spec import load_study_file
+    from hpsearch.study.load import load_study_file
 
     pruner = load_study_file(study).pruner_at("full")
     assert pruner.kind == "median", pruner.kind

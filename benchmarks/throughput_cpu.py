@@ -4,10 +4,15 @@ Three measurements on one machine, on one synthetic demo dataset:
 
 * **trainer**: ``trainer.load_data`` + ``trainer.fit`` as a CPU trial runs them (one-channel
   ResNet-18, uint8 images decoded once and read a batch at a time from the cache file,
-  batches built with tensor ops, ``--precision``: bf16 autocast on a CPU with native
-  bf16); images/s from ``FitResult``, which counts the training loop of every epoch,
-  batch building included (the cache build and the per-epoch validation are outside it,
-  and timed separately).
+  batches built with tensor ops, ``--precision``; ``auto`` is decided as for a trial, by
+  the precision probe on a CPU with native bf16, its figures cached in the temporary
+  folder, so the first run pays for it, outside the timed training); images/s from
+  ``FitResult``, which counts the training loop of every epoch, batch building included
+  (the cache build and the per-epoch validation are outside it, and timed separately).
+* **precisions**: the trainer in fp32, in bf16 and in ``auto``, one run of each a round,
+  the order rotated every round: is ``auto`` as fast as the better of the two here?
+* **probe**: the precision probe's measurement alone, once a round: its figures, the
+  spread of bf16's gain between rounds, and what a probe costs.
 * **held**: the same with the splits held in memory (``load_data(stream=False)``), to
   show what reading batches from the cache file costs.
 * **plain**: the original pipeline written plainly: torchvision ``ImageFolder`` over a
@@ -34,6 +39,7 @@ Usage (about 4 minutes on 2 idle cores; each extra round adds about 1.5)::
     python benchmarks/throughput_cpu.py --rounds 3
     python benchmarks/throughput_cpu.py --n 400 --epochs 1 --only trainer plain   # a quick check
     python benchmarks/throughput_cpu.py --only trainer held --rounds 3  # streaming's cost
+    python benchmarks/throughput_cpu.py --only probe precisions --rounds 3  # precision auto
 """
 
 from __future__ import annotations
@@ -61,6 +67,12 @@ from trainer.config import TrainConfig
 from trainer.data import DataConfig, load_data
 from trainer.demo import write_demo_dataset
 from trainer.precision import cpu_capability
+from trainer.precision_probe import (
+    PROBE_CACHE_FILE,
+    ProbeShape,
+    measure_steps_per_sec,
+    resolve_trial_precision,
+)
 from trainer.training import fit
 
 
@@ -95,21 +107,32 @@ def bench_trainer(
     *,
     threads: int | None = None,
     stream: bool = True,
+    precision: str | None = None,
 ) -> dict:
     """Cache build, split loading and ``fit``, each timed.
 
     The data are loaded as a trial loads them (no test split); ``stream`` reads batches
     from the cache file as a CPU trial does, ``stream=False`` holds the splits in memory.
     With ``threads`` (the CPU-time measurement), validation is cut to one batch so that the
-    CPU time of ``fit`` is, to within about 1 %, that of its training loop.
+    CPU time of ``fit`` is, to within about 1 %, that of its training loop. ``precision``
+    (default ``--precision``) ``auto`` is decided as for a trial: by the precision probe,
+    whose figures are cached beside the image cache and whose time is reported apart.
     """
     started = time.perf_counter()
     config = DataConfig(root=root, image_size=args.image_size, cache_dir=cache)
     data = load_data(config, with_test=False, stream=stream)
     load_seconds = time.perf_counter() - started
     config = TrainConfig(
-        **original_hparams(args.batch_size, args.epochs), threads=threads, precision=args.precision
+        **original_hparams(args.batch_size, args.epochs),
+        threads=threads or args.threads,
+        precision=precision or args.precision,
     )
+    started = time.perf_counter()
+    choice = resolve_trial_precision(
+        config, image_size=args.image_size, cache_file=cache / PROBE_CACHE_FILE
+    )
+    choice_seconds = time.perf_counter() - started
+    config = replace(config, precision=choice.precision)
     if threads is not None:
         data = replace(
             data, val_x=data.val_x[: args.batch_size], val_y=data.val_y[: args.batch_size]
@@ -128,6 +151,9 @@ def bench_trainer(
         "fit_seconds": result.wall_seconds,
         "device": result.device,
         "precision": result.precision,
+        "asked": precision or args.precision,
+        "precision_choice": choice.to_attr(),
+        "choice_seconds": choice_seconds,
         "streamed": stream,
     }
 
@@ -241,6 +267,20 @@ def bench_ceiling(
     return {"images_per_cpu_second" if cpu_time else "images_per_sec": rate}
 
 
+def bench_probe(args: argparse.Namespace) -> dict:
+    """The precision probe's measurement alone at the trainer's shapes and thread count."""
+    shape = ProbeShape("resnet18", args.image_size, args.batch_size, channels_last=True)
+    started = time.perf_counter()
+    figures = measure_steps_per_sec(shape, args.threads or torch.get_num_threads())
+    return {
+        "fp32_images_per_sec": figures["fp32"] * args.batch_size,
+        "bf16_images_per_sec": figures["bf16"] * args.batch_size,
+        "bf16_speedup": figures["bf16"] / figures["fp32"],
+        "cpu_share": figures["cpu_share"],
+        "seconds": time.perf_counter() - started,
+    }
+
+
 def bench_formats(args: argparse.Namespace) -> dict:
     """Images per CPU-second of the one-channel model on one thread, by layout and precision."""
     previous = torch.get_num_threads()
@@ -291,7 +331,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("ceiling", "formats", "trainer", "plain", "held", "work"),
+        choices=("ceiling", "formats", "trainer", "plain", "held", "work", "precisions", "probe"),
         help="run only these parts",
     )
     parser.add_argument(
@@ -301,7 +341,13 @@ def main() -> None:
         "--precision",
         default="auto",
         choices=("auto", "fp32", "bf16"),
-        help="the trainer's precision (default auto: bf16 on a CPU with native bf16)",
+        help="the trainer's precision (default auto: as a trial decides it, by the precision "
+        "probe on a CPU with native bf16)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads of the trainer, plain, precisions and probe runs (default: torch's)",
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args()
@@ -311,7 +357,7 @@ def main() -> None:
         "cpu": cpu_model(),
         "cpu_capability": cpu_capability(),
         "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": args.threads or torch.get_num_threads(),
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
@@ -345,16 +391,28 @@ def main() -> None:
             print(f"formats: {_describe('formats', out['formats'])}", flush=True)
         needs_plain = "plain" in parts or "work" in parts
         plain_root = folder_per_class(root, Path(tmp) / "plain") if needs_plain else None
+        cache = Path(tmp) / "cache"
         runs = {
-            "trainer": lambda: bench_trainer(root, Path(tmp) / "cache", args),
-            "plain": lambda: bench_plain(plain_root, args),
-            "held": lambda: bench_trainer(root, Path(tmp) / "cache", args, stream=False),
+            "trainer": lambda: bench_trainer(root, cache, args),
+            "plain": lambda: bench_plain(plain_root, args, threads=args.threads),
+            "held": lambda: bench_trainer(root, cache, args, stream=False),
+            "fp32": lambda: bench_trainer(root, cache, args, precision="fp32"),
+            "bf16": lambda: bench_trainer(root, cache, args, precision="bf16"),
+            "auto": lambda: bench_trainer(root, cache, args, precision="auto"),
+            "probe": lambda: bench_probe(args),
         }
         for round_ in range(args.rounds):
             order = ("trainer", "plain", "held")
             order = order if round_ % 2 == 0 else order[::-1]
+            if "probe" in parts:
+                order = ("probe", *order)
+            if "precisions" in parts:
+                # fp32, bf16, auto; then bf16, auto, fp32; then auto, fp32, bf16; ...
+                shift = round_ % 3
+                three = ("fp32", "bf16", "auto")
+                order = (*order, *three[shift:], *three[:shift])
             for part in order:
-                if part not in parts:
+                if part not in parts and part not in ("fp32", "bf16", "auto"):
                     continue
                 result = runs[part]()
                 result["load_average_after"] = load_average()
@@ -400,9 +458,50 @@ def main() -> None:
             f"trainer reading batches from the cache file {streamed:.1f} img/s, holding the "
             f"splits {held:.1f} img/s: {streamed / held:.3f}x (goal >= 0.97x)"
         )
+    if "precisions" in parts:
+        out["precisions"] = summarize_precisions(out)
+    if "probe" in parts:
+        gains = [r["bf16_speedup"] for r in out["probe"]]
+        seconds = [r["seconds"] for r in out["probe"]]
+        print(
+            f"probe: bf16 / fp32 {min(gains):.2f}-{max(gains):.2f}x over {len(gains)} rounds "
+            f"(median {statistics.median(gains):.2f}x); {statistics.median(seconds):.1f} s a probe"
+        )
     out["load_average"]["end"] = load_average()
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
+
+
+def summarize_precisions(out: dict) -> dict:
+    """Mean images/s of fp32, bf16 and auto, auto over the better of the two (overall and
+    per round), what auto chose and what its probe cost."""
+    mean = {p: statistics.fmean(r["images_per_sec"] for r in out[p]) for p in ("fp32", "bf16")}
+    mean["auto"] = statistics.fmean(r["images_per_sec"] for r in out["auto"])
+    better = max(("fp32", "bf16"), key=lambda p: mean[p])
+    per_round = [
+        a["images_per_sec"] / max(f["images_per_sec"], b["images_per_sec"])
+        for f, b, a in zip(out["fp32"], out["bf16"], out["auto"], strict=True)
+    ]
+    chosen = [r["precision"] for r in out["auto"]]
+    probes = [r["choice_seconds"] for r in out["auto"] if not r["precision_choice"]["from_cache"]]
+    summary = {
+        "mean_images_per_sec": mean,
+        "better_of_two": better,
+        "bf16_over_fp32": mean["bf16"] / mean["fp32"],
+        "auto_over_better": mean["auto"] / mean[better],
+        "auto_over_better_per_round": per_round,
+        "auto_chose": chosen,
+        "probe_seconds": probes,
+    }
+    print(
+        f"precisions: fp32 {mean['fp32']:.1f}, bf16 {mean['bf16']:.1f}, auto {mean['auto']:.1f} "
+        f"img/s (bf16 / fp32 {summary['bf16_over_fp32']:.2f}x); auto chose "
+        f"{', '.join(chosen)}; auto / the better ({better}) = {summary['auto_over_better']:.2f}x "
+        f"(per round {', '.join(f'{r:.2f}' for r in per_round)}); probes took "
+        f"{', '.join(f'{s:.1f}' for s in probes) or 'none'} s",
+        flush=True,
+    )
+    return summary
 
 
 def _describe(part: str, result: dict) -> str:
@@ -419,6 +518,12 @@ def _describe(part: str, result: dict) -> str:
             f"{k.replace('_', ' ')} {v:.1f}" for k, v in result.items() if k != "load_average_after"
         )
         return f"1-channel model, one thread, images per CPU-second: {rates} {load}"
+    if part == "probe":
+        return (
+            f"fp32 {result['fp32_images_per_sec']:.1f}, bf16 {result['bf16_images_per_sec']:.1f} "
+            f"img/s: bf16 {result['bf16_speedup']:.2f}x; {result['seconds']:.1f} s, "
+            f"{result['cpu_share']:.0%} of the CPU {load}"
+        )
     if part == "work":
         return (
             f"trainer {result['trainer_images_per_cpu_second']:.1f}, plain "
@@ -427,10 +532,14 @@ def _describe(part: str, result: dict) -> str:
         )
     epochs = ", ".join(f"{v:.1f}" for v in result["epoch_images_per_sec"])
     extra = ""
-    if part in ("trainer", "held"):
+    if part in ("trainer", "held", "fp32", "bf16", "auto"):
         extra = (
             f"; {result['precision']}; cache build + load {result['cache_and_load_seconds']:.1f} s"
         )
+        choice = result["precision_choice"]
+        if choice["how"] == "probe":
+            source = "cached" if choice["from_cache"] else f"{result['choice_seconds']:.1f} s"
+            extra += f"; probe: bf16 {choice['bf16_speedup']:.2f}x fp32 ({source})"
     return f"{result['images_per_sec']:.1f} img/s (epochs: {epochs}){extra} {load}"
 
 

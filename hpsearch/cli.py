@@ -11,10 +11,12 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hpsearch.signals import sigterm_as_interrupt, stop_signals_noted, stop_status
+from hpsearch.run.signals import stop_signals_handled, stop_signals_noted, stop_status
 from trainer.errors import UserError
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from hpsearch.trainer_api import TrainerAPI
 
 #: Subcommand -> (module under hpsearch.commands, one-line help). Modules are imported
@@ -69,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command_module(module: str):
+def _command_module(module: str) -> ModuleType:
     return importlib.import_module(f"hpsearch.commands.{module}")
 
 
@@ -89,12 +91,14 @@ def main(argv: Sequence[str] | None = None, *, trainer: TrainerAPI | None = None
     args = parser.parse_args(argv)
     args.trainer = trainer
     try:
-        with sigterm_as_interrupt():
+        with stop_signals_handled():
             status = int(_command_module(args._module).run(args) or 0)
             sys.stdout.flush()  # a closed pipe shows here, not at exit as a traceback
             return status
     except UserError as err:
-        print(f"hpsearch {args.command}: error: {err}", file=sys.stderr)
+        from hpsearch.storage import redact_text  # a driver's message may echo a secret
+
+        print(f"hpsearch {args.command}: error: {redact_text(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # Also reached by a further Ctrl-C while a run stops: the resume line still shows,

@@ -82,14 +82,17 @@ def make_server(
     """Open the storage and bind ``host:port`` (``port=0``: any free port)."""
     import optuna_dashboard
 
-    from hpsearch.artifacts import open_artifact_store
     from hpsearch.storage import open_storage
+    from hpsearch.storage.artifacts import open_artifact_store
 
     storage = open_storage(storage_url, must_exist=True)
     # A dashboard only shows what trials stored: no artifacts folder means none to show,
     # and none is created (a read-only command leaves nothing behind).
-    has_artifacts = artifact_dir is not None and os.path.isdir(artifact_dir)
-    store = open_artifact_store(artifact_dir) if has_artifacts else None
+    store = (
+        open_artifact_store(artifact_dir)
+        if artifact_dir is not None and os.path.isdir(artifact_dir)
+        else None
+    )
     app = optuna_dashboard.wsgi(storage, artifact_store=store)
     server_class = _ThreadedServer6 if ":" in host else _ThreadedServer
     try:

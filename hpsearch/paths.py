@@ -9,9 +9,12 @@ by another machine resumes from its last epoch and any machine can export the be
 
 from __future__ import annotations
 
-import argparse
+import contextlib
+import fcntl
 import os
 import re
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,20 +32,12 @@ def safe_name(name: str, what: str = "study name") -> str:
 
     Study names become folder names under the workdir; this keeps ``../x`` out.
     """
-    if not _SAFE_NAME.match(name) or name in (".", ".."):
-        raise UserError(f"invalid {what} {name!r}: use letters, digits, '.', '_' and '-' (max 128)")
+    if not _SAFE_NAME.match(name):
+        raise UserError(
+            f"invalid {what} {name!r}: it must start with a letter or a digit, then letters, "
+            "digits, '.', '_' or '-', 128 characters at most"
+        )
     return name
-
-
-def add_artifacts_option(parser: argparse.ArgumentParser) -> None:
-    """The ``--artifacts LOCATION`` option, the same on every command that reads or writes
-    checkpoints and artifacts."""
-    parser.add_argument(
-        "--artifacts",
-        metavar="DIR",
-        help="folder shared by every machine of the search for trial checkpoints and "
-        f"artifacts (default: ${ARTIFACTS_ENV}, else the workdir)",
-    )
 
 
 @dataclass(frozen=True)
@@ -75,8 +70,6 @@ class ArtifactLocation:
 
     def make(self) -> ArtifactLocation:
         """Create the folder; one that cannot be created or written to is a UserError."""
-        from hpsearch.preflight import check_writable
-
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -109,11 +102,6 @@ class Workdir:
         return self.root / "cache"
 
     @property
-    def demo_data(self) -> Path:
-        """The synthetic demo dataset used when no ``--data`` is given."""
-        return self.root / "demo-data"
-
-    @property
     def artifact_root(self) -> Path:
         """Where checkpoints and artifacts go: the shared location, else the workdir."""
         return self.shared or self.root
@@ -122,6 +110,11 @@ class Workdir:
     def artifacts(self) -> Path:
         """Optuna's filesystem artifact store."""
         return ArtifactLocation(self.artifact_root).store
+
+    @property
+    def precision_probe(self) -> Path:
+        """This machine's measured speeds of fp32 and bf16 (``precision = "auto"``)."""
+        return self.root / "precision-probe.json"
 
     @property
     def wandb(self) -> Path:
@@ -139,3 +132,52 @@ class Workdir:
         if self.shared is not None:
             ArtifactLocation(self.shared).make()
         return self
+
+
+def check_creatable(folder: Path) -> None:
+    """``folder`` exists and takes a file, or can be made: its nearest existing parent is
+    a folder that takes one. Checks without creating anything."""
+    for parent in [folder, *folder.parents]:
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise UserError(f"cannot create {folder}: {parent} is not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UserError(f"cannot write to {parent} (to make {folder})")
+            return
+
+
+@contextlib.contextmanager
+def removed_if_refused(*folders: Path) -> Iterator[None]:
+    """Within the block, folders among ``folders`` (and their parents) that the block
+    creates are removed again, if still empty, when it ends in a ``UserError``: a refused
+    command leaves no folder behind."""
+    missing = {p for folder in folders for p in [folder, *folder.parents] if not p.exists()}
+    try:
+        yield
+    except UserError:
+        for path in sorted(missing, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only when empty
+        raise
+
+
+def check_writable(folder: os.PathLike[str] | str) -> None:
+    """``folder`` takes a file (checkpoints, caches and exports are written there)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".hpsearch-write-check-"):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write to {folder}: {err.strerror or err}") from None
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) for the block: what several
+    commands build in a shared folder is built by one of them while the others wait."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -8,7 +8,7 @@ report can be recomputed by anyone from ``predictions.csv``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ from sklearn.metrics import roc_curve
 
 from reports.html import format_value
 from reports.jsonable import plain
-from reports.layout import fit_figure
 from reports.per_class import per_class_rows
+from reports.sizing import fit_figure
 from reports.uncertainty import (
     BOOTSTRAP_SEED,
     LEVEL,
@@ -487,16 +487,18 @@ def per_class_interval_table(metrics: dict[str, Any]) -> pd.DataFrame:
     )
 
 
+def _class_auc(name: str) -> Callable[[dict[str, Any]], Any]:
+    """Reads class ``name``'s ROC AUC from metrics.json."""
+    return lambda m: m["roc_auc"]["per_class"][name]
+
+
 #: Validation metrics the trial recorded -> where the same number is in metrics.json.
-_SELECTED_AS = {
+_SELECTED_AS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
     "val_accuracy": ("accuracy", lambda m: m["accuracy"]),
     "val_balanced_accuracy": ("balanced accuracy", lambda m: m["balanced_accuracy"]),
     "val_macro_f1": ("macro F1", lambda m: m["macro_f1"]),
     "val_auc_macro": ("ROC AUC, macro", lambda m: m["roc_auc"]["macro"]),
-    **{
-        f"val_auc_{name}": (f"ROC AUC, {name}", lambda m, n=name: m["roc_auc"]["per_class"][n])
-        for name in CLASS_NAMES
-    },
+    **{f"val_auc_{name}": (f"ROC AUC, {name}", _class_auc(name)) for name in CLASS_NAMES},
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports.layout import PAGE_WIDTH_PX
+from reports.sizing import PAGE_WIDTH_PX
 
 
 def escape(value: Any) -> str:

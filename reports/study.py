@@ -13,8 +13,8 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from reports.applicable import IGNORED_BY_OPTIMIZER, applies
-from reports.trials import best_search_trial, search_trials, trial_rows
+from hpsearch.trials import best_search_trial, search_trials, trial_rows
+from hpsearch.trials.applicable import IGNORED_BY_OPTIMIZER, applies
 
 
 def study_info(study: optuna.Study, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -18,10 +18,10 @@ import plotly.colors
 import plotly.graph_objects as go
 from optuna.trial import TrialState
 
+from hpsearch.trials import search_trials
 from reports.html import escape
-from reports.layout import PAGE_WIDTH_PX, fit_figure
+from reports.sizing import PAGE_WIDTH_PX, fit_figure
 from reports.study import study_info
-from reports.trials import search_trials
 
 #: PED-ANOVA, Optuna's default importance evaluator and optuna-dashboard's, compares
 #: the best 10 % of the complete trials with all of them; below 11 trials that best

@@ -192,7 +192,7 @@ def paired_bootstrap(
 
 def bootstrap_p_value(diffs: np.ndarray) -> float | None:
     """Two-sided p that the difference is 0, from the resampled differences (NaN skipped)."""
-    usable = diffs[np.isfinite(diffs)]
+    usable: np.ndarray = diffs[np.isfinite(diffs)]
     if usable.size == 0:
         return None
     below = (1 + int((usable <= 0).sum())) / (usable.size + 1)

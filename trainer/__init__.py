@@ -21,8 +21,10 @@ _EXPORTS = {
     "confusion": "trainer.metrics",
     "per_class_table": "trainer.metrics",
     "build_model": "trainer.model",
-    "load_model": "trainer.predict",
-    "predict_proba": "trainer.predict",
+    "load_model": "trainer.inference",
+    "predict_proba": "trainer.inference",
+    "PrecisionChoice": "trainer.precision_probe",
+    "resolve_trial_precision": "trainer.precision_probe",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 from statistics import NormalDist
+from typing import TypedDict, TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -25,6 +26,17 @@ _COVID, _OPACITY, _PNEUMONIA = (
     CLASS_NAMES.index(c) for c in ("covid", "lung_opacity", "pneumonia")
 )
 
+
+class _Tuning(TypedDict):
+    severity_beta: tuple[float, float]
+    faint: float
+    gain: dict[int, float]
+    vessels: float
+    breast: float
+    exposure: float
+    aeration: float
+
+
 # Difficulty, set with a ResNet-18 trained briefly at 64 px (benchmarks/demo_learnability.py).
 # Severity in [0, 1] sets the number, size and density of the lesions: Beta(3, 1.2) for most
 # sick cases, but a share ("faint") is drawn below _FAINT_MAX, where the findings fade out
@@ -33,7 +45,7 @@ _COVID, _OPACITY, _PNEUMONIA = (
 # (vessel contrast, breast shadows), the jitter of the display window and how much the
 # darkness of normal lungs varies: the last keeps brightness statistics from telling
 # the classes apart (sick lungs are brighter, but so are many normal films).
-_TUNING: dict = {
+_TUNING: _Tuning = {
     "severity_beta": (3.0, 1.2),
     "faint": 0.06,
     "gain": {_COVID: 1.0, _OPACITY: 1.6, _PNEUMONIA: 1.6},
@@ -107,7 +119,8 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], k: int) -> n
     small matrix products: a tenth of the time of PIL's resampling of float images.
     """
     lattice = rng.standard_normal((k, k), dtype=np.float32)
-    return _upsampler(k, shape[0]).T @ (lattice @ _upsampler(k, shape[1]))
+    field: np.ndarray = _upsampler(k, shape[0]).T @ (lattice @ _upsampler(k, shape[1]))
+    return field
 
 
 @functools.lru_cache(maxsize=1)
@@ -157,6 +170,7 @@ def _quantiles(x: np.ndarray, low: float, high: float) -> tuple[float, float]:
 
 
 Window = tuple[slice, slice]
+_Coord = TypeVar("_Coord", float, np.ndarray)
 
 
 class _Frame:
@@ -182,7 +196,7 @@ class _Frame:
         ]
         self.v_range = (min(vs), max(vs))
 
-    def to_pixels(self, U, V):
+    def to_pixels(self, U: _Coord, V: _Coord) -> tuple[_Coord, _Coord]:
         """Pixel (column, row) positions of anatomy points; arrays or floats."""
         c, s = math.cos(self.theta), math.sin(self.theta)
         u = self.tx + self.scale * (c * U - s * V)
@@ -194,7 +208,8 @@ class _Frame:
         c, s, h = math.cos(self.theta), math.sin(self.theta), 0.5 * self.size
         k = h * self.scale
         origin = ((self.tx + 1) * h - 0.5, (self.ty + 1) * h - 0.5)
-        return points @ np.array([[k * c, k * s], [-k * s, k * c]]) + origin
+        pixels: np.ndarray = points @ np.array([[k * c, k * s], [-k * s, k * c]]) + origin
+        return pixels
 
     def window(self, u0: float, u1: float, v0: float, v1: float) -> Window:
         """Pixel rows and columns that hold the anatomy rectangle [u0, u1] x [v0, v1]."""
@@ -211,7 +226,7 @@ class _Frame:
 
 
 def _empty(win: Window) -> bool:
-    return win[0].start >= win[0].stop or win[1].start >= win[1].stop
+    return bool(win[0].start >= win[0].stop or win[1].start >= win[1].stop)
 
 
 def _add_blob(
@@ -543,7 +558,7 @@ class _Anatomy:
             ribs[win] += ant
         return ribs, self._other_bones(rng, spine_u, spacing)
 
-    def _other_bones(self, rng: np.random.Generator, spine_u: float, spacing: float):
+    def _other_bones(self, rng: np.random.Generator, spine_u: float, spacing: float) -> np.ndarray:
         """Clavicles and spine, each worked out only in the window that can hold it."""
         frame = self.frame
         px = frame.px
@@ -637,7 +652,8 @@ def _effusion(anat: _Anatomy, s: int, severity: float) -> np.ndarray:
     a_c, ax, _, _ = anat.lung_params[s]
     lateral = np.clip((s * U - anat.mid) * (1 / (ax + a_c - anat.mid)), 0, 1)
     level = anat.dome[s] + 0.2 - (0.12 + 0.25 * severity) * (0.4 + 0.9 * lateral * lateral)
-    return 0.8 * _ramp(V - level, 0.06) * _ramp(s * U, 0.05)
+    fluid: np.ndarray = 0.8 * _ramp(V - level, 0.06) * _ramp(s * U, 0.05)
+    return fluid
 
 
 def _interstitial(rng: np.random.Generator, anat: _Anatomy, severity: float) -> np.ndarray:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from trainer.cached_split import Images
 from trainer.config import TrainConfig
 
 
@@ -91,7 +92,7 @@ def normalize(
 
 
 def train_batches(
-    x: torch.Tensor,
+    x: Images,
     y: torch.Tensor,
     config: TrainConfig,
     epoch: int,
@@ -114,7 +115,7 @@ def train_batches(
 
 
 def eval_batches(
-    x: torch.Tensor,
+    x: Images,
     batch_size: int,
     *,
     mean: float,

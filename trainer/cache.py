@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -229,10 +230,10 @@ def _open_rows(u8_path: Path, count: int, size: int) -> np.ndarray:
     return images
 
 
-def _read_meta(u8_path: Path, json_path: Path, image_size: int) -> dict | None:
+def _read_meta(u8_path: Path, json_path: Path, image_size: int) -> dict[str, Any] | None:
     """The cache's metadata if both files are complete and agree; None otherwise."""
     try:
-        meta = json.loads(json_path.read_text())
+        meta: dict[str, Any] = json.loads(json_path.read_text())
         shape = meta["shape"]
         if meta["format"] != CACHE_FORMAT or shape[1:] != [image_size, image_size]:
             return None
@@ -259,7 +260,7 @@ class _Build:
     on_progress: OnProgress | None
 
 
-def _build_once(build: _Build) -> tuple[dict, bool]:
+def _build_once(build: _Build) -> tuple[dict[str, Any], bool]:
     """Build the cache holding its key's lock, or take the one another process built meanwhile.
 
     Returns the metadata and whether it came from a cache that was already there.
@@ -280,7 +281,7 @@ def _build_once(build: _Build) -> tuple[dict, bool]:
     return meta, False
 
 
-def _build(build: _Build) -> dict:
+def _build(build: _Build) -> dict[str, Any]:
     """Decode every input into the cache files and return their metadata; needs the lock."""
     started = time.perf_counter()
     u8_path, size, n = build.u8_path, build.size, len(build.paths)

@@ -49,9 +49,6 @@ class CachedSplit:
     def numel(self) -> int:
         return len(self.rows) * self.size * self.size
 
-    def element_size(self) -> int:
-        return 1
-
     def __getitem__(self, index: slice | torch.Tensor | np.ndarray) -> torch.Tensor:
         """The images at ``index`` (positions in this split), read from the file."""
         if isinstance(index, torch.Tensor):
@@ -86,3 +83,7 @@ class CachedSplit:
         for start in range(0, len(self), block):
             out[start : start + block].copy_(self[start : start + block], non_blocking=non_blocking)
         return out
+
+
+Images = torch.Tensor | CachedSplit
+"""uint8 ``(N, 1, H, W)`` images: held in a tensor, or left in the cache file."""

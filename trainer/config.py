@@ -20,6 +20,9 @@ SEED_LIMIT = 2**32
 """Seeds are in [0, 2**32): NumPy's legacy RandomState (the split) takes no larger one."""
 MIN_IMAGE_SIZE = 16
 """Smallest cached image side: ResNet's five halvings leave a 1x1 map below this."""
+MAX_IMAGE_SIZE = 1024
+"""Largest cached image side: the largest demo image, over three times the real data's 299
+px; the 21,165 images of the public database take 22 GB of cache at this size."""
 DEMO_MIN_IMAGES = 40
 """Fewest demo images for which the smallest class (Viral Pneumonia, 6.4 % of the real
 database) gets three: one each for training, validation and test. Whether a given split
@@ -114,7 +117,9 @@ class TrainConfig:
     eval_batch_size: int = 512
     precision: str = "auto"
     """'auto' (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), 'fp32' or
-    'bf16'. The precision a run used is in ``FitResult.precision``."""
+    'bf16'. The precision a run used is in ``FitResult.precision``. A search first turns
+    'auto' into the precision a short measurement chose on this CPU
+    (``trainer.precision_probe.resolve_trial_precision``)."""
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> SettingError:
@@ -189,6 +194,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.image_size < MIN_IMAGE_SIZE:
             raise SettingError("image_size", self.image_size, f"must be >= {MIN_IMAGE_SIZE}")
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise SettingError("image_size", self.image_size, f"must be <= {MAX_IMAGE_SIZE}")
         check_fractions(self.val_fraction, self.test_fraction)
         check_seed("split_seed", self.split_seed)
 

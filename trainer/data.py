@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,15 +20,12 @@ from trainer.cache import (
     decode_image,
     unreadable_reason,
 )
-from trainer.cached_split import CachedSplit
+from trainer.cached_split import CachedSplit, Images
 from trainer.classes import CLASS_NAMES
 from trainer.config import DEFAULT_CACHE_DIR, DataConfig
 from trainer.errors import UserError
 from trainer.layout import discover_layout
 from trainer.split import split_indices
-
-Images = torch.Tensor | CachedSplit
-"""uint8 ``(N, 1, H, W)`` images: held in a tensor, or left in the cache file."""
 
 
 @dataclass
@@ -101,8 +98,9 @@ def load_data(
     cached = cache_dataset(
         layout.root, list(label_of), config.image_size, cache_dir, config.workers, on_progress
     )
-    for line in cached.messages if on_warning is not None else ():
-        on_warning(line)
+    if on_warning is not None:
+        for line in cached.messages:
+            on_warning(line)
     labels = _labels(cached.paths, label_of, layout.root)
     split = split_indices(labels, config.val_fraction, config.test_fraction, config.split_seed)
     order = {"train": split.train, "val": split.val, "test": split.test}
@@ -145,7 +143,7 @@ def _split_images(
     order: dict[str, np.ndarray],
     device: torch.device,
     stream: bool,
-) -> dict[str, Images]:
+) -> Mapping[str, Images]:
     """Each split's images: left in the cache file (``stream``) or read into tensors."""
     if not stream:
         return _read_rows(cached.file, len(cached.paths), size, order, device)
@@ -173,7 +171,7 @@ def _read_rows(
         for start in range(0, count, block):
             stop = min(start + block, count)
             view = buffer[: stop - start]
-            if f.readinto(memoryview(view).cast("B")) != view.nbytes:
+            if f.readinto(view.data.cast("B")) != view.nbytes:
                 raise UserError(f"image cache {file} is shorter than its index says; delete it")
             for name, rows in order.items():
                 lo, hi = np.searchsorted(rows, [start, stop])
@@ -204,9 +202,9 @@ def pixel_mean_std(images: Images) -> tuple[float, float]:
             values *= values
             squares += int(values.sum(dtype=np.uint64))
         else:
-            values = chunk.to(torch.int64)
-            total += int(values.sum())
-            squares += int((values * values).sum())
+            wide = chunk.to(torch.int64)
+            total += int(wide.sum())
+            squares += int((wide * wide).sum())
     mean = total / n
     var = max(squares / n - mean * mean, 0.0)
     return mean / 255.0, var**0.5 / 255.0

@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from trainer._radiograph import render_case
 from trainer.classes import CLASS_NAMES
-from trainer.config import DemoConfig
+from trainer.config import DEMO_SIZES, SEED_LIMIT, DemoConfig
 from trainer.errors import UserError
 from trainer.layout import SYNTHETIC_MARKER
 
@@ -76,7 +77,7 @@ def class_counts(n: int) -> dict[str, int]:
 
 def _plan(n: int) -> list[tuple[str, int, int]]:
     """(folder, label, number within folder) for image 0..n-1, in database order."""
-    plan = []
+    plan: list[tuple[str, int, int]] = []
     labels = {folder: label for folder, label, _ in DATABASE_FOLDERS}
     for folder, count in class_counts(n).items():
         plan.extend((folder, labels[folder], k) for k in range(1, count + 1))
@@ -154,7 +155,7 @@ def write_demo_dataset(
     seed: int = DemoConfig.seed,
     workers: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Write ``n`` synthetic chest X-ray PNGs in the public database's layout under ``out``.
 
     Folders ``COVID``, ``Lung_Opacity``, ``Normal`` and ``Viral Pneumonia``, each with
@@ -167,26 +168,76 @@ def write_demo_dataset(
 
     Returns ``{"counts": {folder: images}, "seconds": wall time}``.
     """
-    _check_arguments(n, size, workers)
+    check_demo_arguments(out, n, size, seed, workers)
     started = time.perf_counter()
     out = Path(out)
     counts = class_counts(n)
-    _prepare_folder(out)
-    # The marker goes first so that an interrupted run is still recognised and replaced.
-    (out / SYNTHETIC_MARKER).write_text(_marker_text(n, size, seed, counts), encoding="utf-8")
-    for folder in counts:
-        (out / folder / "images").mkdir(parents=True, exist_ok=True)
-    _write_images(out, n, size, seed, min(workers or os.cpu_count() or 1, n), on_progress)
+    try:
+        _prepare_folder(out)
+        # The marker goes first so that an interrupted run is still recognised and replaced.
+        marker = _marker_text(n, size, seed, counts)
+        (out / SYNTHETIC_MARKER).write_text(marker, encoding="utf-8")
+        for folder in counts:
+            (out / folder / "images").mkdir(parents=True, exist_ok=True)
+        _write_images(out, n, size, seed, min(workers or os.cpu_count() or 1, n), on_progress)
+    except OSError as error:
+        where = f" {error.filename}" if error.filename else ""
+        raise UserError(f"cannot write the demo dataset{where}: {error.strerror}") from None
     return {"counts": counts, "seconds": time.perf_counter() - started}
 
 
-def _check_arguments(n: int, size: int, workers: int | None) -> None:
+def check_demo_arguments(
+    out: str | os.PathLike[str],
+    n: int,
+    size: int,
+    seed: int,
+    workers: int | None,
+    *,
+    as_flags: bool = False,
+) -> None:
+    """One line (:class:`UserError`) for the first argument of :func:`write_demo_dataset`
+    that cannot work, checked before anything is written: ``n``, ``size``, ``seed``,
+    ``workers``, and ``out`` (a file, a path under a file, a folder that cannot be made or
+    written, a non-empty folder that is not an earlier demo dataset). ``as_flags`` names
+    them as the command line does (``--n 0``) rather than as arguments (``n=0``)."""
+
+    def bad(name: str, value: object, why: str) -> UserError:
+        return UserError(f"--{name} {value}: {why}" if as_flags else f"{name}={value!r}: {why}")
+
     if n < len(DATABASE_FOLDERS):
-        raise ValueError(f"n must be at least {len(DATABASE_FOLDERS)}, got {n}")
-    if not 32 <= size <= 1024:
-        raise ValueError(f"size must be between 32 and 1024 pixels, got {size}")
+        raise bad("n", n, f"the demo needs at least {len(DATABASE_FOLDERS)} images")
+    low, high = DEMO_SIZES
+    if not low <= size <= high:
+        raise bad("size", size, f"must be between {low} and {high} pixels")
+    if not 0 <= seed < SEED_LIMIT:
+        raise bad("seed", seed, "must be in [0, 2**32)")
     if workers is not None and workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+        raise bad("workers", workers, "must be at least 1")
+    why = _out_problem(Path(out))
+    if why is not None:
+        raise bad("out", out, why) if as_flags else UserError(f"demo dataset folder {out} {why}")
+
+
+def _out_problem(out: Path) -> str | None:
+    if os.path.lexists(out) and not out.is_dir():
+        return "exists and is not a folder"
+    if out.is_dir():
+        if any(out.iterdir()) and not is_demo_dataset(out):
+            return (
+                f"is not empty and holds no {SYNTHETIC_MARKER} from an earlier demo "
+                "dataset: refusing to write into it"
+            )
+        if not os.access(out, os.W_OK | os.X_OK):
+            return "cannot be written to"
+        return None
+    parent = out.parent
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot be made: {parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be made: {parent} cannot be written to"
+    return None
 
 
 def _write_images(

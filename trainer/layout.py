@@ -12,6 +12,7 @@ never from the order of the folders.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ class Layout:
     """Class index -> folder it was read from, relative to ``root``."""
 
 
-def natural_key(text: str) -> tuple:
+def natural_key(text: str) -> tuple[tuple[int | str, ...], str]:
     """Sort key that puts ``test_2`` before ``test_10``; ties broken by the plain string."""
     parts = re.split(r"(\d+)", text)
     return (tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), text)
@@ -68,6 +69,31 @@ def debris_reason(name: str) -> str | None:
     if name.startswith("."):
         return "hidden file or folder"
     return None
+
+
+def link_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a symbolic link leads to nothing that can be read, or None (not a link, or a
+    link to something that exists). A link to a file or a folder elsewhere is followed as
+    any path is; one that points at itself, a loop of links and a link whose target is
+    gone are skipped with this reason."""
+    if not os.path.islink(path):
+        return None
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            return f"symbolic link to a missing {_link_target(path)}"
+        return f"symbolic link not followed: {error.strerror}"
+    return None
+
+
+def _link_target(path: str | os.PathLike[str]) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "target"
 
 
 def is_image_name(name: str) -> bool:
@@ -90,16 +116,23 @@ def list_image_files(
     skipped: list[tuple[str, str]] = []
     for entry in entries:
         rel = prefix + entry.name
-        reason = debris_reason(entry.name)
+        reason = debris_reason(entry.name) or link_problem(entry.path)
         if reason is not None:
             skipped.append((rel, reason))
-        elif entry.is_dir():
+        elif _entry_is_dir(entry):
             skipped.append((rel + "/", "sub-folder not read"))
         elif not is_image_name(entry.name):
             skipped.append((rel, "not an image file (extension)"))
         else:
             images.append(rel)
     return images, skipped
+
+
+def _entry_is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # gone or unreadable since the listing: not a folder to report as one
+        return False
 
 
 def _visible_dirs(folder: Path) -> list[Path]:
@@ -148,7 +181,7 @@ def _non_dir_skips(folder: Path, root: Path, allowed: set[str]) -> list[tuple[st
         if entry.name in allowed or (entry.is_dir() and debris_reason(entry.name) is None):
             continue
         rel = entry.relative_to(root).as_posix()
-        reason = debris_reason(entry.name)
+        reason = debris_reason(entry.name) or link_problem(entry)
         if reason is None:
             if entry.name.lower().endswith(".xlsx"):
                 reason = "metadata spreadsheet"
@@ -201,12 +234,20 @@ class _Found:
         self.folders[index] = folder.relative_to(root).as_posix()
 
 
-def _find_root(given: Path) -> tuple[Path, str]:
-    """The folder that holds the layout (``given`` or its only sub-folder) and its kind."""
+def check_dataset_folder(given: Path) -> None:
+    """A one-line :class:`UserError` unless ``given`` is a folder (reads nothing in it)."""
+    problem = link_problem(given)
+    if problem is not None:
+        raise UserError(f"dataset folder {given} is a {problem}")
     if not given.exists():
         raise UserError(f"dataset folder {given} does not exist; {EXPECTED_LAYOUTS}")
     if not given.is_dir():
         raise UserError(f"dataset path {given} is not a folder; {EXPECTED_LAYOUTS}")
+
+
+def _find_root(given: Path) -> tuple[Path, str]:
+    """The folder that holds the layout (``given`` or its only sub-folder) and its kind."""
+    check_dataset_folder(given)
     root = given
     kind = _guess_kind(root)
     if kind is None:
@@ -263,7 +304,7 @@ def _database_class_skips(folder: Path, root: Path) -> list[tuple[str, str]]:
         if entry.name == "images":
             continue
         rel = entry.relative_to(root).as_posix()
-        reason = debris_reason(entry.name)
+        reason = debris_reason(entry.name) or link_problem(entry)
         if entry.is_dir():
             if reason is None and entry.name.lower() == "masks":
                 count = sum(1 for _ in entry.iterdir())

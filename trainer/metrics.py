@@ -35,7 +35,7 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 4) -> n
         raise ValueError(f"y_true has shape {y_true.shape} but y_pred has {y_pred.shape}")
     if y_true.size == 0:
         return np.zeros((num_classes, num_classes), dtype=np.int64)
-    matrix = confusion_matrix(y_true, y_pred, labels=list(range(num_classes)))
+    matrix: np.ndarray = confusion_matrix(y_true, y_pred, labels=list(range(num_classes)))
     return matrix.astype(np.int64)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlparse
 
 import torch
@@ -58,7 +59,7 @@ def build_model(
     if in_chans < 1:
         raise ValueError(f"in_chans={in_chans}: must be >= 1")
 
-    model = getattr(torchvision.models, arch)(weights=None)
+    model: nn.Module = getattr(torchvision.models, arch)(weights=None)
     if pretrained:
         path = Path(weights_path) if weights_path is not None else cached_weights_path(arch)
         _load_imagenet(model, arch, path)
@@ -118,7 +119,7 @@ def _load_imagenet(model: nn.Module, arch: str, path: Path) -> None:
 
 def _stem_owner(model: nn.Module, arch: str) -> tuple[nn.Module, str]:
     if arch.startswith("densenet"):
-        return model.features, "conv0"
+        return model.get_submodule("features"), "conv0"
     return model, "conv1"
 
 
@@ -127,12 +128,13 @@ def _replace_stem(model: nn.Module, arch: str, in_chans: int, *, keep_weights: b
     old: nn.Conv2d = getattr(owner, name)
     if in_chans == old.in_channels:
         return
+    # torch types a convolution's sizes for any number of dimensions; a Conv2d's are pairs.
     new = nn.Conv2d(
         in_chans,
         old.out_channels,
-        kernel_size=old.kernel_size,
-        stride=old.stride,
-        padding=old.padding,
+        kernel_size=cast("tuple[int, int]", old.kernel_size),
+        stride=cast("tuple[int, int]", old.stride),
+        padding=cast("str | tuple[int, int]", old.padding),
         bias=old.bias is not None,
     )
     with torch.no_grad():
@@ -141,6 +143,7 @@ def _replace_stem(model: nn.Module, arch: str, in_chans: int, *, keep_weights: b
             summed = old.weight.sum(dim=1, keepdim=True)
             new.weight.copy_(summed.repeat(1, in_chans, 1, 1) / in_chans)
             if old.bias is not None:
+                assert new.bias is not None  # made with bias=True when old has one
                 new.bias.copy_(old.bias)
         elif arch.startswith("densenet"):
             nn.init.kaiming_normal_(new.weight)  # torchvision's DenseNet init
@@ -150,7 +153,7 @@ def _replace_stem(model: nn.Module, arch: str, in_chans: int, *, keep_weights: b
 
 
 def _replace_head(model: nn.Module, arch: str, num_classes: int) -> None:
-    if arch.startswith("densenet"):
-        model.classifier = nn.Linear(model.classifier.in_features, num_classes)
-    else:
-        model.fc = nn.Linear(model.fc.in_features, num_classes)
+    name = "classifier" if arch.startswith("densenet") else "fc"
+    head = model.get_submodule(name)
+    assert isinstance(head, nn.Linear)  # every arch in ARCHS ends in one Linear layer
+    setattr(model, name, nn.Linear(head.in_features, num_classes))

@@ -18,7 +18,8 @@ def make_optimizer(
 
     ``fused`` selects the single-kernel CUDA implementation.
     """
-    extra = {"fused": True} if fused else {}
+    # None is torch's default: it picks the implementation itself.
+    fused_or_default = True if fused else None
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params,
@@ -27,12 +28,16 @@ def make_optimizer(
             # Without momentum Nesterov is plain SGD, and torch rejects the combination.
             nesterov=config.nesterov and config.momentum > 0,
             weight_decay=config.weight_decay,
-            **extra,
+            fused=fused_or_default,
         )
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, **extra)
+        return torch.optim.Adam(
+            params, lr=config.lr, weight_decay=config.weight_decay, fused=fused_or_default
+        )
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **extra)
+        return torch.optim.AdamW(
+            params, lr=config.lr, weight_decay=config.weight_decay, fused=fused_or_default
+        )
     raise ValueError(f"optimizer={config.optimizer!r}: not handled")
 
 

@@ -39,6 +39,8 @@ def merge_train_and_val(data: Data) -> Data:
     Mean and standard deviation are those of the merged training images, as the model
     trained on them must be fed.
     """
+    # In tensors: load_data streams from the cache file only a search trial's splits.
+    assert isinstance(data.train_x, torch.Tensor) and isinstance(data.val_x, torch.Tensor)
     train_x = torch.cat([data.train_x, data.val_x])
     train_y = torch.cat([data.train_y, data.val_y])
     mean, std = pixel_mean_std(train_x)
@@ -56,6 +58,7 @@ def retrain_on_train_and_val(
     merged = merge_train_and_val(data)
     with tempfile.TemporaryDirectory(prefix="retrain-") as tmp:
         result = fit(config, merged, None, checkpoint_dir=Path(tmp), resume=False, log=log)
+        assert result.last_checkpoint is not None  # fit with a checkpoint_dir writes one
         state = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
     model = build_model(config.arch, num_classes=len(CLASS_NAMES), in_chans=1)
     model.load_state_dict(strip_prefixes(state["model"]))

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -30,11 +30,11 @@ from trainer.checkpoint import (
 from trainer.config import TrainConfig
 from trainer.data import Data
 from trainer.errors import UserError
+from trainer.inference import predict_logits
 from trainer.metrics import classification_metrics
 from trainer.model import build_model
 from trainer.optim import make_optimizer, make_scheduler
 from trainer.precision import autocast_dtype, resolve_precision
-from trainer.predict import predict_logits
 
 Row = dict[str, float]
 OnEpoch = Callable[[int, Row], Any]
@@ -79,9 +79,12 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda":
         if not _has_cuda():
             raise UserError(f"device={name!r}: CUDA is not available here")
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        if device.index >= torch.cuda.device_count():
+        # torch's stubs type the index as int, but a bare 'cuda' has None.
+        index = cast("int | None", device.index)
+        if index is None:
+            index = torch.cuda.current_device()
+            device = torch.device("cuda", index)
+        if index >= torch.cuda.device_count():
             raise UserError(f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s)")
     elif device.type != "cpu":
         raise UserError(f"device={name!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
@@ -173,7 +176,7 @@ class _Run:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self.train_model: nn.Module = model
+        self.train_model: Callable[..., torch.Tensor] = model
         if config.compile and self.cuda:
             self.train_model = torch.compile(model)
 

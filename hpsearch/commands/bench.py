@@ -3,6 +3,8 @@
 The data go through the same path as a trial's (layout discovery, decode-once cache,
 split) and training is ``trainer.fit``. The cache is built (or found) first and timed on
 its own, so the images/s figure is steady-state training, batch building included.
+``--precision auto`` is decided as for a trial: on a CPU with native bf16 by the
+precision probe, whose figures are shown and kept in the workdir for later trials.
 """
 
 from __future__ import annotations
@@ -11,19 +13,26 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from hpsearch.paths import Workdir
 
 #: Shown at the end of ``hpsearch bench --help``.
 EXAMPLES = """\
 examples:
   hpsearch bench --data demo --image-size 64
+  hpsearch bench --data demo --image-size 64 --batch-size 32 --precision auto --max-steps 5
   hpsearch bench --data ~/data/xray-data --image-size 224 --device cuda --max-steps 50
 """
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
-PRECISION_HELP = "auto (default: bf16 autocast on CUDA and on CPUs with native bf16, else fp32)"
+PRECISION_HELP = (
+    "auto (default: bf16 autocast on CUDA; on a CPU with native bf16, the faster of fp32 "
+    "and bf16 by a short measurement cached in the workdir; else fp32), fp32 or bf16"
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -65,11 +74,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads for training (default: torch's)")
     parser.add_argument("--workers", type=int, help="processes that decode images (default: all)")
     parser.add_argument(
-        "--workdir", help="where the image cache lives for --data PATH (default ./hpsearch-work)"
+        "--workdir",
+        help="where the image cache lives for --data PATH, and the precision probe's figures "
+        "(precision-probe.json) for --precision auto (default ./hpsearch-work)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    from trainer.config import MAX_IMAGE_SIZE
     from trainer.errors import UserError
     from trainer.training import resolve_device
 
@@ -77,19 +89,37 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')}={value}: must be >= 1")
+    if args.image_size > MAX_IMAGE_SIZE:
+        raise UserError(f"--image-size={args.image_size}: must be <= {MAX_IMAGE_SIZE}")
     if args.data == "demo" and args.demo_n < 4:
         raise UserError(f"--demo-n={args.demo_n}: the demo needs at least 4 images (one a class)")
     config = _train_config(args)  # bad settings fail before any data are written
     resolve_device(config.device)
+    choice = precision_choice(args, config)
+    config = replace(config, precision=choice.precision)
     if args.data == "demo":
         with tempfile.TemporaryDirectory(prefix="hpsearch-bench-") as tmp:
             result = _bench_demo(args, config, Path(tmp))
     else:
-        from hpsearch.paths import Workdir
-
         result = measure(args, config, Path(args.data), Workdir.resolve(args.workdir).make().cache)
+    result["precision_choice"] = choice.to_attr()
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     return 0
+
+
+def precision_choice(args: argparse.Namespace, config: Any) -> Any:
+    """What ``--precision`` means here, as for a trial of these shapes: an explicit one is
+    kept; ``auto`` on a CPU with native bf16 is measured once (the workdir keeps it)."""
+    from trainer.precision_probe import PROBE_CACHE_FILE, resolve_trial_precision
+
+    def log(line: str) -> None:
+        if not args.json or "not cached" in line:
+            print(f"precision: {line}", file=sys.stderr, flush=True)
+
+    cache_file = Workdir.resolve(args.workdir).root / PROBE_CACHE_FILE
+    return resolve_trial_precision(
+        config, image_size=args.image_size, cache_file=cache_file, log=log
+    )
 
 
 def _train_config(args: argparse.Namespace) -> Any:
@@ -106,7 +136,7 @@ def _train_config(args: argparse.Namespace) -> Any:
 
 
 def _bench_demo(args: argparse.Namespace, config: Any, tmp: Path) -> dict[str, Any]:
-    from hpsearch.taskbar import progress_bar
+    from hpsearch.run.taskbar import progress_bar
     from trainer.demo import write_demo_dataset
 
     # Generated at the benchmark's size (the generator's range is 32-1024 px), so the
@@ -125,7 +155,8 @@ def measure(args: argparse.Namespace, config: Any, root: Path, cache_dir: Path) 
     """Build or reuse the cache, load the splits, train with ``config``; the figures as a dict."""
     import time
 
-    from trainer.data import DataConfig, load_data
+    from trainer.config import DataConfig
+    from trainer.data import load_data
     from trainer.training import fit, peak_rss_mb, resolve_device
 
     device = resolve_device(config.device)
@@ -153,7 +184,7 @@ def measure(args: argparse.Namespace, config: Any, root: Path, cache_dir: Path) 
 
 def _build_cache(args: argparse.Namespace, root: Path, cache_dir: Path) -> dict[str, Any]:
     """Build (or find) the image cache, timed on its own; whether it existed and the time."""
-    from hpsearch.taskbar import progress_bar
+    from hpsearch.run.taskbar import progress_bar
     from trainer.cache import cache_dataset
     from trainer.layout import discover_layout
 
@@ -245,11 +276,14 @@ def _limit(data: Any, images: int) -> Any:
 
 def format_result(r: dict[str, Any]) -> str:
     """The figures as a few readable lines."""
+    from trainer.precision_probe import PrecisionChoice
+
     data = f"{r['dataset_images']} images" + (" (SYNTHETIC)" if r["synthetic"] else "")
     built = r["cache_build_seconds"]
     cache = "reused" if built is None else f"built in {built:.1f} s"
     lines = [
         f"device      {r['device']}; {r['precision']} ({r['cpu_capability']})",
+        f"precision   {PrecisionChoice.from_attr(r['precision_choice']).describe()}",
         f"data        {data}, {r['image_size']} px; train {r['train_images']}, "
         f"val {r['val_images']}, test {r['test_images_not_loaded']} (held out, not loaded)",
         f"model       {r['arch']}, batch {r['batch_size']}, {r['epochs']} epoch(s)",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from hpsearch.paths import add_artifacts_option
+from hpsearch.commands.options import add_artifacts_option
 
 #: Shown at the end of ``hpsearch best --help``.
 EXAMPLES = """\
@@ -21,7 +22,7 @@ examples:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from hpsearch.study import add_stored_study_options
+    from hpsearch.commands.options import add_stored_study_options
 
     add_stored_study_options(parser, "may be left out when the storage holds one study")
     parser.add_argument(
@@ -61,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
 
     from hpsearch.export import best_summary, export_best
     from hpsearch.paths import Workdir
-    from hpsearch.ranking import confirmed_ranking, format_ranking
     from hpsearch.storage import open_storage, resolve_storage_url
-    from hpsearch.study import load_existing, resolve_study_name
+    from hpsearch.study.ranking import confirmed_ranking, format_ranking
+    from hpsearch.study.stored import load_existing, resolve_study_name
     from trainer.errors import UserError
 
     if args.retrain and not args.export:
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     if replaced:
-        log(f"--force: replacing what {args.export} holds ({_names(replaced)})")
+        log(_force_line(args.export, replaced))
     result = export_best(
         study,
         Path(args.export),
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_export(summary: dict, result: Any) -> None:
+def _print_export(summary: dict[str, Any], result: Any) -> None:
     m = result.metrics
     low, high = m["accuracy_ci95"]
     print(f"exported trial {summary['trial']} of study {summary['study']} to {result.out_dir}")
@@ -136,9 +137,9 @@ def _relocated_data(study: Any, workdir: Any, data_flag: str | None) -> Any:
     """The study's data read from ``--data`` (None: from the recorded path)."""
     if not data_flag:
         return None
-    from hpsearch.dataprep import relocate_data
     from hpsearch.export import data_config
-    from hpsearch.record import StudyRecord
+    from hpsearch.run.dataprep import relocate_data
+    from hpsearch.study.record import StudyRecord
     from trainer.data import load_data
 
     record = StudyRecord.read(study)
@@ -149,8 +150,8 @@ def _relocated_data(study: Any, workdir: Any, data_flag: str | None) -> Any:
 
 def _store_export(study: Any, files: tuple[Path, ...], workdir: Any) -> str:
     """Store the exported files as artifacts of the best trial in the shared location."""
-    from hpsearch.artifacts import open_artifact_store, store_files
-    from reports.trials import best_search_trial
+    from hpsearch.storage.artifacts import open_artifact_store, store_files
+    from hpsearch.trials import best_search_trial
 
     best = best_search_trial(study)
     store_files(study, list(files), open_artifact_store(workdir), trial=best)
@@ -170,6 +171,9 @@ def check_export_folder(folder: Path, *, force: bool) -> list[str]:
                 what = "is" if parent == folder else f"is under {parent}, which is"
                 raise UserError(f"{where} {what} a file, not a folder")
             break
+    # The folders made for this check are removed again (the export makes them anew), so
+    # an export that fails later, e.g. on a bad checkpoint, leaves nothing behind.
+    made = [p for p in [folder, *folder.parents] if not os.path.lexists(p)]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".hpsearch-write-test-{os.getpid()}"
@@ -177,13 +181,29 @@ def check_export_folder(folder: Path, *, force: bool) -> list[str]:
         probe.unlink()
     except OSError as err:
         raise UserError(f"{where}: cannot write there ({err.strerror or err})") from None
-    existing = sorted(p.name for p in folder.iterdir())
+    finally:
+        for path in made:  # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+    existing = [] if made else sorted(p.name for p in folder.iterdir())
     if existing and not force:
         raise UserError(
             f"{where} already holds {len(existing)} file(s) ({_names(existing)}); "
             "pass --force to replace them, or choose an empty folder"
         )
     return existing
+
+
+def _force_line(folder: str, names: list[str]) -> str:
+    """What ``--force`` does to the files already in the export folder: those an export
+    writes are replaced, any other is kept."""
+    from hpsearch.export.files import written_by_export
+
+    replaced = [n for n in names if written_by_export(n)]
+    kept = [n for n in names if not written_by_export(n)]
+    parts = [f"replacing {_names(replaced)}"] if replaced else []
+    parts += [f"keeping {_names(kept)} (not files an export writes)"] if kept else []
+    return f"--force: in {folder}, " + "; ".join(parts)
 
 
 def _names(names: list[str], shown: int = 5) -> str:
@@ -195,7 +215,7 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _print_summary(s: dict) -> None:
+def _print_summary(s: dict[str, Any]) -> None:
     data = "SYNTHETIC demo data" if s["synthetic"] else "real data"
     print(f"study {s['study']} ({data}): best trial {s['trial']}")
     print(f"  {s['metric']} (validation) = {_fmt(s['value'])}, {s['direction']}")

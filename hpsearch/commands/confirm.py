@@ -15,14 +15,14 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpsearch.paths import add_artifacts_option
+from hpsearch.commands.options import add_storage_option, add_worker_options
 
 if TYPE_CHECKING:
     import optuna
 
-    from hpsearch.confirm import ConfirmRun
-    from hpsearch.record import StudyRecord
-    from hpsearch.spec import StudySpec
+    from hpsearch.study.confirm import ConfirmRun
+    from hpsearch.study.record import StudyRecord
+    from hpsearch.study.spec import StudySpec
 
 
 EXAMPLES = """\
@@ -43,42 +43,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seeds", type=int, default=3, help="new seeds per configuration (default 3)"
     )
-    parser.add_argument("--storage", help="storage URL (default: $HPSEARCH_STORAGE or sqlite)")
+    add_storage_option(parser)
     parser.add_argument(
         "--data", help="the dataset folder, where it is on this machine (default: as recorded)"
     )
-    parser.add_argument("--workers", type=int, help="worker processes (default: one per GPU, or 1)")
-    parser.add_argument("--devices", help="GPU indices to use, e.g. 0,1 (one worker each)")
-    parser.add_argument("--n-trials", type=int, help="start at most N runs in this call")
-    parser.add_argument("--timeout", type=float, help="start no new run after S seconds")
-    parser.add_argument("--workdir", help="working directory (default: ./hpsearch-work)")
-    parser.add_argument(
-        "--wandb",
-        choices=("off", "offline", "online"),
-        help="wandb logging (default: online if WANDB_API_KEY is set, else offline)",
-    )
-    parser.add_argument("--heartbeat", type=int, metavar="S", help="as for run (default 10)")
-    add_artifacts_option(parser)
+    add_worker_options(parser, trials="runs")
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the search, plan the runs, prepare the data, launch, print the ranking."""
     import optuna
 
-    from hpsearch.commands.run import _check_flags, run_workers
-    from hpsearch.confirm import confirm_study_name, plan_runs
-    from hpsearch.dataprep import prepare_data
+    from hpsearch.commands.options import check_worker_options
     from hpsearch.paths import Workdir
-    from hpsearch.plan import plan_devices
-    from hpsearch.ranking import confirmed_ranking, format_ranking
+    from hpsearch.run.dataprep import prepare_data
+    from hpsearch.run.kinds import Confirmation
+    from hpsearch.run.plan import plan_devices
+    from hpsearch.run.session import RunRequest, WorkerOptions, run_workers
     from hpsearch.storage import open_storage, resolve_storage_url
-    from hpsearch.study import load_existing
+    from hpsearch.study.confirm import confirm_study_name, plan_runs
+    from hpsearch.study.ranking import confirmed_ranking, format_ranking
+    from hpsearch.study.stored import load_existing
     from hpsearch.trainer_api import default_trainer
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _check_flags(args)
+    check_worker_options(args)
     url = resolve_storage_url(args.storage)
-    storage = open_storage(url)
+    storage = open_storage(url, must_exist=True)
     search = load_existing(args.study, storage)
     record, spec = _search_settings(search)
     runs = plan_runs(search, spec.seed, args.top, args.seeds)
@@ -92,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
         f"confirming the top {args.top} configuration(s) of {search.study_name!r} with "
         f"{args.seeds} new seed(s) each, in study {confirm_study_name(search.study_name)!r}"
     )
+    kind = Confirmation(spec, record.scale, runs=runs)
+    options = WorkerOptions.from_args(args, spec.timeout_s)
     code = run_workers(
-        args, companion, storage, url, spec, record.scale, data, workdir, trainer, plan, runs
+        RunRequest(companion, storage, url, kind, data, workdir, trainer, plan, options)
     )
     ranking = confirmed_ranking(search)
     if ranking is not None:
@@ -110,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _search_settings(search: optuna.Study) -> tuple[StudyRecord, StudySpec]:
     """The searched study's record and its study file, as that run used them."""
-    from hpsearch.record import StudyRecord
-    from hpsearch.spec import load_study_file
+    from hpsearch.study.load import load_study_file, with_overrides, with_seed
+    from hpsearch.study.record import StudyRecord
     from trainer.errors import UserError
 
     record = StudyRecord.read(search)
@@ -123,10 +116,10 @@ def _search_settings(search: optuna.Study) -> tuple[StudyRecord, StudySpec]:
             f"study file {path} of {search.study_name!r} is not on this machine: "
             "confirm needs it (its search space and settings)"
         )
-    spec = load_study_file(path).with_seed(record.seed)
+    spec = with_seed(load_study_file(path), record.seed)
     if record.overrides:
-        spec = spec.with_overrides([f"{k}={_toml(v)}" for k, v in record.overrides.items()],
-                                   record.scale)  # fmt: skip
+        items = [f"{k}={_toml(v)}" for k, v in record.overrides.items()]
+        spec = with_overrides(spec, items, record.scale)
     return record, spec
 
 
@@ -151,8 +144,8 @@ def _companion(
     A confirmation asked again with more seeds or a larger top grows: its runs keep their
     slots and the missing (configuration, seed) pairs are added after them.
     """
-    from hpsearch.confirm import ConfirmRun, confirm_study_name, extend_runs
-    from hpsearch.study import create_or_load, existing_record
+    from hpsearch.study.confirm import ConfirmRun, confirm_study_name, extend_runs
+    from hpsearch.study.stored import create_or_load, existing_record
 
     name = confirm_study_name(search.study_name)
     top, seeds = args.top, args.seeds
@@ -183,6 +176,6 @@ def _companion(
         # machine, then start the others with the same command.
         import optuna
 
-        grown = dataclasses.replace(existing, n_slots=len(runs), confirm=plan)
-        grown.write(optuna.load_study(study_name=name, storage=storage))
+        grown_record = dataclasses.replace(existing, n_slots=len(runs), confirm=plan)
+        grown_record.write(optuna.load_study(study_name=name, storage=storage))
     return create_or_load(name, storage, spec, companion), runs

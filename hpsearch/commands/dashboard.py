@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hpsearch.commands.options import add_artifacts_option
 from hpsearch.dashboard import DEFAULT_HOST, DEFAULT_PORT
-from hpsearch.paths import add_artifacts_option
 
 
 def _port(text: str) -> int:

@@ -52,12 +52,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from hpsearch.taskbar import progress_bar
-    from trainer.demo import write_demo_dataset
-    from trainer.errors import UserError
+    from hpsearch.run.taskbar import progress_bar
+    from trainer.demo import check_demo_arguments, write_demo_dataset
 
-    if args.workers is not None and args.workers < 1:
-        raise UserError("--workers must be >= 1")
+    # every argument, before a progress line shows or a folder is made
+    check_demo_arguments(args.out, args.n, args.size, args.seed, args.workers, as_flags=True)
     with progress_bar("synthetic demo images") as on_progress:
         result = write_demo_dataset(
             Path(args.out),
@@ -76,7 +75,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from hpsearch.taskbar import progress_bar
+    from hpsearch.run.taskbar import progress_bar
     from trainer.datacheck import check_dataset, format_check
 
     with progress_bar("decoding images", show=not args.json) as on_progress:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -30,14 +31,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpsearch.predict import predict_folder, write_submission
+    from hpsearch.export.submission import predict_folder, write_submission
     from trainer.errors import UserError
 
     out = Path(args.out)
     if out.is_dir():
         raise UserError(f"--out {str(out)!r} is a folder: give the CSV file to write")
+    if os.path.lexists(out) and not out.exists():
+        raise UserError(f"--out {str(out)!r} is a symbolic link that leads nowhere")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise UserError(f"--out {str(out)!r} is under {str(out.parent)!r}, which is a file")
     if not out.parent.is_dir():
         raise UserError(f"folder of --out {str(out.parent)!r} does not exist")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise UserError(f"folder of --out {str(out.parent)!r} cannot be written to")
     rows, unreadable, ignored = predict_folder(
         Path(args.model), Path(args.images), device=args.device, batch_size=args.batch_size
     )

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hpsearch.paths import add_artifacts_option
+from hpsearch.commands.options import add_artifacts_option
 
 #: Shown at the end of ``hpsearch report --help``.
 EXAMPLES = """\
@@ -20,7 +20,7 @@ examples:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from hpsearch.study import add_stored_study_options
+    from hpsearch.commands.options import add_stored_study_options
 
     add_stored_study_options(parser, "may be left out when the storage holds one study")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for report.html")
@@ -30,9 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import optuna
 
-    from hpsearch.record import StudyRecord
     from hpsearch.storage import open_storage, resolve_storage_url
-    from hpsearch.study import load_existing, resolve_study_name
+    from hpsearch.study.record import StudyRecord
+    from hpsearch.study.stored import load_existing, resolve_study_name
     from reports.report import REPORT_FILE, report_title, study_sections, write_report
     from reports.study import study_info, trials_table
 
@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _store(study: object, files: list[Path], flag: str | None) -> None:
     """With an artifact location, the report is also stored there, as study artifacts."""
-    from hpsearch.artifacts import open_artifact_store, store_files
     from hpsearch.paths import ArtifactLocation
+    from hpsearch.storage.artifacts import open_artifact_store, store_files
 
     location = ArtifactLocation.resolve(flag)
     if location is None:

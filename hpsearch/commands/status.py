@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
 
 #: Shown at the end of ``hpsearch status --help``.
 EXAMPLES = """\
@@ -15,7 +20,7 @@ examples:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from hpsearch.study import add_stored_study_options
+    from hpsearch.commands.options import add_stored_study_options
 
     add_stored_study_options(parser, "default: every study in the storage")
     parser.add_argument("--json", action="store_true", help="every trial as JSON")
@@ -24,12 +29,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import optuna
 
-    from hpsearch.ranking import confirmed_ranking, format_ranking
-    from hpsearch.record import StudyRecord
-    from hpsearch.stopping import STOP_ATTR
     from hpsearch.storage import open_storage, redact, resolve_storage_url
-    from hpsearch.study import load_existing
-    from hpsearch.summary import format_trials_table, study_status, trial_record
+    from hpsearch.study.ranking import confirmed_ranking, format_ranking
+    from hpsearch.study.record import StudyRecord
+    from hpsearch.study.stopping import STOP_ATTR
+    from hpsearch.study.stored import load_existing
+    from hpsearch.study.summary import format_trials_table, study_status, trial_record
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = resolve_storage_url(args.storage)
@@ -66,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_status(status: dict, study, format_trials_table) -> None:
+def _print_status(
+    status: dict[str, Any],
+    study: optuna.Study,
+    format_trials_table: Callable[[optuna.Study, str], str],
+) -> None:
     states = ", ".join(f"{k} {v}" for k, v in sorted(status["states"].items())) or "no trials"
     if status.get("copied"):
         states += f"; {status['copied']} copied from another study (--from-study), not counted"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import signal
 import subprocess
@@ -12,7 +14,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_URL = os.environ.get("HPSEARCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+#: The PostgreSQL server's database the tests are given (the machine's ``test``). The tests
+#: work in a database of their own beside it, made at the first use and dropped at the end,
+#: so that tables left on a shared server by another hpsearch (an older or newer one, other
+#: studies) cannot change what they see. Processes the tests start inherit its name.
+SERVER_URL = os.environ.get("HPSEARCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_DATABASE = os.environ.setdefault("HPSEARCH_TEST_PG_DB", f"hpsearch_tests_{uuid.uuid4().hex[:8]}")
+PG_URL = SERVER_URL.rsplit("/", 1)[0] + "/" + PG_DATABASE
 
 TINY_GRID = """
 [study]
@@ -73,14 +81,34 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 240, **kw):
     )
 
 
+@functools.cache
 def pg_available() -> bool:
+    """Whether the server answers; makes the tests' own database on the first call (and
+    drops it when the process that made it exits)."""
     try:
         import psycopg
 
-        with psycopg.connect(PG_URL, connect_timeout=3):
-            return True
+        with psycopg.connect(SERVER_URL, autocommit=True, connect_timeout=3) as conn:
+            query = "SELECT 1 FROM pg_database WHERE datname = %s"
+            if conn.execute(query, (PG_DATABASE,)).fetchone() is None:
+                conn.execute(f"CREATE DATABASE {PG_DATABASE}")
+                atexit.register(_drop_own_database)
+        return True
     except Exception:
         return False
+
+
+def _drop_own_database() -> None:
+    import psycopg
+
+    with psycopg.connect(SERVER_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_pg_database() -> None:
+    """The tests' database exists before any test reads ``PG_URL``."""
+    pg_available()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

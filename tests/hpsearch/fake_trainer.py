@@ -12,6 +12,15 @@ machine lets the test itself notice the lines. ``$FAKE_TRAINER_STALL_SLOT=slot-0
 stalls only that slot's trial, from its second epoch, and only when it started afresh
 (not resumed): a test can kill or freeze the worker that runs it while the others, and
 the attempt that resumes it, go on.
+
+``$FAKE_TRAINER_TORCH_SAVE=1`` writes each epoch's state with the real trainer's
+``atomic_save`` (``torch.save``) as ``last.pt`` too. With ``$FAKE_TRAINER_SAVE_STALL_AT=E``
+the save of epoch E of a fresh trial blocks inside ``torch.save``'s write: the temporary
+file ``atomic_save`` writes is made a FIFO that is opened but never read, so the write
+blocks once the pipe is full (as a write to a slow disk does), and
+``$FAKE_TRAINER_LOG.saving.slot-0000K`` says so. A signal then interrupts that write, and torch's
+C++ writer turns the ``KeyboardInterrupt`` into ``RuntimeError: [enforce fail at
+inline_container.cc] unexpected pos ...``, as it does on a real disk.
 """
 
 from __future__ import annotations
@@ -75,6 +84,22 @@ def _stall_s() -> float:
     return float(os.environ.get("FAKE_TRAINER_STALL_S", "600")) if lines >= after else 0.0
 
 
+def _torch_save(history: list[dict[str, float]], folder: Path, epoch: int, fresh: bool) -> None:
+    """``last.pt`` through the real trainer's atomic writer (``$FAKE_TRAINER_TORCH_SAVE``)."""
+    import torch
+
+    from trainer.checkpoint import atomic_save
+
+    payload: dict[str, Any] = {"history": list(history), "weights": torch.zeros(1 << 18)}
+    if fresh and epoch == int(os.environ.get("FAKE_TRAINER_SAVE_STALL_AT") or 0):
+        tmp = folder / f".last.pt.{os.getpid()}.tmp"  # the name atomic_save writes to
+        os.mkfifo(tmp)
+        os.open(tmp, os.O_RDONLY | os.O_NONBLOCK)  # a reader that never reads
+        marker = f"{os.environ.get('FAKE_TRAINER_LOG', '')}.saving.{folder.name}"
+        Path(marker).write_text(str(os.getpid()))
+    atomic_save(payload, folder / "last.pt")
+
+
 def fit(
     config: TrainConfig, data: Any, on_epoch=None, *, checkpoint_dir=None, resume=True, log=None
 ) -> FakeResult:
@@ -96,6 +121,8 @@ def fit(
         row = {"epoch": epoch, "val_accuracy": curve(config, epoch), "val_loss": 1.0 / epoch}
         history.append(row)
         if state_file is not None:
+            if os.environ.get("FAKE_TRAINER_TORCH_SAVE"):
+                _torch_save(history, state_file.parent, epoch, fresh)
             tmp = state_file.with_suffix(".tmp")
             tmp.write_text(json.dumps({"history": history}))
             os.replace(tmp, state_file)

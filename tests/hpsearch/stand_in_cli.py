@@ -1,7 +1,8 @@
 """``python -m tests.hpsearch.stand_in_cli ARGS``: the real command line with a stand-in trainer.
 
 Subprocess tests run this instead of ``python -m hpsearch.cli``. It passes the trainer
-module named by ``$STAND_IN_TRAINER`` (``load_data`` and ``fit``) to ``hpsearch.cli.main``,
+module named by ``$STAND_IN_TRAINER`` (``load_data`` and ``fit``, and ``check_data`` and
+``choose_precision`` where it has them) to ``hpsearch.cli.main``,
 and gives ``run`` a short heartbeat (``$STAND_IN_HEARTBEAT_S``) so dead workers are
 noticed within seconds. Without ``$STAND_IN_TRAINER`` the real trainer runs.
 
@@ -27,7 +28,12 @@ def stand_in_main(argv: list[str]) -> int:
     trainer = None
     if name:
         module = importlib.import_module(name)
-        trainer = TrainerAPI(load_data=module.load_data, fit=module.fit)
+        trainer = TrainerAPI(
+            load_data=module.load_data,
+            fit=module.fit,
+            check_data=getattr(module, "check_data", None),
+            choose_precision=getattr(module, "choose_precision", None),
+        )
     heartbeat = os.environ.get("STAND_IN_HEARTBEAT_S")
     if heartbeat and argv[:1] == ["run"] and "--heartbeat" not in argv:
         argv = [*argv, "--heartbeat", heartbeat]

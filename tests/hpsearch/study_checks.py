@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from reports.trial_record import TrialRecord
+from hpsearch.trials.record import TrialRecord
 from tests.hpsearch.conftest import PG_URL, ROOT, pg_available
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

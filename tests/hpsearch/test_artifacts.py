@@ -12,9 +12,9 @@ import optuna
 import pytest
 from optuna.artifacts import get_all_artifact_meta
 
-from hpsearch.artifacts import attach_file, open_artifact_store
 from hpsearch.paths import Workdir
 from hpsearch.storage import open_storage
+from hpsearch.storage.artifacts import attach_file, open_artifact_store
 from trainer.errors import UserError
 
 

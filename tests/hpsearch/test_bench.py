@@ -12,6 +12,26 @@ TINY = ["bench", "--data", "demo", "--demo-n", "48", "--image-size", "32", "--ep
 CPU = ["--device", "cpu", "--threads", "1", "--workers", "1", "--batch-size", "8"]
 
 
+@pytest.fixture(autouse=True)
+def workdir(tmp_path, monkeypatch):
+    """The workdir (where the precision probe keeps its figures) of every bench here."""
+    folder = tmp_path / "work"
+    monkeypatch.setenv("HPSEARCH_WORKDIR", str(folder))
+    return folder
+
+
+class FakeProbe:
+    """The probe's measurement with set figures (steps/s), counting its calls."""
+
+    def __init__(self, fp32: float, bf16: float) -> None:
+        self.figures = {"fp32": fp32, "bf16": bf16, "cpu_share": 1.0}
+        self.calls = 0
+
+    def __call__(self, shape, threads):
+        self.calls += 1
+        return dict(self.figures)
+
+
 @pytest.mark.parametrize("max_steps", [None, 2])
 def test_bench_json_reports_throughput_and_memory(capsys, max_steps):
     extra = [] if max_steps is None else ["--max-steps", str(max_steps)]
@@ -39,21 +59,61 @@ def test_bench_json_reports_throughput_and_memory(capsys, max_steps):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_bench_records_the_precision_asked_for(capsys, precision):
+def test_bench_records_the_precision_asked_for(capsys, monkeypatch, precision):
+    monkeypatch.setattr("trainer.precision.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("trainer.precision_probe.measure_steps_per_sec", FakeProbe(1.0, 2.0))
     assert main([*TINY, *CPU, "--max-steps", "1", "--precision", precision, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["precision"] == precision
+    report = json.loads(capsys.readouterr().out)
+    assert report["precision"] == precision
+    assert report["precision_choice"]["how"] == "asked"  # never probed
+
+
+@pytest.mark.parametrize(("bf16", "expected"), [(2.0, "bf16"), (1.05, "fp32")])
+def test_bench_auto_shows_the_probes_figures_and_choice(
+    capsys, monkeypatch, workdir, bf16, expected
+):
+    monkeypatch.setattr("trainer.precision.cpu_has_native_bf16", lambda: True)
+    probe = FakeProbe(fp32=0.5, bf16=0.5 * bf16)
+    monkeypatch.setattr("trainer.precision_probe.measure_steps_per_sec", probe)
+    assert main([*TINY, *CPU, "--max-steps", "1", "--precision", "auto", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    choice = report["precision_choice"]
+    assert report["precision"] == choice["precision"] == expected  # fit trained in it
+    assert choice["how"] == "probe" and choice["from_cache"] is False
+    assert choice["fp32_steps_per_sec"] == 0.5
+    assert choice["bf16_steps_per_sec"] == pytest.approx(0.5 * bf16)
+    assert choice["threads"] == 1
+    assert choice["shape"] == {
+        "arch": "resnet18",
+        "image_size": 32,
+        "batch_size": 8,
+        "channels_last": True,
+        "in_chans": 1,
+        "num_classes": 4,
+    }
+    assert (workdir / "precision-probe.json").is_file()
+
+    # the next bench (or trial) of these shapes reads the figures from the workdir
+    assert main([*TINY, *CPU, "--max-steps", "1"]) == 0
+    out = capsys.readouterr().out
+    assert probe.calls == 1
+    line = next(row for row in out.splitlines() if row.startswith("precision"))
+    assert f"{expected}, chosen by the probe: fp32 0.5 steps/s (4 img/s)" in line
+    assert f"bf16 {bf16:.2f}x fp32" in line and "from the cache" in line
 
 
 def test_bench_auto_precision_is_fp32_on_a_cpu_without_bf16(capsys, monkeypatch):
     monkeypatch.setattr("trainer.precision.cpu_has_native_bf16", lambda: False)
     assert main([*TINY, *CPU, "--max-steps", "1", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["precision"] == "fp32"
+    report = json.loads(capsys.readouterr().out)
+    assert report["precision"] == "fp32"
+    assert report["precision_choice"]["how"] == "no native bf16"
 
 
 def test_a_trial_records_its_precision():
     from types import SimpleNamespace
 
-    from hpsearch.objective import result_attrs
+    from hpsearch.run.objective import result_attrs
 
     result = SimpleNamespace(
         best_epoch=1,

@@ -16,9 +16,9 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 from scipy import stats
 
-from hpsearch.confirm import ConfirmRun, confirm_seeds, confirm_study_name, extend_runs
-from hpsearch.ranking import INDISTINGUISHABLE, rank
-from reports.trial_record import TrialRecord
+from hpsearch.study.confirm import ConfirmRun, confirm_seeds, confirm_study_name, extend_runs
+from hpsearch.study.ranking import INDISTINGUISHABLE, rank
+from hpsearch.trials.record import TrialRecord
 from tests.hpsearch.conftest import fake_env, run_cli
 from tests.hpsearch.study_checks import start_cli, wait_for_lines
 
@@ -213,7 +213,7 @@ def test_a_confirmation_grows_without_moving_its_runs() -> None:
 
 
 def test_the_ranking_leaves_out_what_the_optimizer_ignores() -> None:
-    from hpsearch.ranking import format_ranking
+    from hpsearch.study.ranking import format_ranking
 
     def run(optimizer: str, seed: int, value: float) -> optuna.trial.FrozenTrial:
         return create_trial(

@@ -12,10 +12,10 @@ import optuna
 import pytest
 
 import hpsearch.dashboard
-from hpsearch.artifacts import attach_file, open_artifact_store
 from hpsearch.commands import dashboard as dashboard_command
 from hpsearch.dashboard import make_server
 from hpsearch.storage import open_storage
+from hpsearch.storage.artifacts import attach_file, open_artifact_store
 from trainer.errors import UserError
 
 

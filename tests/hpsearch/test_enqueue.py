@@ -9,9 +9,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpsearch.spec import load_study_file
-from hpsearch.study import grid_order, sampler_for_slot
-from reports.trial_record import TrialRecord
+from hpsearch.run.kinds import Search
+from hpsearch.study.load import load_study_file
+from hpsearch.trials.record import TrialRecord
 from tests.hpsearch.conftest import fake_env, run_cli
 from tests.hpsearch.study_checks import assert_every_slot_once, run_args
 
@@ -105,7 +105,7 @@ def test_enqueued_grid_points_lead_the_order(tmp_path: Path) -> None:
     path = tmp_path / "grid.toml"
     path.write_text(GRID)
     spec = load_study_file(path)
-    order = grid_order(spec, "full")
+    order = spec.grid_order("full")
     # Still a permutation of every point, with the enqueued point first.
     assert sorted(order) == list(range(16))
     assert spec.grid_points("full")[order[0]] == BASELINE
@@ -115,11 +115,14 @@ def test_tpe_takes_its_settings_from_the_study_file(tmp_path: Path) -> None:
     path = tmp_path / "tpe.toml"
     path.write_text(RANDOM.format(sampler="tpe") + "\n[tpe]\nn_startup_trials = 2\n")
     spec = load_study_file(path)
-    sampler = sampler_for_slot(spec, "full", slot=3)
+    sampler = Search(spec, "full").sampler(3)
     # Start-up trials from the file, and the constant liar on for parallel workers.
     assert isinstance(sampler, optuna.samplers.TPESampler)
     assert sampler._n_startup_trials == 2 and sampler._constant_liar is True
     # The shipped TPE study has more guided trials than start-up ones.
     shipped = load_study_file(Path(__file__).resolve().parents[2] / "studies" / "tpe.toml")
-    assert shipped.tpe is not None and shipped.tpe.n_startup_trials is not None
-    assert shipped.budget("full") >= 2 * shipped.tpe.n_startup_trials
+    assert (
+        shipped.sampler_settings is not None
+        and shipped.sampler_settings.n_startup_trials is not None
+    )
+    assert shipped.budget("full") >= 2 * shipped.sampler_settings.n_startup_trials

@@ -15,14 +15,11 @@ import torchvision
 from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
-from hpsearch.export import (
-    best_summary,
-    choose_winner_and_runner_up,
-    export_best,
-    relative_path,
-)
+from hpsearch.export import best_summary, export_best
+from hpsearch.export.choose import choose_winner_and_runner_up
+from hpsearch.export.render import relative_path
 from hpsearch.paths import Workdir
-from reports.trial_record import TrialRecord
+from hpsearch.trials.record import TrialRecord
 from tests.reports.factory import Search, build_search
 from trainer.classes import CLASS_NAMES
 from trainer.errors import UserError

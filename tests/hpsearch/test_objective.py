@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import signal
 from pathlib import Path
@@ -12,14 +13,18 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from hpsearch.objective import TrialOutcome
-from hpsearch.slots import DONE, FAILED, RELEASED, SlotBoard
-from hpsearch.spec import load_study_file
+from hpsearch.paths import Workdir
+from hpsearch.run.claims import SlotBoard, SlotStatus
+from hpsearch.run.context import Placement, StudyAccess, WorkerContext
+from hpsearch.run.events import Event, TrialEnded
+from hpsearch.run.kinds import Search
+from hpsearch.run.outcome import TrialOutcome
+from hpsearch.run.worker import TrialBudget, Worker, run_claim
 from hpsearch.storage import open_storage
-from hpsearch.study import build_pruner
+from hpsearch.storage.optuna_api import study_storage
+from hpsearch.study.load import load_study_file
 from hpsearch.trainer_api import TrainerAPI
-from hpsearch.worker import WorkerContext, run_claim
-from reports.trial_record import TrialRecord
+from hpsearch.trials.record import TrialRecord
 from tests.hpsearch import fake_trainer
 from trainer.config import DataConfig
 from trainer.errors import UserError
@@ -41,31 +46,34 @@ image_size = 32
 """
 
 
-def make_slot(tmp_path: Path, fit: Any, pruner: str = "none", settings: str = ""):
-    """A study of two grid points, one claimed slot, and the context to run it."""
+def make_slot(
+    tmp_path: Path,
+    fit: Any,
+    pruner: str = "none",
+    settings: str = "",
+    emit: Any = lambda event: None,
+) -> tuple[Worker, Any]:
+    """A study of two grid points, a worker on it, and the slot it claimed."""
     study_file = tmp_path / "s.toml"
     study_file.write_text(STUDY.format(pruner=pruner, pruner_settings=settings))
     spec = load_study_file(study_file)
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    storage = open_storage(url)
-    pruner = build_pruner(spec, "full")
-    study = optuna.create_study(
-        study_name="s", storage=storage, pruner=pruner, direction="maximize"
-    )
-    board = SlotBoard(study, storage, spec.budget("full"))
+    optuna.create_study(
+        study_name="s", storage=open_storage(url), pruner=spec.build_pruner("full"),
+        direction="maximize",
+    )  # fmt: skip
     ctx = WorkerContext(
-        index=0,
-        storage_url=url,
-        study_name="s",
-        spec=spec,
-        scale="full",
+        access=StudyAccess(url, "s"),
+        placement=Placement(index=0),
+        kind=Search(spec, "full"),
         data=DataConfig(root=tmp_path, image_size=32),
-        workdir=tmp_path / "work",
+        workdir=Workdir(tmp_path / "work"),
         trainer=TrainerAPI(load_data=fake_trainer.load_data, fit=fit),
     )
-    _, claim = board.claim()
+    worker = Worker(ctx, TrialBudget(None), emit)
+    _, claim = worker.board.claim()
     assert claim is not None
-    return ctx, study, board, claim
+    return worker, claim
 
 
 def quick_fit(*args: Any, **kwargs: Any) -> Any:
@@ -82,9 +90,10 @@ def no_sleep(monkeypatch):
 
 
 def test_a_complete_trial_records_its_result_and_closes_the_slot(tmp_path: Path) -> None:
-    ctx, study, board, claim = make_slot(tmp_path, quick_fit)
-    events: list[dict[str, Any]] = []
-    outcome = run_claim(ctx, study, board, claim, fake_trainer.load_data(None), events.append)
+    events: list[Event] = []
+    worker, claim = make_slot(tmp_path, quick_fit, emit=events.append)
+    study, board = worker.study, worker.board
+    outcome = run_claim(worker, claim)
     trial = study.trials[0]
     # The trial is complete with the best epoch's validation accuracy as its value.
     assert outcome is TrialOutcome.COMPLETE
@@ -98,17 +107,18 @@ def test_a_complete_trial_records_its_result_and_closes_the_slot(tmp_path: Path)
     assert record.validation_metrics()["val_accuracy"] == trial.value
     # The slot is done and bound to this trial.
     row = slot_status(board, claim.slot)
-    assert (row.status, row.trial_id) == (DONE, trial._trial_id)
+    assert (row.status, row.trial_id) == (SlotStatus.DONE, trial._trial_id)
     # The progress events came in order, ending with the trial's state.
-    kinds = [e["kind"] for e in events]
-    assert kinds == ["trial_start", "epoch", "epoch", "epoch", "trial_end"]
-    assert events[-1]["state"] == "complete"
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["TrialStarted", "EpochEnded", "EpochEnded", "EpochEnded", "TrialEnded"]
+    assert isinstance(events[-1], TrialEnded) and events[-1].state == "complete"
 
 
 def test_a_pruned_trial_stops_early_and_closes_the_slot(tmp_path: Path) -> None:
     # A percentile pruner at 100 % with no start-up trials prunes at the first check.
     settings = "percentile = 100.0\nn_startup_trials = 0\nn_warmup_steps = 0"
-    ctx, study, board, claim = make_slot(tmp_path, quick_fit, "percentile", settings)
+    worker, claim = make_slot(tmp_path, quick_fit, "percentile", settings)
+    study, board = worker.study, worker.board
     # Another finished trial gives the pruner something to compare with.
     study.add_trial(
         optuna.trial.create_trial(
@@ -118,20 +128,21 @@ def test_a_pruned_trial_stops_early_and_closes_the_slot(tmp_path: Path) -> None:
             intermediate_values={1: 1.0, 2: 1.0, 3: 1.0},
         )
     )
-    outcome = run_claim(ctx, study, board, claim, None, lambda e: None)
+    outcome = run_claim(worker, claim)
     trial = study.trials[-1]
     assert outcome is TrialOutcome.PRUNED
     # Pruned after its first epoch: no epoch trained past the verdict.
     assert trial.state == TrialState.PRUNED and sorted(trial.intermediate_values) == [1]
-    assert slot_status(board, claim.slot).status == DONE
+    assert slot_status(board, claim.slot).status == SlotStatus.DONE
 
 
 def test_a_training_error_fails_the_trial_and_spends_an_attempt(tmp_path: Path) -> None:
     def broken_fit(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("CUDA error: an illegal memory access")
 
-    ctx, study, board, claim = make_slot(tmp_path, broken_fit)
-    outcome = run_claim(ctx, study, board, claim, None, lambda e: None)
+    worker, claim = make_slot(tmp_path, broken_fit)
+    study, board = worker.study, worker.board
+    outcome = run_claim(worker, claim)
     trial = study.trials[0]
     assert outcome is TrialOutcome.FAILED
     # The reason is on the trial, for the dashboard and status.
@@ -139,43 +150,46 @@ def test_a_training_error_fails_the_trial_and_spends_an_attempt(tmp_path: Path) 
     assert "illegal memory access" in trial.user_attrs["error"]
     # The slot is failed with one attempt used: the next claim may try it again.
     row = slot_status(board, claim.slot)
-    assert (row.status, row.attempts) == (FAILED, 1)
+    assert (row.status, row.attempts) == (SlotStatus.FAILED, 1)
 
 
 def test_a_full_disk_releases_the_slot_and_stops_the_worker(tmp_path: Path) -> None:
     def full_disk_fit(*args: Any, **kwargs: Any) -> Any:
         raise OSError(errno.ENOSPC, "No space left on device", "/work/last.pt")
 
-    ctx, study, board, claim = make_slot(tmp_path, full_disk_fit)
+    worker, claim = make_slot(tmp_path, full_disk_fit)
+    board = worker.board
     with pytest.raises(UserError, match=r"disk full writing /work/last\.pt"):
-        run_claim(ctx, study, board, claim, None, lambda e: None)
+        run_claim(worker, claim)
     # Not the trial's fault: the slot is released, its attempt not spent on a failure.
-    assert slot_status(board, claim.slot).status == RELEASED
+    assert slot_status(board, claim.slot).status == SlotStatus.RELEASED
 
 
 def test_ctrl_c_in_training_releases_the_slot_and_marks_the_trial(tmp_path: Path) -> None:
     def interrupted_fit(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
 
-    ctx, study, board, claim = make_slot(tmp_path, interrupted_fit)
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
+    worker, claim = make_slot(tmp_path, interrupted_fit, emit=events.append)
+    study, board = worker.study, worker.board
     with pytest.raises(KeyboardInterrupt):  # the worker stops
-        run_claim(ctx, study, board, claim, None, events.append)
+        run_claim(worker, claim)
     trial = study.trials[0]
-    assert events[-1]["kind"] == "trial_end" and events[-1]["state"] == "interrupted"
+    assert isinstance(events[-1], TrialEnded) and events[-1].state == "interrupted"
     # Recorded as interrupted, and the slot is free for the next run to resume, its
     # attempt not spent.
     assert trial.user_attrs.get("interrupted") is True
     row = slot_status(board, claim.slot)
-    assert (row.status, row.attempts) == (RELEASED, 0)
+    assert (row.status, row.attempts) == (SlotStatus.RELEASED, 0)
 
 
 @pytest.mark.usefixtures("terminal_ctrl_c")
 def test_ctrl_c_while_optuna_creates_the_trial_still_records_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctx, study, board, claim = make_slot(tmp_path, quick_fit)
-    storage = study._storage
+    worker, claim = make_slot(tmp_path, quick_fit)
+    study, board = worker.study, worker.board
+    storage = study_storage(worker.study)
     create = storage.create_new_trial
 
     def create_then_ctrl_c(*args: Any, **kwargs: Any) -> int:
@@ -187,13 +201,13 @@ def test_ctrl_c_while_optuna_creates_the_trial_still_records_it(
 
     monkeypatch.setattr(storage, "create_new_trial", create_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
-        run_claim(ctx, study, board, claim, None, lambda e: None)
+        run_claim(worker, claim)
     # no trial left running: it is failed as interrupted and its slot is free again
     (trial,) = study.trials
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs.get("interrupted") is True
     row = slot_status(board, claim.slot)
-    assert (row.status, row.attempts) == (RELEASED, 0)
+    assert (row.status, row.attempts) == (SlotStatus.RELEASED, 0)
 
 
 @pytest.mark.parametrize(
@@ -215,8 +229,8 @@ def test_a_trial_records_its_result_in_two_writes_that_every_reader_reads(
 ) -> None:
     from hpsearch.export import best_summary
     from hpsearch.paths import Workdir
-    from hpsearch.summary import format_trials_table, trial_record
-    from hpsearch.tracking import trials_table
+    from hpsearch.run.tracking import trials_table
+    from hpsearch.study.summary import format_trials_table, trial_record
 
     writes: list[str] = []
     set_user_attr = optuna.Trial.set_user_attr
@@ -226,8 +240,9 @@ def test_a_trial_records_its_result_in_two_writes_that_every_reader_reads(
         set_user_attr(self, key, value)
 
     monkeypatch.setattr(optuna.Trial, "set_user_attr", counting)
-    ctx, study, board, claim = make_slot(tmp_path, quick_fit)
-    run_claim(ctx, study, board, claim, fake_trainer.load_data(None), lambda e: None)
+    worker, claim = make_slot(tmp_path, quick_fit)
+    study = worker.study
+    run_claim(worker, claim)
     trial = study.trials[0]
     # One storage write when the trial starts, one when it ends.
     assert writes == ["start", "result"]
@@ -248,3 +263,41 @@ def test_a_trial_records_its_result_in_two_writes_that_every_reader_reads(
     columns, rows = trials_table(study)
     assert {"val_accuracy", "images_per_sec"} <= set(columns) and "slot" not in columns
     assert rows[0][columns.index("val_accuracy")] == trial.value
+
+
+def test_auto_precision_is_decided_per_trial_and_recorded(tmp_path: Path) -> None:
+    from dataclasses import dataclass
+
+    seen: list[str] = []
+
+    def fit_seeing_precision(config: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(config.precision)
+        return fake_trainer.fit(config, *args, **kwargs)
+
+    @dataclass
+    class Choice:
+        precision: str = "fp32"
+
+        def to_attr(self) -> dict[str, Any]:
+            return {"precision": self.precision, "fp32_steps_per_sec": 2.0, "bf16": 1.5}
+
+    asked: list[dict[str, Any]] = []
+
+    def choose(config: Any, *, image_size: int, cache_file: Path) -> Choice:
+        asked.append({"precision": config.precision, "size": image_size, "file": cache_file})
+        return Choice()
+
+    worker, claim = make_slot(tmp_path, fit_seeing_precision)
+    ctx = worker.ctx
+    worker.ctx = dataclasses.replace(
+        ctx, trainer=dataclasses.replace(ctx.trainer, choose_precision=choose)
+    )
+    run_claim(worker, claim)
+    trial = worker.study.trials[0]
+    # 'auto' was decided before training, at the data's image size, cached in the workdir
+    assert asked == [
+        {"precision": "auto", "size": 32, "file": tmp_path / "work" / "precision-probe.json"}
+    ]
+    assert seen == ["fp32"]
+    # both figures are recorded on the trial, for the dashboard and status
+    assert trial.user_attrs["precision_choice"]["fp32_steps_per_sec"] == 2.0

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from hpsearch.cli import main
-from hpsearch.model_file import save_model
+from hpsearch.export.model_file import save_model
 from trainer.classes import CLASS_NAMES
 from trainer.model import build_model
 

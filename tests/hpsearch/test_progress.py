@@ -6,36 +6,16 @@ import io
 
 import pytest
 
-from hpsearch.progress import Progress, estimate_eta, format_duration
+from hpsearch.run.events import EpochEnded, Event, TrialEnded, TrialStarted, WorkerStopped
+from hpsearch.run.progress import Progress, estimate_eta, format_duration
 
 
-def _events() -> list[dict]:
+def _events() -> list[Event]:
     return [
-        {
-            "kind": "trial_start",
-            "worker": 0,
-            "trial": 0,
-            "slot": 0,
-            "params": {"lr": 0.01},
-            "epochs": 2,
-        },
-        {"kind": "epoch", "worker": 0, "trial": 0, "epoch": 1, "epochs": 2, "value": 0.5},
-        {
-            "kind": "trial_end",
-            "worker": 0,
-            "trial": 0,
-            "state": "complete",
-            "value": 0.7,
-            "epochs_run": 2,
-        },
-        {
-            "kind": "trial_end",
-            "worker": 1,
-            "trial": 1,
-            "state": "pruned",
-            "value": None,
-            "epochs_run": 1,
-        },
+        TrialStarted(worker=0, trial=0, slot=0, params={"lr": 0.01}, epochs=2),
+        EpochEnded(worker=0, trial=0, epoch=1, epochs=2, value=0.5),
+        TrialEnded(worker=0, trial=0, state="complete", value=0.7, epochs_run=2),
+        TrialEnded(worker=1, trial=1, state="pruned", value=None, epochs_run=1),
     ]
 
 
@@ -56,7 +36,7 @@ def test_plain_lines_when_not_a_terminal() -> None:
 def test_minimize_tracks_the_lowest_value() -> None:
     progress = Progress(total=2, metric="val_loss", direction="minimize", stream=io.StringIO())
     for value in (0.9, 0.4, 0.6):
-        progress.handle({"kind": "trial_end", "worker": 0, "state": "complete", "value": value})
+        progress.handle(TrialEnded(worker=0, trial=None, state="complete", value=value))
     assert progress.best == 0.4
 
 
@@ -80,27 +60,12 @@ class FakeClock:
         return self.now
 
 
-def _start(worker: int, trial: int, params: dict | None = None) -> dict:
-    return {
-        "kind": "trial_start",
-        "worker": worker,
-        "trial": trial,
-        "slot": trial,
-        "params": params or {"lr": 0.01},
-        "epochs": 4,
-    }
+def _start(worker: int, trial: int, params: dict | None = None) -> TrialStarted:
+    return TrialStarted(worker, trial, slot=trial, params=params or {"lr": 0.01}, epochs=4)
 
 
-def _end(worker: int, trial: int, state: str, value: float | None, epochs: int) -> dict:
-    return {
-        "kind": "trial_end",
-        "worker": worker,
-        "trial": trial,
-        "state": state,
-        "value": value,
-        "epochs_run": epochs,
-        "best_epoch": epochs,
-    }
+def _end(worker: int, trial: int, state: str, value: float | None, epochs: int) -> TrialEnded:
+    return TrialEnded(worker, trial, state, value=value, epochs_run=epochs, best_epoch=epochs)
 
 
 def test_format_duration() -> None:
@@ -196,7 +161,7 @@ def test_a_run_stopped_by_a_flag_says_how_to_go_on(reason: str, flag: str) -> No
     progress = Progress(6, "val_accuracy", "maximize", stream=out, clock=FakeClock())
     progress.handle(_end(0, 0, "complete", 0.9, 4))
     progress.handle(_end(0, 1, "pruned", 0.5, 1))
-    progress.handle({"kind": "worker_end", "worker": 0, "reason": reason})
+    progress.handle(WorkerStopped(worker=0, reason=reason))
     progress.close()
     last = out.getvalue().splitlines()[-1]
     assert last == f"{flag} reached: run the same command again to continue: 4 of 6 left"
@@ -206,7 +171,7 @@ def test_a_finished_study_has_no_how_to_go_on_line() -> None:
     out = io.StringIO()
     progress = Progress(1, "val_accuracy", "maximize", stream=out, clock=FakeClock())
     progress.handle(_end(0, 0, "complete", 0.9, 4))
-    progress.handle({"kind": "worker_end", "worker": 0, "reason": "study done"})
+    progress.handle(WorkerStopped(worker=0, reason="study done"))
     progress.close()
     assert "run the same command again" not in out.getvalue()
 

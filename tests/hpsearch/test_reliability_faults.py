@@ -25,7 +25,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from reports.trial_record import TrialRecord
+from hpsearch.trials.record import TrialRecord
 from tests.hpsearch.conftest import ROOT, fake_env, run_cli
 from tests.hpsearch.study_checks import (
     assert_every_slot_once,

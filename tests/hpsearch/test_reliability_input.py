@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from hpsearch.cli import main
-from hpsearch.model_file import save_model
+from hpsearch.export.model_file import save_model
 from tests.hpsearch.conftest import fake_env, run_cli
 from tests.hpsearch.study_checks import assert_one_line_error, slot_rows, study_names
 from tests.hpsearch.test_spec import BAD, VALID

@@ -18,7 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from reports.trial_record import TrialRecord
+from hpsearch.trials.record import TrialRecord
 from tests.hpsearch.conftest import fake_env, run_cli
 from tests.hpsearch.study_checks import start_cli
 

@@ -21,9 +21,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from hpsearch.cli import main
-from hpsearch.model_file import load_model_dir
+from hpsearch.export.model_file import load_model_dir
 from hpsearch.paths import Workdir, safe_name
-from reports.trial_record import TrialRecord
+from hpsearch.trials.record import TrialRecord
 from tests.hpsearch.conftest import ROOT, fake_env, run_cli
 from tests.hpsearch.study_checks import (
     assert_one_line_error,
@@ -35,8 +35,8 @@ from tests.hpsearch.study_checks import (
 from tests.trainer.synthetic_tensors import synthetic_data
 from trainer.config import TrainConfig
 from trainer.errors import UserError
+from trainer.inference import load_model
 from trainer.model import build_model
-from trainer.predict import load_model
 from trainer.training import fit
 
 # -- model and checkpoint files never run code ---------------------------------------------
@@ -93,7 +93,7 @@ def _imagenet_weights(path: Path) -> None:
 
 
 LOADERS = {
-    "best.pt (trainer.predict.load_model)": ("best.pt", _load_best, "cannot read model file"),
+    "best.pt (trainer.inference.load_model)": ("best.pt", _load_best, "cannot read model file"),
     "model.pt (model_file.load_model_dir)": ("model.pt", _load_export, "cannot read model file"),
     "last.pt (fit resume)": ("last.pt", _resume, "cannot read checkpoint"),
     "ImageNet weights file": ("weights.pth", _imagenet_weights, "cannot read weights file"),

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from hpsearch.cli import main
 from hpsearch.trainer_api import TrainerAPI
-from reports.trial_record import TrialRecord
+from hpsearch.trials.record import TrialRecord
 from tests.hpsearch import fake_trainer
 from tests.hpsearch.conftest import fake_env, run_cli
 from tests.hpsearch.study_checks import assert_one_line_error, random_study, run_args, slot_rows

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from hpsearch.signals import StopSignalHold
+from hpsearch.run.signals import StopSignalHold
 
 pytestmark = pytest.mark.usefixtures("terminal_ctrl_c")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hpsearch.cli import main
-from hpsearch.spec import find_study_file, load_study_file
+from hpsearch.study.load import find_study_file, load_study_file, with_overrides, with_seed
 from trainer.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,35 +163,33 @@ def test_unknown_study_name_lists_known_ones() -> None:
 
 
 def test_grid_order_is_a_seeded_shuffle_of_every_point(tmp_path: Path) -> None:
-    from hpsearch.study import grid_order, sampler_for_slot
+    from hpsearch.run.kinds import Search
 
     path = tmp_path / "g.toml"
     path.write_text(VALID.replace("lr = [0.01]", "lr = [0.001, 0.01, 0.1]"))
     spec = load_study_file(path)
-    order = grid_order(spec, "demo")
+    order = spec.grid_order("demo")
     assert sorted(order) == list(range(6))
-    assert order == grid_order(spec, "demo")  # same seed, same order
+    assert order == spec.grid_order("demo")  # same seed, same order
     assert order != list(range(6))  # not file order (true for seed 0)
     seeded = tmp_path / "s.toml"
     seeded.write_text(path.read_text().replace('sampler = "grid"', 'sampler = "grid"\nseed = 1'))
-    assert sorted(grid_order(load_study_file(seeded), "demo")) == list(range(6))
-    assert grid_order(load_study_file(seeded), "demo") != order
+    assert sorted(load_study_file(seeded).grid_order("demo")) == list(range(6))
+    assert load_study_file(seeded).grid_order("demo") != order
     points = spec.grid_points("demo")
     # slot k trains point order[k]: every point once, nothing off the grid
-    fixed = [sampler_for_slot(spec, "demo", k)._fixed_params for k in range(6)]
+    fixed = [Search(spec, "demo").sampler(k)._fixed_params for k in range(6)]
     assert fixed == [points[i] for i in order]
 
 
 def test_a_scale_can_replace_pruner_settings(tmp_path: Path) -> None:
-    from hpsearch.study import build_pruner
-
     path = tmp_path / "p.toml"
     path.write_text(VALID + "[scale.full.pruner]\nn_warmup_steps = 5\n")
     spec = load_study_file(path)
     assert spec.pruner_at("demo").settings == {"n_startup_trials": 2}
     assert spec.pruner_at("full").settings == {"n_startup_trials": 2, "n_warmup_steps": 5}
-    assert build_pruner(spec, "full")._n_warmup_steps == 5
-    assert build_pruner(spec, "demo")._n_warmup_steps == 0
+    assert spec.build_pruner("full")._n_warmup_steps == 5
+    assert spec.build_pruner("demo")._n_warmup_steps == 0
 
 
 @pytest.mark.parametrize(
@@ -296,13 +294,13 @@ def test_demo_minimum_is_the_real_one() -> None:
 
 
 def test_seed_override_is_checked_like_the_file(tmp_path: Path) -> None:
-    from hpsearch.spec import check_seed
+    from hpsearch.study.load import check_seed
 
     spec = _load(tmp_path, VALID)
-    assert spec.with_seed(7).seed == 7 and check_seed(2**32 - 1) == 2**32 - 1
+    assert with_seed(spec, 7).seed == 7 and check_seed(2**32 - 1) == 2**32 - 1
     for bad in (-1, 2**32, True):
         with pytest.raises(UserError, match=r"^--seed: "):
-            spec.with_seed(bad)
+            with_seed(spec, bad)
 
 
 def test_spec_is_frozen_and_pickles(tmp_path: Path) -> None:
@@ -313,7 +311,7 @@ def test_spec_is_frozen_and_pickles(tmp_path: Path) -> None:
     # it travels to spawned worker processes intact
     assert pickle.loads(pickle.dumps(spec)) == spec
     with pytest.raises(dataclasses.FrozenInstanceError):
-        spec.seed = 3  # type: ignore[misc]
+        spec.seed = 3  # type: ignore[misc]  # the assignment a frozen dataclass refuses
 
 
 def test_demo_config_has_one_set_of_defaults(tmp_path: Path) -> None:
@@ -323,7 +321,7 @@ def test_demo_config_has_one_set_of_defaults(tmp_path: Path) -> None:
     from trainer.demo import write_demo_dataset
 
     spec = _load(tmp_path, VALID.replace("[scale.demo]\n", "[scale.demo]\ndemo_size = 96\n"))
-    assert spec.demo_config("demo") == DemoConfig(size=96)
+    assert spec.demo_config() == DemoConfig(size=96)
     defaults = inspect.signature(write_demo_dataset).parameters
     assert (defaults["n"].default, defaults["size"].default, defaults["seed"].default) == (
         DemoConfig.images,
@@ -358,8 +356,8 @@ def test_overrides_replace_a_scales_values(tmp_path: Path) -> None:
     spec = _load(tmp_path, VALID)
     sets = ["epochs=10", "image_size=128", "pretrained=false", "weights_path=/x", "lr=1e-3"]
     with pytest.raises(UserError, match=r"^--set lr: is a search-space axis at scale full$"):
-        spec.with_overrides(sets, "full")
-    changed = spec.with_overrides(sets[:4], "full")
+        with_overrides(spec, sets, "full")
+    changed = with_overrides(spec, sets[:4], "full")
     assert changed.train_values("full")["epochs"] == 10
     assert changed.train_values("full")["pretrained"] is False
     assert changed.train_values("full")["weights_path"] == "/x"
@@ -393,7 +391,7 @@ def test_overrides_replace_a_scales_values(tmp_path: Path) -> None:
 def test_bad_overrides_are_one_line(tmp_path: Path, item: str, scale: str, expected: str) -> None:
     spec = _load(tmp_path, VALID)
     with pytest.raises(UserError) as err:
-        spec.with_overrides([item], scale)
+        with_overrides(spec, [item], scale)
     assert str(err.value).startswith(expected) and "\n" not in str(err.value)
 
 
@@ -478,9 +476,12 @@ def test_stop_is_refused_on_a_grid(tmp_path: Path) -> None:
 
 def test_tpe_table(tmp_path: Path) -> None:
     tpe = RANDOM.replace('sampler = "random"', 'sampler = "tpe"')
-    assert _load(tmp_path, tpe).tpe.constant_liar is True
+    assert _load(tmp_path, tpe).sampler_settings.constant_liar is True
     spec = _load(tmp_path, tpe + "[tpe]\nn_startup_trials = 0\nconstant_liar = false\n")
-    assert (spec.tpe.n_startup_trials, spec.tpe.constant_liar) == (0, False)
+    assert (spec.sampler_settings.n_startup_trials, spec.sampler_settings.constant_liar) == (
+        0,
+        False,
+    )
     _refused(tmp_path, tpe + "[tpe]\nn_startup_trials = -1\n", "tpe.n_startup_trials: must be >=")
     _refused(tmp_path, tpe + "[tpe]\nconstant_liar = 1\n", "tpe.constant_liar: expected true/false")
     _refused(tmp_path, RANDOM + "[tpe]\nn_startup_trials = 2\n", "tpe: settings of the tpe sampler")
@@ -501,7 +502,7 @@ epochs = 2
 
 
 def test_grid_points_that_would_train_alike_get_one_slot(tmp_path: Path) -> None:
-    from hpsearch.study import grid_order, sampler_for_slot
+    from hpsearch.run.kinds import Search
 
     path = tmp_path / "m.toml"
     path.write_text(MOMENTUM_GRID.format(fixed="", optimizer='optimizer = ["sgd", "adam"]'))
@@ -520,9 +521,9 @@ def test_grid_points_that_would_train_alike_get_one_slot(tmp_path: Path) -> None
         ("sgd", 0.01, 0.5),
         ("sgd", 0.01, 0.9),
     ]
-    order = grid_order(spec, "full")
+    order = spec.grid_order("full")
     assert sorted(order) == spec.grid_indices("full")
-    fixed = [sampler_for_slot(spec, "full", k)._fixed_params for k in range(6)]
+    fixed = [Search(spec, "full").sampler(k)._fixed_params for k in range(6)]
     assert fixed == [points[i] for i in order]
     assert "2 grid point(s) skipped" in spec.grid_skipped("full")
 
@@ -537,11 +538,9 @@ def test_an_optimizer_fixed_outside_the_space_counts_too(tmp_path: Path) -> None
 
 
 def test_the_team_grid_trains_36_distinct_configurations() -> None:
-    from hpsearch.study import grid_order
-
     spec = load_study_file(ROOT / "studies" / "grid.toml")
     points = spec.grid_points("full")
-    order = grid_order(spec, "full")
+    order = spec.grid_order("full")
     assert len(points) == 48 and spec.budget("full") == len(order) == 36
     keys = {spec.training_key("full", points[i]) for i in order}
     assert len(keys) == 36  # no two slots train alike
@@ -552,11 +551,9 @@ def test_the_team_grid_trains_36_distinct_configurations() -> None:
 
 
 def test_an_enqueued_point_that_is_skipped_runs_as_its_twin(tmp_path: Path) -> None:
-    from hpsearch.study import grid_order
-
     path = tmp_path / "m.toml"
     text = MOMENTUM_GRID.format(fixed="", optimizer='optimizer = ["sgd", "adam"]')
     path.write_text(text + '[[enqueue]]\nlr = 0.01\nmomentum = 0.9\noptimizer = "adam"\n')
     spec = load_study_file(path)
-    first = spec.grid_points("full")[grid_order(spec, "full")[0]]
+    first = spec.grid_points("full")[spec.grid_order("full")[0]]
     assert first == {"lr": 0.01, "momentum": 0.5, "optimizer": "adam"}

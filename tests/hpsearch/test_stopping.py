@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hpsearch.stopping import STOP_ATTR, improvement, standard_error, stop_reason
+from hpsearch.study.stopping import STOP_ATTR, improvement, standard_error, stop_reason
 from tests.hpsearch.conftest import fake_env, run_cli
 from tests.hpsearch.study_checks import run_args
 

@@ -10,7 +10,8 @@ import optuna
 import pytest
 import sqlalchemy as sa
 
-from hpsearch import storage as st
+from hpsearch.storage import connect as st
+from hpsearch.storage import urls
 from trainer.errors import UserError
 
 #: Nothing listens on port 1: a connection is refused at once, without a timeout.
@@ -19,14 +20,14 @@ UNREACHABLE_PG = "postgresql://alice:s3cret@127.0.0.1:1/nowhere"
 
 # -- resolve_storage_url ------------------------------------------------------------------
 def test_resolve_storage_url_prefers_flag_then_env_then_default(monkeypatch):
-    monkeypatch.setenv(st.STORAGE_ENV, "sqlite:///from-env.db")
+    monkeypatch.setenv(urls.STORAGE_ENV, "sqlite:///from-env.db")
     # The --storage flag wins over the environment.
-    assert st.resolve_storage_url("sqlite:///flag.db") == "sqlite:///flag.db"
+    assert urls.resolve_storage_url("sqlite:///flag.db") == "sqlite:///flag.db"
     # Without a flag the environment variable is used.
-    assert st.resolve_storage_url(None) == "sqlite:///from-env.db"
-    monkeypatch.delenv(st.STORAGE_ENV)
+    assert urls.resolve_storage_url(None) == "sqlite:///from-env.db"
+    monkeypatch.delenv(urls.STORAGE_ENV)
     # With neither, the SQLite file in the working folder.
-    assert st.resolve_storage_url(None) == st.DEFAULT_STORAGE
+    assert urls.resolve_storage_url(None) == urls.DEFAULT_STORAGE
 
 
 # -- normalize_url ------------------------------------------------------------------------
@@ -39,13 +40,12 @@ def test_resolve_storage_url_prefers_flag_then_env_then_default(monkeypatch):
         ("postgresql://u:p%40ss@h/db", "postgresql+psycopg://u:p%40ss@h/db"),
         ("sqlite:///study.db", "sqlite:///study.db"),
         ("sqlite:////abs/study.db", "sqlite:////abs/study.db"),
-        ("mysql+pymysql://u@h/db", "mysql+pymysql://u@h/db"),
     ],
 )
 def test_normalize_url_maps_postgres_onto_psycopg3(url, expected):
-    # Plain postgres URLs get the psycopg 3 driver; explicit drivers, SQLite, MySQL and
+    # Plain postgres URLs get the psycopg 3 driver; explicit drivers, SQLite and
     # (escaped) passwords pass through unchanged, since the engine needs the password.
-    assert st.normalize_url(url) == expected
+    assert urls.normalize_url(url) == expected
 
 
 @pytest.mark.parametrize(
@@ -55,11 +55,14 @@ def test_normalize_url_maps_postgres_onto_psycopg3(url, expected):
         ("postgresql://alice:s3cret@host:notaport/db", "malformed storage URL"),
         ("oracle://alice:s3cret@host/db", "unsupported storage"),
         ("redis://alice:s3cret@host/0", "unsupported storage"),
+        # before: MySQL got through here and failed later with "driver missing"
+        ("mysql+pymysql://alice:s3cret@host/db", "unsupported storage"),
+        ("mysql://alice:s3cret@host/db", "unsupported storage"),
     ],
 )
 def test_normalize_url_rejects_bad_urls_in_one_line(url, words):
     with pytest.raises(UserError) as info:
-        st.normalize_url(url)
+        urls.normalize_url(url)
     message = str(info.value)
     # The user learns what is wrong ...
     assert words in message
@@ -84,11 +87,11 @@ def test_normalize_url_rejects_bad_urls_in_one_line(url, words):
 )
 def test_redact_hides_only_the_password(url, expected):
     # Password replaced by ***; URLs without one come back exactly as given.
-    assert st.redact(url) == expected
+    assert urls.redact(url) == expected
 
 
 def test_redact_hides_password_with_escaped_characters():
-    redacted = st.redact("postgresql://alice:p%40ss%3Aw0rd@h/db")
+    redacted = urls.redact("postgresql://alice:p%40ss%3Aw0rd@h/db")
     # Neither the escaped nor the plain form of the password survives.
     assert "p%40ss" not in redacted and "p@ss" not in redacted
     # The user name and host stay, so the user can tell which server is meant.
@@ -102,7 +105,7 @@ def test_engine_kwargs_sqlite_sets_busy_timeout_only():
     assert kwargs == {"connect_args": {"timeout": st.SQLITE_BUSY_TIMEOUT_S}}
 
 
-@pytest.mark.parametrize("url", ["postgresql+psycopg://u@h/db", "mysql+pymysql://u@h/db"])
+@pytest.mark.parametrize("url", ["postgresql+psycopg://u@h/db", "postgresql+psycopg2://u@h/db"])
 def test_engine_kwargs_servers_get_a_small_checked_pool(url):
     kwargs = st.engine_kwargs(url)
     # A server gets a small pool whose connections are checked before use (a restarted
@@ -139,10 +142,10 @@ def test_open_storage_unreachable_server_is_one_redacted_line():
 
 
 def test_open_storage_missing_driver_is_a_user_error():
-    if importlib.util.find_spec("pymysql") is not None:
-        pytest.skip("pymysql is installed: no missing driver to report")
+    if importlib.util.find_spec("psycopg2") is not None:
+        pytest.skip("psycopg2 is installed: no missing driver to report")
     with pytest.raises(UserError) as info:
-        st.open_storage("mysql+pymysql://alice:s3cret@127.0.0.1:1/db")
+        st.open_storage("postgresql+psycopg2://alice:s3cret@127.0.0.1:1/db")
     # A missing database driver is named as such, not raised as ImportError ...
     assert "database driver missing" in str(info.value)
     # ... and the password stays hidden.

@@ -8,10 +8,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hpsearch.record import ATTR, DataRecord, StudyRecord
-from hpsearch.spec import load_study_file
+from hpsearch.run.kinds import Search
 from hpsearch.storage import open_storage
-from hpsearch.study import build_record, create_or_load, load_existing, sampler_for_slot
+from hpsearch.study.load import load_study_file, with_seed
+from hpsearch.study.record import ATTR, DataRecord, StudyRecord
+from hpsearch.study.stored import build_record, create_or_load, load_existing
 from trainer.errors import UserError
 
 STUDY = """
@@ -79,7 +80,7 @@ def test_joining_the_same_search_is_allowed_and_another_is_refused(tmp_path: Pat
     # The same search joins the same study.
     assert first._study_id == second._study_id
     # Another seed shuffles the grid otherwise: refused, naming the key.
-    other = build_record(spec.with_seed(4), "full", DATA, "/work")
+    other = build_record(with_seed(spec, 4), "full", DATA, "/work")
     with pytest.raises(UserError, match="different grid_order"):
         create_or_load("s", storage_in(tmp_path), spec, other)
     # Other data is refused too.
@@ -102,7 +103,7 @@ def test_a_slot_draws_the_same_parameters_whichever_worker_runs_it(
     drawn = []
     for name in ("a", "b"):
         study = optuna.create_study(storage=storage_in(tmp_path), study_name=f"{sampler}-{name}")
-        study.sampler = sampler_for_slot(spec, "full", slot=2)
+        study.sampler = Search(spec, "full").sampler(2)
         trial = study.ask()
         drawn.append(trial.suggest_categorical("lr", [0.001, 0.01, 0.1]))
     # The slot's seed, not the process, decides what is drawn.
@@ -124,7 +125,7 @@ epochs = 2
 
 
 def test_a_grid_study_made_with_every_point_keeps_its_slots(tmp_path: Path) -> None:
-    from hpsearch.study import grid_order, spec_for_existing
+    from hpsearch.study.stored import spec_for_existing
 
     path = tmp_path / "m.toml"
     path.write_text(MOMENTUM)
@@ -138,7 +139,7 @@ def test_a_grid_study_made_with_every_point_keeps_its_slots(tmp_path: Path) -> N
     # a run today finds it and goes on with its 8 slots, in the same order
     joined = spec_for_existing("old", storage, spec, "full")
     assert joined.grid_every_point and joined.budget("full") == 8
-    assert grid_order(joined, "full") == old_record.grid_order
+    assert joined.grid_order("full") == old_record.grid_order
     create_or_load("old", storage, joined, build_record(joined, "full", DATA, "/work"))
     # a new study gets the 6 distinct trainings
     fresh = spec_for_existing("new", storage, spec, "full")

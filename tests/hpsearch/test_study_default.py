@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from hpsearch.cli import main
-from hpsearch.study import resolve_study_name
+from hpsearch.study.stored import resolve_study_name
 from trainer.errors import UserError
 
 

@@ -9,10 +9,10 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from hpsearch.summary import format_trials_table, study_status, trial_record
+from hpsearch.study.summary import format_trials_table, study_status, trial_record
+from hpsearch.trials import trial_rows
+from hpsearch.trials.record import RESULT
 from reports.study import trials_table, unused_note
-from reports.trial_record import RESULT
-from reports.trials import trial_rows
 
 DISTRIBUTIONS = {
     "lr": FloatDistribution(1e-4, 1.0, log=True),

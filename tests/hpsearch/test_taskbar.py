@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-import hpsearch.taskbar as taskbar
-from hpsearch.taskbar import progress_bar
+import hpsearch.run.taskbar as taskbar
+from hpsearch.run.taskbar import progress_bar
 
 
 def test_plain_lines_say_the_label_and_end_with_the_total() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hpsearch.tracking import (
+from hpsearch.run.tracking import (
     TrackingWarning,
     TrialTracker,
     log_study_table,

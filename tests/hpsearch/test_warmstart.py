@@ -16,14 +16,14 @@ import pytest
 from optuna.trial import TrialState
 
 from hpsearch.cli import main
-from hpsearch.spec import load_study_file
 from hpsearch.storage import open_storage
-from hpsearch.summary import best_trial, format_trials_table, study_status
+from hpsearch.study.load import load_study_file
+from hpsearch.study.summary import best_trial, format_trials_table, study_status
+from hpsearch.study.warmstart import copy_completed_trials
 from hpsearch.trainer_api import TrainerAPI
-from hpsearch.warmstart import copy_completed_trials
+from hpsearch.trials import search_trials
+from hpsearch.trials.record import TrialRecord
 from reports.study_figures import without_copied_trials
-from reports.trial_record import TrialRecord
-from reports.trials import search_trials
 from tests.hpsearch import fake_trainer
 from tests.hpsearch.study_checks import assert_one_line_error
 

@@ -16,7 +16,7 @@ import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from reports.trial_record import TrialRecord
+from hpsearch.trials.record import TrialRecord
 from trainer.config import TrainConfig
 from trainer.data import Data, DataConfig, load_data
 from trainer.demo import write_demo_dataset

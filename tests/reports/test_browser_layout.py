@@ -15,9 +15,9 @@ import plotly.graph_objects as go
 import pytest
 
 from reports.html import Section, render_page
-from reports.layout import PAGE_WIDTH_PX
 from reports.png import find_browser
-from tests.reports.test_layout import report_figures
+from reports.sizing import PAGE_WIDTH_PX
+from tests.reports.test_sizing import report_figures
 
 pytestmark = pytest.mark.slow
 

@@ -155,10 +155,10 @@ def test_writes_into_an_existing_empty_folder(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"n": 3}, "n must be"), ({"size": 31}, "size must be"), ({"size": 1025}, "size must be")],
+    [({"n": 3}, "n=3: "), ({"size": 31}, "size=31: "), ({"size": 1025}, "size=1025: ")],
 )
 def test_rejects_bad_settings(tmp_path: Path, kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message):
         write_demo_dataset(tmp_path / "demo", **kwargs)
     assert not (tmp_path / "demo").exists()
 

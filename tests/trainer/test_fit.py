@@ -12,8 +12,8 @@ import torch
 from tests.trainer.synthetic_tensors import synthetic_data
 from trainer.config import TrainConfig
 from trainer.errors import UserError
+from trainer.inference import load_model, predict_proba
 from trainer.metrics import classification_metrics
-from trainer.predict import load_model, predict_proba
 from trainer.training import fit
 
 TIMING = {"images_per_sec", "epoch_seconds"}

@@ -1,0 +1,110 @@
+"""From the best trial of a study to a finished model folder with its evidence.
+
+The folder gets ``model.pt``, ``model.onnx``, ``predictions.csv`` (the evaluated split,
+one row per image), ``metrics.json`` (computed from ``predictions.csv`` read back, with
+a 95 % interval on every number), ``report.html`` with PNG copies of its figures, and
+``MODEL_CARD.md``. The evaluated split is the held-out test split; a study without one is
+evaluated on its validation split, and everything says so.
+
+The winner is compared with the runner-up (the best complete trial of another
+configuration) on the same test images; the runner-up's predictions go to
+``predictions_runner_up.csv`` and the comparison into ``metrics.json``.
+
+:func:`export_best` runs the stages in order: choose the weights (the trial's checkpoint
+or a retrain) -> evaluate them (and the runner-up's checkpoint) -> write the model files
+-> write the metrics -> render the report and the model card. What one stage hands the
+next is a frozen dataclass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from hpsearch.export.choose import (
+    best_summary,
+    choose_winner_and_runner_up,
+    data_config,
+    selected_trial,
+    selection_statement,
+)
+from hpsearch.export.compare import evaluate_runner_up, write_uncertainty
+from hpsearch.export.evaluate import evaluate
+from hpsearch.export.render import render
+from hpsearch.export.weights import checkpoint_weights, retrained_weights
+from hpsearch.export.write import read_evidence, write_metrics, write_model
+from hpsearch.paths import Workdir
+from trainer.config import DataConfig
+from trainer.data import Data
+
+__all__ = ["ExportResult", "best_summary", "data_config", "export_best"]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``export_best`` wrote and measured."""
+
+    out_dir: Path
+    metrics: dict[str, Any]
+    """The content of ``metrics.json``."""
+    png_message: str | None = None
+    files: tuple[Path, ...] = ()
+
+
+def export_best(
+    study: optuna.Study,
+    out_dir: Path,
+    workdir: Workdir,
+    *,
+    retrain: bool = False,
+    device: str = "auto",
+    data: Data | None = None,
+    pngs: bool = True,
+    log: Callable[[str], None] = print,
+    n_resamples: int | None = None,
+) -> ExportResult:
+    """Write the best trial's final model, its predictions, metrics, report and model card.
+
+    ``data`` defaults to the study's data loaded through the workdir's cache;
+    ``n_resamples`` is the number of bootstrap resamples of every interval
+    (default ``reports.uncertainty.N_RESAMPLES``).
+    """
+    from trainer.training import resolve_device
+
+    trial, rival = choose_winner_and_runner_up(study)
+    selected = selected_trial(study, trial)
+    if data is None:
+        data = _load(data_config(study, workdir))
+    torch_device = resolve_device(device)
+
+    if retrain:
+        weights = retrained_weights(trial, data, torch_device, log)
+    else:
+        weights = checkpoint_weights(trial, study.study_name, workdir, data)
+    evaluation = evaluate(weights, data, torch_device, retrain=retrain, log=log)
+    runner_up = evaluate_runner_up(
+        study, rival, evaluation, workdir, data, torch_device, retrain=retrain, log=log
+    )
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx = write_model(out_dir, weights, evaluation, selected, synthetic=bool(data.synthetic))
+    selection = selection_statement(study, trial)
+    log(selection)
+    write_metrics(out_dir, evaluation, weights, selected, onnx, data, selection)
+    write_uncertainty(out_dir, runner_up, n_resamples, log)
+    # The report and the card read the files just written, nothing else.
+    frame, metrics = read_evidence(out_dir)
+    png = render(out_dir, study, frame, metrics, pngs=pngs)
+    files = tuple(sorted(p for p in out_dir.iterdir() if p.is_file()))
+    return ExportResult(out_dir, metrics, png.message(), files)
+
+
+def _load(config: DataConfig) -> Data:
+    from trainer.data import load_data
+
+    return load_data(config)

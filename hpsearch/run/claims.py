@@ -1,0 +1,323 @@
+"""Exactly-once trial claims on top of the Optuna storage.
+
+A study's budget is a fixed number of *slots* (a grid point each, or the k-th trial of
+a random/TPE search). A worker owns a slot only after a write that a single process can
+win: an INSERT under the table's primary key for a fresh slot, or a compare-and-set
+UPDATE on the previous owner's token for a slot whose trial died or was interrupted.
+Both are single statements, atomic on SQLite and PostgreSQL alike, so no slot is ever
+trained twice at once, none is skipped, and "is there work left?" has no race: a worker
+with nothing to claim either waits for the running slots or sees that all are done.
+
+The table (``hpsearch_slots``, :mod:`hpsearch.storage.tables`) lives in the study's own
+database beside Optuna's tables; Optuna's schema is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import enum
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import sqlalchemy as sa
+from optuna.trial import TrialState
+
+from hpsearch.storage.optuna_api import heartbeat_table, stale_trial_ids, study_id
+from hpsearch.storage.tables import ensure_table, insert_once, slots_table, update_if
+from hpsearch.trials.record import ERROR, INTERRUPTED
+
+#: Trial states that settle a slot as done.
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+#: A slot whose trial failed (an exception, not a dead process) is tried this many
+#: times in all before it counts as done.
+MAX_ATTEMPTS = 3
+
+
+class SlotStatus(enum.StrEnum):
+    """What a slot's row says about it (the ``status`` column)."""
+
+    RUNNING = "running"
+    """Claimed: its owner is starting or running its trial."""
+    DONE = "done"
+    """Its trial completed or was pruned."""
+    RELEASED = "released"
+    """Its trial was stopped through no fault of its own: claim it again, resume it."""
+    FAILED = "failed"
+    """Its trial failed; claimed again until it has failed ``MAX_ATTEMPTS`` times."""
+
+
+class ClaimResult(enum.Enum):
+    """What a worker learns when it asks for work."""
+
+    CLAIMED = "claimed"
+    WAIT = "wait"
+    """Nothing claimable now, but slots are running elsewhere and may come back."""
+    ALL_DONE = "all done"
+    """Every slot is finished."""
+    STUCK = "stuck"
+    """No slot left to run, but some failed on every attempt: the study is not done."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    slot: int
+    token: str
+    attempt: int
+    resumed: bool
+    """True when a previous attempt of this slot ran (its checkpoint may be resumed)."""
+
+
+def is_exhausted(status: str, attempts: int) -> bool:
+    """True for a slot whose trial failed on each of its ``MAX_ATTEMPTS`` attempts."""
+    return status == SlotStatus.FAILED and attempts >= MAX_ATTEMPTS
+
+
+def _exhausted_rows() -> tuple[Any, ...]:
+    """The WHERE clauses of :func:`is_exhausted`, for a query."""
+    return (slots_table.c.status == SlotStatus.FAILED, slots_table.c.attempts >= MAX_ATTEMPTS)
+
+
+class SlotBoard:
+    """Claims and releases slots of one study."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        storage: optuna.storages.RDBStorage,
+        n_slots: int,
+        *,
+        claim_grace_s: float = 60.0,
+        worker: int | None = None,
+    ) -> None:
+        self.study = study
+        self.storage = storage
+        self.engine: sa.Engine = storage.engine
+        self.study_id = study_id(study)
+        self.n_slots = n_slots
+        self.claim_grace_s = claim_grace_s
+        # Who this board's claims are made by, as a recorded reason names them.
+        who = "worker" if worker is None else f"worker {worker}"
+        self.who = f"{who} (pid {os.getpid()}) on host {socket.gethostname()}"
+        ensure_table(self.engine, slots_table)
+
+    # -- reading ---------------------------------------------------------------------------
+    def rows(self) -> list[sa.Row[Any]]:
+        with self.engine.connect() as conn:
+            query = sa.select(slots_table).where(slots_table.c.study_id == self.study_id)
+            return list(conn.execute(query.order_by(slots_table.c.slot)))
+
+    def _trial_state(self, trial_id: int | None) -> TrialState | None:
+        if trial_id is None:
+            return None
+        return self.storage.get_trial(trial_id).state
+
+    # -- claiming --------------------------------------------------------------------------
+    def claim(self) -> tuple[ClaimResult, Claim | None]:
+        """Claim a slot: a fresh one first, else one whose trial died or was interrupted."""
+        self.fail_dead_trials()
+        rows = self.rows()
+        taken = {r.slot for r in rows}
+        for slot in range(self.n_slots):
+            if slot in taken:
+                continue
+            claim = self._insert(slot)
+            if claim is not None:
+                return ClaimResult.CLAIMED, claim
+        # Every slot has an owner row: look for work to take over, and repair rows
+        # whose trial finished but whose owner died before marking the slot done.
+        pending = False
+        for row in self.rows():
+            if row.status == SlotStatus.DONE or is_exhausted(row.status, row.attempts):
+                continue
+            state = self._trial_state(row.trial_id)
+            if row.status == SlotStatus.RUNNING and state in (
+                TrialState.COMPLETE,
+                TrialState.PRUNED,
+            ):
+                self._set_status(row.slot, row.token, SlotStatus.DONE)
+                continue
+            if self._reclaimable(row, state):
+                claim = self._take_over(row)
+                if claim is not None:
+                    return ClaimResult.CLAIMED, claim
+            pending = True
+        if pending:
+            return ClaimResult.WAIT, None
+        return (ClaimResult.STUCK if self.exhausted() else ClaimResult.ALL_DONE), None
+
+    def fail_dead_trials(self) -> list[int]:
+        """Fail the running trials whose heartbeat stopped, each with its reason.
+
+        Like Optuna's ``fail_stale_trials``, but the trial records why it failed and who
+        failed it (``no heartbeat for N s; taken over by worker W (pid P) on host H``),
+        for ``status`` and the dashboard. Returns the ids this worker failed.
+        """
+        storage = self.storage
+        if storage.get_heartbeat_interval() is None:
+            return []
+        failed = []
+        for trial_id in stale_trial_ids(storage, self.study_id):
+            reason = f"no heartbeat for {self._silence_s(trial_id):.0f} s; taken over by {self.who}"
+            # Another worker may fail it first: then this one leaves it alone.
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                storage.set_trial_user_attr(trial_id, ERROR, reason)
+                if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                    failed.append(trial_id)
+        return failed
+
+    def _silence_s(self, trial_id: int) -> float:
+        """Seconds since the trial's last heartbeat, by the database's clock."""
+        beats = heartbeat_table()
+        query = sa.select(sa.func.now(), beats.c.heartbeat).where(beats.c.trial_id == trial_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None or row[1] is None:
+            return 0.0
+        now = row[0] if not isinstance(row[0], str) else dt.datetime.fromisoformat(row[0])
+        return max(0.0, float((now.replace(tzinfo=None) - row[1]).total_seconds()))
+
+    def _reclaimable(self, row: sa.Row[Any], state: TrialState | None) -> bool:
+        if row.status in (SlotStatus.RELEASED, SlotStatus.FAILED):
+            return True
+        if row.trial_id is None:
+            # Claimed, but its trial never started: the owner died in between.
+            return bool(time.time() - row.claimed_at > self.claim_grace_s)
+        return state == TrialState.FAIL  # failed by a heartbeat check: its process died
+
+    def _insert(self, slot: int) -> Claim | None:
+        token = str(uuid.uuid4())
+        row = {
+            "study_id": self.study_id,
+            "slot": slot,
+            "token": token,
+            "trial_id": None,
+            "attempts": 1,
+            "status": SlotStatus.RUNNING,
+            "claimed_at": time.time(),
+        }
+        if not insert_once(self.engine, slots_table, row):
+            return None  # another worker won this slot
+        return Claim(slot=slot, token=token, attempt=1, resumed=False)
+
+    def _take_over(self, row: sa.Row[Any]) -> Claim | None:
+        token = str(uuid.uuid4())
+        values = {
+            "token": token,
+            "trial_id": None,
+            "attempts": row.attempts + 1,
+            "status": SlotStatus.RUNNING,
+            "claimed_at": time.time(),
+        }
+        if not update_if(self.engine, slots_table, self._owned(row.slot, row.token), values):
+            return None  # someone else took it over first
+        return Claim(slot=row.slot, token=token, attempt=row.attempts + 1, resumed=True)
+
+    def _owned(self, slot: int, token: str) -> tuple[Any, ...]:
+        """WHERE clauses matching ``slot`` only while ``token`` owns it (compare-and-set)."""
+        return (
+            slots_table.c.study_id == self.study_id,
+            slots_table.c.slot == slot,
+            slots_table.c.token == token,
+        )
+
+    # -- while and after running -----------------------------------------------------------
+    def bind_trial(self, claim: Claim, trial_id: int) -> bool:
+        """Record which trial runs the slot; False if the claim was lost meanwhile."""
+        owned = self._owned(claim.slot, claim.token)
+        return update_if(self.engine, slots_table, owned, {"trial_id": trial_id})
+
+    def finish(self, claim: Claim, status: SlotStatus, *, refund: bool = False) -> None:
+        """Mark the slot done, released (interrupted: claim again) or failed.
+
+        ``refund`` gives the attempt back: a trial stopped by something that is not its
+        own fault (Ctrl-C, a full disk, a setup error) does not count towards the
+        slot's ``MAX_ATTEMPTS``.
+        """
+        self._set_status(claim.slot, claim.token, status, refund=refund)
+
+    def settle_interrupted(self, claim: Claim, trial_id: int | None = None) -> TrialState | None:
+        """Settle a claim whose worker was stopped (Ctrl-C, SIGTERM) before it did so itself.
+
+        A signal can land anywhere: before the claim's trial exists, while it runs, or
+        after Optuna recorded it finished. The slot follows the trial: done when it is
+        complete or pruned; otherwise the trial, if still running, is failed as
+        interrupted, and the slot released without spending an attempt. A claim already
+        settled, or lost to another worker, is left alone. Returns the trial's state.
+        """
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(slots_table).where(*self._owned(claim.slot, claim.token))
+            ).first()
+        if row is None or row.status != SlotStatus.RUNNING:
+            return None
+        trial_id = row.trial_id if row.trial_id is not None else trial_id
+        state = self._trial_state(trial_id)
+        if state in FINISHED:
+            self._set_status(claim.slot, claim.token, SlotStatus.DONE)
+            return state
+        if state == TrialState.RUNNING and trial_id is not None:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                self.storage.set_trial_user_attr(trial_id, INTERRUPTED, True)
+                self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            state = self._trial_state(trial_id)
+        self._set_status(claim.slot, claim.token, SlotStatus.RELEASED, refund=True)
+        return state
+
+    def _set_status(
+        self, slot: int, token: str, status: SlotStatus, *, refund: bool = False
+    ) -> None:
+        values: dict[str, Any] = {"status": status}
+        if refund:
+            values["attempts"] = slots_table.c.attempts - 1
+        update_if(self.engine, slots_table, self._owned(slot, token), values)
+
+    def exhausted(self) -> list[int]:
+        """Slots whose trial failed on each of its ``MAX_ATTEMPTS`` attempts."""
+        return exhausted_slots(self.study, self.storage)
+
+    def retry_failed(self) -> int:
+        """Give every exhausted slot its attempts back (``--retry-failed``); how many."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                slots_table.update()
+                .where(slots_table.c.study_id == self.study_id, *_exhausted_rows())
+                .values(status=SlotStatus.RELEASED, attempts=0)
+            )
+        return int(result.rowcount or 0)
+
+    def counts(self) -> dict[str, int]:
+        """Slots by status, plus 'unclaimed'."""
+        counts = {status.value: 0 for status in SlotStatus}
+        rows = self.rows()
+        for row in rows:
+            counts[row.status] = counts.get(row.status, 0) + 1
+        counts["unclaimed"] = self.n_slots - len(rows)
+        return counts
+
+    def open_slots(self) -> int:
+        """Slots a later run would still train (not done, attempts not used up)."""
+        closed = sum(
+            bool(r.status == SlotStatus.DONE or is_exhausted(r.status, r.attempts))
+            for r in self.rows()
+        )
+        return self.n_slots - closed
+
+
+def exhausted_slots(study: optuna.Study, storage: optuna.storages.RDBStorage) -> list[int]:
+    """Slots of ``study`` that failed on every attempt, read without writing anything
+    (no claims table yet: none)."""
+    engine: sa.Engine = storage.engine
+    if not sa.inspect(engine).has_table(slots_table.name):
+        return []
+    query = sa.select(slots_table.c.slot).where(
+        slots_table.c.study_id == study_id(study), *_exhausted_rows()
+    )
+    with engine.connect() as conn:
+        return [int(slot) for (slot,) in conn.execute(query.order_by(slots_table.c.slot))]

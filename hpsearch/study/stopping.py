@@ -1,0 +1,98 @@
+"""The stop rule of random and TPE studies: stop when the best has stopped improving.
+
+``[stop] patience = P, min_delta = D``: no new trial starts once the best value has not
+improved by more than D over the last P finished trials. ``min_delta = "val_se"`` is the
+binomial standard error of the best validation accuracy at the validation split's size,
+sqrt(p (1 - p) / n): an improvement smaller than that is within the noise of one
+validation pass. Grid studies run every point and have no stop rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import optuna
+from optuna.trial import TrialState
+
+from hpsearch.study.spec import StudySpec
+from hpsearch.trials import search_trials
+
+#: Study user attribute holding the reason a study stopped early.
+STOP_ATTR = "hpsearch_stopped"
+
+
+def best_of(values: Sequence[float | None], direction: str) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return None
+    return max(finite) if direction == "maximize" else min(finite)
+
+
+def improvement(values: Sequence[float | None], direction: str, patience: int) -> float | None:
+    """How much the last ``patience`` values improved the best before them (None: too few).
+
+    ``values`` are finished trials in the order they finished; a pruned trial is None.
+    """
+    if len(values) <= patience:
+        return None
+    before = best_of(values[:-patience], direction)
+    after = best_of(values, direction)
+    if before is None or after is None:
+        return None if before is None and after is None else math.inf
+    return after - before if direction == "maximize" else before - after
+
+
+def standard_error(best: float, n_val: int) -> float:
+    """Binomial standard error of an accuracy ``best`` measured on ``n_val`` images."""
+    if n_val < 1 or not 0.0 <= best <= 1.0:
+        return 0.0
+    return math.sqrt(best * (1.0 - best) / n_val)
+
+
+def stop_reason(
+    values: Sequence[float | None],
+    direction: str,
+    patience: int,
+    min_delta: float | str,
+    n_val: int,
+) -> str | None:
+    """Why the study should start no new trial, or None to go on."""
+    gained = improvement(values, direction, patience)
+    if gained is None:
+        return None
+    best = best_of(values, direction)
+    delta = standard_error(best or 0.0, n_val) if min_delta == "val_se" else float(min_delta)
+    if gained > delta:
+        return None
+    what = f"the validation standard error {delta:.4f}" if min_delta == "val_se" else f"{delta:g}"
+    return (
+        f"stopped early: the last {patience} finished trials improved the best "
+        f"({best:.4f}) by {max(gained, 0.0):.4f}, not more than {what}"
+    )
+
+
+def finished_values(study: optuna.Study) -> list[float | None]:
+    """Values of the finished trials in the order they finished (pruned: None)."""
+    finished = search_trials(study, (TrialState.COMPLETE, TrialState.PRUNED))
+    finished.sort(key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number))
+    return [t.value if t.state == TrialState.COMPLETE else None for t in finished]
+
+
+def check_stop(study: optuna.Study, spec: StudySpec, n_val: int) -> str | None:
+    """The study's stop reason, recorded on the study the first time it holds."""
+    recorded = study.user_attrs.get(STOP_ATTR)
+    if recorded:
+        return str(recorded)
+    if spec.stop is None:
+        return None
+    reason = stop_reason(
+        finished_values(study),
+        spec.direction,
+        spec.stop.patience,
+        spec.stop.min_delta,
+        n_val,
+    )
+    if reason is not None:
+        study.set_user_attr(STOP_ATTR, reason)
+    return reason

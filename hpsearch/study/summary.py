@@ -1,0 +1,145 @@
+"""Study summaries shared by ``run`` (at the end) and ``status``."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch.trials import best_search_trial, search_trials, trial_rows, trial_seconds
+from hpsearch.trials.applicable import IGNORED_BY_OPTIMIZER, applies
+from hpsearch.trials.record import START, TrialRecord
+from hpsearch.trials.rows import shown_state
+
+
+def trial_record(t: FrozenTrial) -> dict[str, Any]:
+    """One trial as plain JSON-able data."""
+    value = t.value if t.value is not None and math.isfinite(t.value) else None
+    record = TrialRecord.read(t)
+    return {
+        "number": t.number,
+        "state": t.state.name.lower(),
+        "params": t.params,
+        "value": value,
+        "seconds": trial_seconds(t),
+        "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
+        "user_attrs": {k: v for k, v in t.user_attrs.items() if k != START},
+        "slot": record.slot,
+        "attempt": record.attempt,
+        "config": record.config,
+    }
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The study's best complete trial, copied trials (``--from-study``) apart."""
+    return best_search_trial(study)
+
+
+def study_status(study: optuna.Study, n_slots: int | None = None) -> dict[str, Any]:
+    """Counts by state, best trial, mean seconds per finished trial, ETA; trials copied
+    from another study (``--from-study``) are counted apart, under ``copied``.
+
+    The ETA (None when no trial is running, none has finished, or none is left) shares
+    the trials left among the running ones, each taking the finished trials' mean.
+    """
+    trials = search_trials(study)
+    states = Counter(shown_state(t).lower() for t in trials)
+    copied = len(study.get_trials(deepcopy=False)) - len(trials)
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    durations = [s for s in map(trial_seconds, finished) if s is not None]
+    mean_s = sum(durations) / len(durations) if durations else None
+    remaining = None if n_slots is None else max(0, n_slots - len(finished))
+    running = states.get("running", 0)
+    eta = None
+    if mean_s is not None and remaining and running:
+        eta = mean_s * remaining / running
+    best = best_trial(study)
+    return {
+        "study": study.study_name,
+        "direction": study.direction.name.lower(),
+        "n_slots": n_slots,
+        "states": dict(states),
+        "copied": copied,
+        "finished": len(finished),
+        "remaining": remaining,
+        "running": running,
+        "mean_seconds_per_trial": mean_s,
+        "eta_seconds": eta,
+        "best": trial_record(best) if best else None,
+        "checked_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def format_trials_table(study: optuna.Study, metric: str) -> str:
+    """A fixed-width table of every trial, and a note on parameters shown as ``-``.
+
+    A trial without an objective value shows the ``metric`` it recorded (a pruned one)
+    or its last epoch's value (a running one). A parameter the trial's optimizer does
+    not use (momentum on an Adam trial) shows as ``-``.
+    """
+    table = trial_rows(study, user_attrs=True)
+    last = {t.number: _last_value(t) for t in study.get_trials(deepcopy=False)}
+    header = ["#", "state", *table.params, metric, "best epoch", "epochs", "seconds"]
+    rows, unused = [], set()
+    for row in table.rows:
+        params = {n: row[n] for n in table.params}
+        unused |= {n for n in table.params if not applies(n, params)}
+        value = next((v for v in (row["value"], row.get(metric)) if v is not None), None)
+        if value is None and row["state"] == "RUNNING":
+            value = last.get(row["number"])
+        rows.append(
+            [
+                str(row["number"]),
+                row["state"].lower(),
+                *[_short(row[n]) if applies(n, params) else "-" for n in table.params],
+                _short(value),
+                _short(row["best_epoch"]),
+                _short(row["epochs_run"]),
+                _short(row["seconds"], 1),
+            ]
+        )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    ]
+    lines += [_unused_note(name) for name in sorted(unused)]
+    return "\n".join(lines)
+
+
+def _last_value(t: FrozenTrial) -> float | None:
+    """The value a trial reported for its latest epoch, if any."""
+    if not t.intermediate_values:
+        return None
+    return t.intermediate_values[max(t.intermediate_values)]
+
+
+def _unused_note(name: str) -> str:
+    optimizers = ", ".join(sorted(IGNORED_BY_OPTIMIZER[name]))
+    return f"{name} '-': not used by {optimizers} trials (the grid still gives them a value)"
+
+
+def _short(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.1e}"
+    return str(value)
+
+
+def print_summary(study: optuna.Study, metric: str, name: str) -> None:
+    """The end-of-run table and the best trial."""
+    print(format_trials_table(study, metric))
+    best = best_trial(study)
+    if best is None:
+        print(f"study {name!r}: no completed trial yet")
+        return
+    params = ", ".join(f"{k}={v}" for k, v in best.params.items())
+    print(
+        f"best trial of {name!r}: #{best.number} {metric}={best.value:.4f} "
+        f"(validation, epoch {TrialRecord.read(best).best_epoch}) with {params}"
+    )

@@ -1,0 +1,54 @@
+"""Which trials of a study count as its own, its best, and how long a trial took.
+
+A study may hold trials it did not run: trials copied in from another study by
+``hpsearch run --from-study`` are prior knowledge for its sampler. Every count, best
+trial, stop rule and confirmation takes the study's own trials through here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch.trials.record import TrialRecord, is_copied
+
+
+def search_trials(
+    study: optuna.Study, states: tuple[TrialState, ...] | None = None
+) -> list[FrozenTrial]:
+    """The trials the study itself ran, in trial order: every trial but those copied in
+    from another study by ``--from-study`` (prior knowledge for its sampler, which no
+    best trial, count, stop rule or confirmation takes as the study's own)."""
+    trials = study.get_trials(deepcopy=False, states=states)
+    return [t for t in trials if not is_copied(t)]
+
+
+def trial_value(t: FrozenTrial) -> float:
+    """The objective value of a trial already known to have one (a complete trial)."""
+    assert t.value is not None, f"trial {t.number} has no value"
+    return float(t.value)
+
+
+def best_search_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best complete trial the study ran (copied trials apart); None without one.
+    Ties go to the earlier trial, as Optuna's ``best_trial`` does."""
+    complete = [
+        t
+        for t in search_trials(study, (TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value)
+    ]
+    if not complete:
+        return None
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return min(complete, key=lambda t: (sign * trial_value(t), t.number))
+
+
+def trial_seconds(t: FrozenTrial) -> float | None:
+    """A trial's seconds, the one definition every view uses: the training time it
+    recorded, else start to end, to 0.1 s; None while it has neither."""
+    seconds = TrialRecord.read(t).wall_seconds
+    if seconds is None and t.duration is not None:
+        seconds = t.duration.total_seconds()
+    return round(seconds, 1) if seconds is not None else None
