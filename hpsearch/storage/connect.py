@@ -46,9 +46,6 @@ SQLITE_BUSY_TIMEOUT_S = 60
 #: Seconds a PostgreSQL connection attempt may take (``?connect_timeout=`` in the URL wins).
 PG_CONNECT_TIMEOUT_S = 10
 
-#: The first bytes of every SQLite database file.
-SQLITE_MAGIC = b"SQLite format 3\x00"
-
 
 #: Key of the PostgreSQL advisory lock under which Optuna's schema is created.
 SCHEMA_LOCK_KEY = 0x68707365  # "hpse"
@@ -215,14 +212,13 @@ def check_sqlite_file(url: str, *, must_exist: bool = False) -> None:
                 "or give --storage"
             )
         return
-    try:
-        with open(database, "rb") as handle:
-            head = handle.read(len(SQLITE_MAGIC))
-    except OSError as err:
-        raise UserError(f"storage {redact(url)}: cannot read {database}: {err.strerror}") from None
-    if head and head != SQLITE_MAGIC:
-        raise UserError(f"storage {redact(url)}: {database} is not a SQLite database")
-    if head:
+    # The file is never opened here except through SQLite: closing any other handle on
+    # it would drop the locks this process's open connections hold on it (POSIX locks
+    # belong to the process), and another process could then checkpoint and delete the
+    # WAL under them, which corrupts the database.
+    if not os.access(database, os.R_OK):
+        raise UserError(f"storage {redact(url)}: cannot read {database}: permission denied")
+    if os.path.getsize(database) > 0:
         _read_schema(url, database)
 
 
@@ -241,6 +237,8 @@ def _read_schema(url: str, database: str) -> None:
         if "locked" not in str(err):
             raise UserError(f"cannot open storage {redact(url)}: {err}") from None
     except sqlite3.DatabaseError as err:
+        if "not a database" in str(err):
+            raise UserError(f"storage {redact(url)}: {database} is not a SQLite database") from None
         raise UserError(f"cannot open storage {redact(url)}: {err}") from None
 
 
