@@ -144,7 +144,10 @@ class Worker:
             raise KeyboardInterrupt
         if self.ctx.deadline is not None and time.time() >= self.ctx.deadline:
             return "timeout"
-        reason = self.ctx.kind.stop_reason(self.study)
+        # The stop rule reads the study: a storage outage here is waited out like any other.
+        reason = wait_for_storage(
+            lambda: self.ctx.kind.stop_reason(self.study), "checking the stop rule", self.say
+        )
         if reason is not None:
             return reason
         if not self.budget.take():

@@ -357,7 +357,7 @@ def test_postgres_restart_mid_study_loses_nothing(
     assert began < _postmaster_start(url) < ended
     # the workers rode it out: no worker died, every grid point done exactly once
     assert proc.returncode == 0, err[-3000:]
-    assert "died" not in err
+    assert "died" not in err, err[-3000:]
     assert_every_slot_once(url, study_name, GRID_SIZE)
     # no epoch trained twice (a trial cut by the restart resumed from its checkpoint)
     assert max(epochs_per_slot(tmp_path / "epochs.log").values()) == 1
