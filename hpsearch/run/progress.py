@@ -203,6 +203,8 @@ class Progress:
             what = f"trial {trial} complete: {value} at epoch {best_epoch}"
         elif state == "pruned":
             what = f"trial {trial} pruned at epoch {epochs or '?'}, {value}"
+        elif trial is None:  # stopped or cut off before Optuna created the trial
+            what = f"trial not created ({state}); its slot is free to run again"
         else:
             what = f"trial {trial} {state} after {epochs or 0} epoch(s)"
         took_text = f" ({format_duration(took)})" if took is not None else ""

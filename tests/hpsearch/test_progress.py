@@ -181,3 +181,12 @@ def test_a_run_message_adds_no_worker_row() -> None:
     progress = Progress(6, "val_accuracy", "maximize", stream=out, clock=FakeClock())
     progress.message("study 'grid': 6 trials in all")
     assert progress.workers == {} and "study 'grid'" in out.getvalue()
+
+
+def test_a_trial_cut_off_before_it_was_created_is_not_named_none() -> None:
+    out = io.StringIO()
+    progress = Progress(6, "val_accuracy", "maximize", stream=out, clock=FakeClock())
+    progress.handle(TrialEnded(0, None, "failed"))
+    line = out.getvalue().splitlines()[0]
+    assert "trial None" not in line
+    assert "trial not created (failed); its slot is free to run again [0/6 done" in line
