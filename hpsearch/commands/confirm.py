@@ -79,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
     data_flag = args.data or record.data.root
     data = prepare_data(spec, record.scale, data_flag, workdir, trainer)
     companion, runs = _companion(search, storage, spec, record, runs, args)
+    n_configs = len({run.source_trial for run in runs})
     print(
-        f"confirming the top {args.top} configuration(s) of {search.study_name!r} with "
+        f"confirming the top {n_configs} configuration(s) of {search.study_name!r} with "
         f"{args.seeds} new seed(s) each, in study {confirm_study_name(search.study_name)!r}"
     )
     kind = Confirmation(spec, record.scale, runs=runs)

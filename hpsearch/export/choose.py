@@ -92,8 +92,8 @@ def choose_winner_and_runner_up(study: optuna.Study) -> tuple[FrozenTrial, Froze
 def _confirmed_choice(study: optuna.Study) -> tuple[FrozenTrial, FrozenTrial | None] | None:
 
     ranking = confirmed_ranking(study)
-    if ranking is None:
-        return None
+    if ranking is None or not ranking.has_intervals:
+        return None  # a configuration without an interval is not confirmed
     companion = optuna.load_study(
         study_name=confirm_study_name(study.study_name), storage=study_storage(study)
     )
@@ -113,7 +113,7 @@ def trial_label(trial: FrozenTrial, study: optuna.Study) -> str:
 def selection_statement(study: optuna.Study, trial: FrozenTrial) -> str:
     """How the exported trial was chosen, in one sentence (confirmed or not)."""
     ranking = confirmed_ranking(study)
-    if ranking is None or not is_confirmation_run(trial):
+    if ranking is None or not ranking.has_intervals or not is_confirmation_run(trial):
         return (
             f"unconfirmed winner: trial {trial.number} is the best of one run (one seed) per "
             f"configuration; `hpsearch confirm --study {study.study_name}` trains the best "

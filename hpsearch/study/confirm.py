@@ -92,8 +92,13 @@ def _key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 def plan_runs(study: optuna.Study, study_seed: int, top: int, seeds: int) -> tuple[ConfirmRun, ...]:
     """The runs of a confirmation, one per slot: configuration-major, seed-minor."""
-    if top < 1 or seeds < 1:
-        raise UserError("--top and --seeds must be >= 1")
+    if top < 1:
+        raise UserError(f"--top must be >= 1, not {top}")
+    if seeds < 2:
+        raise UserError(
+            f"--seeds must be >= 2, not {seeds}: one seed per configuration gives no "
+            "interval, so it confirms nothing"
+        )
     derived = confirm_seeds(study_seed, seeds)
     return tuple(
         ConfirmRun(params=dict(trial.params), seed=seed, source_trial=trial.number, rank=rank)

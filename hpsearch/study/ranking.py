@@ -55,16 +55,23 @@ class Ranking:
     configs: list[ConfigSummary]
 
     @property
+    def has_intervals(self) -> bool:
+        """True when each of the top two configurations has an interval (2+ runs)."""
+        return bool(self.configs) and all(not math.isnan(c.ci95[0]) for c in self.configs[:2])
+
+    @property
     def top_two_overlap(self) -> bool:
-        if len(self.configs) < 2:
+        if len(self.configs) < 2 or not self.has_intervals:
             return False
         (lo1, hi1), (lo2, hi2) = self.configs[0].ci95, self.configs[1].ci95
         return max(lo1, lo2) <= min(hi1, hi2)
 
     def verdict(self) -> str:
-        """One sentence on the winner."""
+        """One sentence on the winner; no overlap is stated that was not computed."""
         if not self.configs:
             return "no confirmed configuration yet"
+        if not self.has_intervals:
+            return "not decided: each of the top two needs 2 or more runs for an interval"
         if self.top_two_overlap:
             return f"the top two configurations are {INDISTINGUISHABLE}"
         if len(self.configs) == 1:

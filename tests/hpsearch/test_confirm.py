@@ -16,11 +16,18 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 from scipy import stats
 
-from hpsearch.study.confirm import ConfirmRun, confirm_seeds, confirm_study_name, extend_runs
-from hpsearch.study.ranking import INDISTINGUISHABLE, rank
+from hpsearch.study.confirm import (
+    ConfirmRun,
+    confirm_seeds,
+    confirm_study_name,
+    extend_runs,
+    plan_runs,
+)
+from hpsearch.study.ranking import INDISTINGUISHABLE, format_ranking, rank
 from hpsearch.trials.record import TrialRecord
 from tests.hpsearch.conftest import fake_env, run_cli
 from tests.hpsearch.study_checks import start_cli, wait_for_lines
+from trainer.errors import UserError
 
 TOP, SEEDS = 2, 3
 
@@ -186,6 +193,29 @@ def test_a_clear_winner_is_not_called_indistinguishable() -> None:
     assert INDISTINGUISHABLE not in ranking.verdict()
     # The representative run is the one closest to the mean.
     assert ranking.configs[0].representative() == (ranking.configs[0].trials[1], 1)
+
+
+def test_one_run_per_configuration_decides_nothing() -> None:
+    # One seed each: no interval, so no overlap is stated either way, and nothing is
+    # called confirmed (before: "the winner's interval does not overlap the runner-up's"
+    # with every interval n/a).
+    trials = [_confirm_trial(0, 0, 0.90, 0.01), _confirm_trial(1, 0, 0.50, 0.1)]
+    ranking = rank(trials, "maximize")
+    assert not ranking.has_intervals and not ranking.top_two_overlap
+    assert ranking.verdict().startswith("not decided")
+    assert "overlap" not in ranking.verdict()
+    text = format_ranking(ranking, "val_accuracy")
+    assert "CI n/a, 1 seed(s)" in text and "does not overlap" not in text
+    # A second run of the winner alone is not enough: the runner-up has no interval yet.
+    ranking = rank([*trials, _confirm_trial(0, 1, 0.91, 0.01)], "maximize")
+    assert not ranking.has_intervals and ranking.verdict().startswith("not decided")
+
+
+def test_confirm_refuses_one_seed_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"--seeds must be >= 2, not 1: one seed"):
+        plan_runs(optuna.create_study(), 0, 3, 1)
+    with pytest.raises(UserError, match=r"--top must be >= 1, not 0"):
+        plan_runs(optuna.create_study(), 0, 0, 3)
 
 
 def test_seeds_are_derived_from_the_study_seed() -> None:
