@@ -66,8 +66,9 @@ class ExpectedBest:
 def _weights(size: int) -> np.ndarray:
     """``W[n - 1, i - 1] = C(i - 1, n - 1) / C(N, n)`` for ``N = size`` (0 where ``i < n``):
     the probability that the ``i``-th smallest of ``N`` values is the largest of a random
-    ``n``-subset. Each row sums to 1 (rescaled so that rounding does not move it); computed through log-factorials, so large ``N``
-    neither overflows nor needs big integers."""
+    ``n``-subset. Each row sums to 1 (rescaled so that rounding does not move it);
+    computed through log-factorials, so a large ``N`` neither overflows nor needs big
+    integers."""
     log_fact = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, size + 1)))))
     n = np.arange(1, size + 1)[:, None]
     i = np.arange(1, size + 1)[None, :]

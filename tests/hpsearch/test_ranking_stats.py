@@ -135,7 +135,7 @@ def test_the_leader_is_compared_with_every_other_configuration() -> None:
 
 
 def test_two_seeds_of_a_bounded_metric_give_an_interval_inside_zero_one() -> None:
-    mean, std, (low, high) = mean_interval([0.40, 0.95], bounded=True)
+    mean, _, (low, high) = mean_interval([0.40, 0.95], bounded=True)
     assert 0 < low < mean < high < 1
     # the plain t interval leaves [0, 1] on both sides here
     _, _, (t_low, t_high) = mean_interval([0.40, 0.95])
