@@ -34,6 +34,20 @@ N_BOOT = 1000
 BOOT_SEED = 20190
 #: How many of the best values give the fallback standard error (see :func:`top_values_se`).
 TOP_FOR_SE = 5
+#: Points of the curve at most: a study of more trials gets them spread over 1 .. N (the
+#: weights are a points x N matrix, so 10,000 trials stay at a few MB and well under 1 s).
+MAX_POINTS = 200
+#: Resamples x trials at most for the band; larger studies get fewer resamples (>= 100).
+BOOT_BUDGET = 2_000_000
+
+
+def curve_points(size: int) -> np.ndarray:
+    """The ``n`` at which the curve is given: every ``n`` up to :data:`MAX_POINTS` trials,
+    else :data:`MAX_POINTS` of them spread geometrically, 1 and ``size`` included."""
+    if size <= MAX_POINTS:
+        return np.arange(1, size + 1)
+    spread = np.geomspace(1, size, MAX_POINTS).round().astype(int)
+    return np.unique(np.concatenate(([1], spread, [size])))
 
 
 @dataclass(frozen=True)
@@ -63,14 +77,14 @@ class ExpectedBest:
         }
 
 
-def _weights(size: int) -> np.ndarray:
+def _weights(size: int, points: np.ndarray | None = None) -> np.ndarray:
     """``W[n - 1, i - 1] = C(i - 1, n - 1) / C(N, n)`` for ``N = size`` (0 where ``i < n``):
     the probability that the ``i``-th smallest of ``N`` values is the largest of a random
     ``n``-subset. Each row sums to 1 (rescaled so that rounding does not move it);
     computed through log-factorials, so a large ``N`` neither overflows nor needs big
     integers."""
     log_fact = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, size + 1)))))
-    n = np.arange(1, size + 1)[:, None]
+    n = (np.arange(1, size + 1) if points is None else points)[:, None]
     i = np.arange(1, size + 1)[None, :]
     valid = i >= n
     k = np.where(valid, i - n, 0)
@@ -85,19 +99,26 @@ def _weights(size: int) -> np.ndarray:
     return normalised
 
 
-def expected_best_curve(values: Sequence[float], maximize: bool = True) -> np.ndarray:
-    """The expected best of ``n`` of ``values`` drawn without replacement, ``n = 1 .. N``
-    (the estimator in the module's docstring); an empty array for no values."""
+def expected_best_curve(
+    values: Sequence[float], maximize: bool = True, points: np.ndarray | None = None
+) -> np.ndarray:
+    """The expected best of ``n`` of ``values`` drawn without replacement, for each ``n``
+    of ``points`` (default ``1 .. N``; the estimator in the module's docstring); an empty
+    array for no values."""
     v = np.asarray(values, dtype=float)
     if v.size == 0:
         return np.empty(0)
     ordered = np.sort(v) if maximize else -np.sort(-v)  # ascending, or descending to minimise
-    curve: np.ndarray = _weights(v.size) @ ordered
+    curve: np.ndarray = _weights(v.size, points) @ ordered
     return curve
 
 
 def bootstrap_band(
-    values: Sequence[float], maximize: bool = True, n_boot: int = N_BOOT, seed: int = BOOT_SEED
+    values: Sequence[float],
+    maximize: bool = True,
+    n_boot: int = N_BOOT,
+    seed: int = BOOT_SEED,
+    points: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """2.5 and 97.5 percentiles, at each ``n``, of the curve over ``n_boot`` resamples of
     ``values`` with replacement (each resample has ``N`` values, so each curve has ``N``
@@ -105,22 +126,43 @@ def bootstrap_band(
     v = np.asarray(values, dtype=float)
     if v.size == 0:
         return np.empty(0), np.empty(0)
+    n_boot = min(n_boot, max(100, BOOT_BUDGET // v.size))
     rng = np.random.default_rng(seed)
     samples = np.sort(rng.choice(v, size=(n_boot, v.size), replace=True), axis=1)
     if not maximize:
         samples = samples[:, ::-1]
-    curves = samples @ _weights(v.size).T
+    curves = samples @ _weights(v.size, points).T
     low, high = np.percentile(curves, [2.5, 97.5], axis=0)
     return low, high
 
 
 def within_one_se_at(curve: np.ndarray, best: float, se: float) -> int | None:
     """The smallest ``n`` (1-based) whose expected best is no more than ``se`` away from
-    ``best``; None without a curve or a finite, non-negative ``se``."""
+    ``best``, on a curve given at every ``n``; None without a curve or a finite,
+    non-negative ``se``."""
     if curve.size == 0 or not math.isfinite(se) or se < 0:
         return None
     close = np.flatnonzero(np.abs(best - curve) <= se * (1 + 1e-12) + 1e-15)
     return int(close[0]) + 1 if close.size else None
+
+
+def first_within(values: Sequence[float], maximize: bool, best: float, se: float) -> int | None:
+    """:func:`within_one_se_at` for a study of any size: the curve never gets worse as
+    ``n`` grows, so the smallest ``n`` is found by bisection, one curve point at a time."""
+    if not values or not math.isfinite(se) or se < 0:
+        return None
+
+    def close(n: int) -> bool:
+        point = expected_best_curve(values, maximize, np.array([n]))[0]
+        return bool(abs(best - point) <= se * (1 + 1e-12) + 1e-15)
+
+    low, high = 1, len(values)
+    if not close(high):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if close(middle) else (middle + 1, high)
+    return low
 
 
 def top_values_se(values: Sequence[float], maximize: bool = True, top: int = TOP_FOR_SE) -> float:
@@ -155,8 +197,9 @@ def expected_best(
     v = [float(x) for x in values]
     if not v:
         return None
-    curve = expected_best_curve(v, maximize)
-    low, high = bootstrap_band(v, maximize, n_boot)
+    points = curve_points(len(v))
+    curve = expected_best_curve(v, maximize, points)
+    low, high = bootstrap_band(v, maximize, n_boot, points=points)
     if seed_sd is not None and math.isfinite(seed_sd):
         se, source = seed_sd, "sd of the confirmed leader's seeds"
     else:
@@ -164,11 +207,11 @@ def expected_best(
     best = max(v) if maximize else min(v)
     finite = math.isfinite(se)
     return ExpectedBest(
-        n=list(range(1, len(v) + 1)),
+        n=[int(x) for x in points],
         value=[float(x) for x in curve],
         low=[float(x) for x in low],
         high=[float(x) for x in high],
-        within_one_se_at=within_one_se_at(curve, best, se) if finite else None,
+        within_one_se_at=first_within(v, maximize, best, se) if finite else None,
         se=se if finite else None,
         se_source=source if finite else None,
     )
