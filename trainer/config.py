@@ -16,6 +16,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("none", "cosine", "step")
 MONITORS = ("val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_auc_macro", "val_loss")
+UNIT_INTERVAL_MONITORS = ("val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_auc_macro")
+"""The monitors that lie in [0, 1] by definition (proportions, F1, AUC); the loss does not."""
 SEED_LIMIT = 2**32
 """Seeds are in [0, 2**32): NumPy's legacy RandomState (the split) takes no larger one."""
 MIN_IMAGE_SIZE = 16

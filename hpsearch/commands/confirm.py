@@ -92,10 +92,10 @@ def run(args: argparse.Namespace) -> int:
     ranking = confirmed_ranking(search)
     if ranking is not None:
         print(format_ranking(ranking, spec.metric))
-        if ranking.top_two_overlap:
+        if len(ranking.configs) > 1 and not ranking.top_two_distinguished:
             seeds = max(len(c.values) for c in ranking.configs[:2])
             print(
-                f"  more seeds narrow the intervals: hpsearch confirm --study "
+                f"  more seeds narrow the paired interval: hpsearch confirm --study "
                 f"{search.study_name} --top {args.top} --seeds {2 * seeds} adds runs and "
                 "keeps those done"
             )

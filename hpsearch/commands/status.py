@@ -34,7 +34,13 @@ def run(args: argparse.Namespace) -> int:
     from hpsearch.study.record import StudyRecord
     from hpsearch.study.stopping import STOP_ATTR
     from hpsearch.study.stored import load_existing
-    from hpsearch.study.summary import format_trials_table, study_status, trial_record
+    from hpsearch.study.summary import (
+        expected_best_summary,
+        format_expected_best,
+        format_trials_table,
+        study_status,
+        trial_record,
+    )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = resolve_storage_url(args.storage)
@@ -57,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         status["stopped"] = study.user_attrs.get(STOP_ATTR)
         ranking = confirmed_ranking(study)
         status["ranking"] = ranking.to_dict() if ranking else None
+        status["expected_best"] = expected_best_summary(study, ranking)
         if args.json:
             status["trials"] = [trial_record(t) for t in study.get_trials(deepcopy=False)]
             out.append(status)
@@ -64,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
         _print_status(status, study, format_trials_table)
         if status["stopped"]:
             print(f"  {status['stopped']} (hpsearch run --n-trials N starts more on purpose)")
+        line = format_expected_best(status["expected_best"])
+        if line is not None:
+            print(line)
         if ranking is not None:
             print(format_ranking(ranking, status.get("metric") or "value"))
     if args.json:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.trials import best_search_trial, search_trials, trial_rows, trial_seconds
 from hpsearch.trials.applicable import IGNORED_BY_OPTIMIZER, applies
+from hpsearch.trials.expected_best import expected_best
 from hpsearch.trials.record import START, TrialRecord
 from hpsearch.trials.rows import shown_state
+
+if TYPE_CHECKING:
+    from hpsearch.study.ranking import Ranking
 
 
 def trial_record(t: FrozenTrial) -> dict[str, Any]:
@@ -72,6 +76,34 @@ def study_status(study: optuna.Study, n_slots: int | None = None) -> dict[str, A
         "best": trial_record(best) if best else None,
         "checked_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def expected_best_summary(study: optuna.Study, ranking: Ranking | None) -> dict[str, Any] | None:
+    """The expected best value against the number of trials
+    (:mod:`hpsearch.trials.expected_best`) over the study's own complete trials with a
+    finite value; None without one. The standard error of its read-out is the standard
+    deviation over the seeds of the confirmed leader when the study has a confirmation
+    with 2 or more runs of it, else that of the search's top values."""
+    values = [
+        float(t.value)
+        for t in search_trials(study, (TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value)
+    ]
+    seed_sd = ranking.configs[0].std if ranking is not None and ranking.configs else None
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    curve = expected_best(values, maximize, seed_sd=seed_sd)
+    return curve.to_dict() if curve is not None else None
+
+
+def format_expected_best(summary: dict[str, Any] | None) -> str | None:
+    """One line of the read-out, or None when there is nothing to say."""
+    if summary is None or summary["within_one_se_at"] is None:
+        return None
+    n = len(summary["n"])
+    return (
+        f"  expected best: {summary['within_one_se_at']} of these {n} trials reach within "
+        f"one standard error ({summary['se']:.4f}, {summary['se_source']}) of the best"
+    )
 
 
 def format_trials_table(study: optuna.Study, metric: str) -> str:

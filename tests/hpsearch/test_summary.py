@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
+import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from hpsearch.cli import main
 from hpsearch.study.summary import format_trials_table, study_status, trial_record
 from hpsearch.trials import trial_rows
+from hpsearch.trials.expected_best import expected_best_curve
 from hpsearch.trials.record import RESULT
 from reports.study import trials_table, unused_note
 
@@ -107,3 +113,61 @@ def test_no_eta_when_nothing_is_left() -> None:
     _add(study, TrialState.COMPLETE, "sgd", value=0.8, user_attrs={RESULT: {"wall_seconds": 100.0}})
     _add(study, TrialState.RUNNING, "adam")  # a stale one, say: nothing left to wait for
     assert study_status(study, n_slots=1)["eta_seconds"] is None
+
+
+def _sqlite_search(tmp_path: Path, values: list[float]) -> tuple[str, optuna.Study]:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = optuna.create_study(study_name="demo", storage=url, direction="maximize")
+    for value in values:
+        _add(study, TrialState.COMPLETE, "sgd", value=value)
+    _add(study, TrialState.PRUNED, "adam")  # counts for nothing: no value
+    _add(study, TrialState.FAIL, "adam")
+    return url, study
+
+
+def test_status_json_has_the_expected_best_curve(tmp_path: Path, capsys) -> None:
+    values = [0.62, 0.70, 0.55, 0.81, 0.77, 0.68]
+    url, _ = _sqlite_search(tmp_path, values)
+    assert main(["status", "--study", "demo", "--storage", url, "--json"]) == 0
+    curve = json.loads(capsys.readouterr().out)["expected_best"]
+    assert set(curve) >= {"n", "value", "low", "high", "within_one_se_at"}
+    assert curve["n"] == [1, 2, 3, 4, 5, 6]  # the complete trials only
+    assert curve["value"] == pytest.approx(expected_best_curve(values).tolist())
+    assert curve["value"][0] == pytest.approx(np.mean(values)) and curve["value"][-1] == 0.81
+    assert all(lo <= hi for lo, hi in zip(curve["low"], curve["high"], strict=True))
+    # no confirmation: one standard error is the spread of the top 5 values
+    se = np.std(sorted(values)[-5:], ddof=1)
+    assert curve["se"] == pytest.approx(se)
+    k = curve["within_one_se_at"]
+    assert 0.81 - curve["value"][k - 1] <= se < 0.81 - curve["value"][k - 2]
+    # the text view states the read-out in one line
+    assert main(["status", "--study", "demo", "--storage", url]) == 0
+    assert f"expected best: {k} of these 6 trials reach within one standard error" in (
+        capsys.readouterr().out
+    )
+
+
+def test_the_expected_best_read_out_takes_the_confirmed_seeds_noise(tmp_path: Path, capsys) -> None:
+    url, _ = _sqlite_search(tmp_path, [0.62, 0.70, 0.55, 0.81, 0.77, 0.68])
+    confirm = optuna.create_study(study_name="demo.confirm", storage=url, direction="maximize")
+    for seed, value in ((1, 0.78), (2, 0.80), (3, 0.75)):
+        confirm.add_trial(
+            create_trial(
+                params={"lr": 0.01, "momentum": 0.9, "optimizer": "sgd"},
+                distributions=DISTRIBUTIONS,
+                value=value,
+                user_attrs={"confirm_of": 3, "seed": seed},
+            )
+        )
+    assert main(["status", "--study", "demo", "--storage", url, "--json"]) == 0
+    curve = json.loads(capsys.readouterr().out)["expected_best"]
+    assert curve["se"] == pytest.approx(np.std([0.78, 0.80, 0.75], ddof=1))
+    assert curve["se_source"] == "sd of the confirmed leader's seeds"
+
+
+def test_status_json_of_a_study_without_complete_trials_has_no_curve(
+    tmp_path: Path, capsys
+) -> None:
+    url, _ = _sqlite_search(tmp_path, [])
+    assert main(["status", "--study", "demo", "--storage", url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["expected_best"] is None
