@@ -8,9 +8,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpsearch.commands.options import add_artifacts_option
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpsearch.study.ranking import Ranking
 
 #: Shown at the end of ``hpsearch best --help``.
 EXAMPLES = """\
@@ -63,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from hpsearch.export import best_summary, export_best
     from hpsearch.paths import Workdir
     from hpsearch.storage import open_storage, resolve_storage_url
-    from hpsearch.study.ranking import confirmed_ranking, format_ranking
+    from hpsearch.study.ranking import format_ranking
     from hpsearch.study.stored import load_existing, resolve_study_name
     from trainer.errors import UserError
 
@@ -77,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
     study = load_existing(resolve_study_name(storage, args.study), storage)
     workdir = Workdir.resolve(args.workdir, args.artifacts)
     summary = best_summary(study, workdir)
-    ranking = confirmed_ranking(study)
-    summary["ranking"] = ranking.to_dict() if ranking else None
+    ranking = _confirmation(study, summary)
     if args.export is None:
         if args.json:
             print(json.dumps(summary, indent=2, default=str))
@@ -226,3 +230,14 @@ def _print_summary(s: dict[str, Any]) -> None:
         print(f"  {key:<28} {_fmt(value) if isinstance(value, float) else value}")
     state = "" if s["checkpoint_exists"] else "  (missing: use --export DIR --retrain)"
     print(f"  checkpoint: {s['checkpoint']}{state}")
+
+
+def _confirmation(study: optuna.Study, summary: dict[str, Any]) -> Ranking | None:
+    """The confirmed ranking (None without one), added to ``summary`` with the race."""
+    from hpsearch.study.race import stored_race
+    from hpsearch.study.ranking import confirmed_ranking
+
+    ranking = confirmed_ranking(study)
+    summary["ranking"] = ranking.to_dict() if ranking else None
+    summary["race"] = stored_race(study)
+    return ranking

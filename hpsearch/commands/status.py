@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import optuna
 
     from hpsearch.storage import open_storage, redact, resolve_storage_url
+    from hpsearch.study.race import stored_race
     from hpsearch.study.ranking import confirmed_ranking, format_ranking
     from hpsearch.study.record import StudyRecord
     from hpsearch.study.stopping import STOP_ATTR
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         ranking = confirmed_ranking(study)
         status["ranking"] = ranking.to_dict() if ranking else None
         status["expected_best"] = expected_best_summary(study, ranking)
+        status["race"] = stored_race(study)
         if args.json:
             status["trials"] = [trial_record(t) for t in study.get_trials(deepcopy=False)]
             out.append(status)

@@ -22,6 +22,7 @@ from hpsearch.study.confirm import (
     confirm_study_name,
     extend_runs,
     plan_runs,
+    top_configurations,
 )
 from hpsearch.study.ranking import INDISTINGUISHABLE, format_ranking, rank
 from hpsearch.trials.record import TrialRecord
@@ -116,6 +117,47 @@ def test_confirm_runs_each_configuration_and_seed_once(
     again = run_cli(confirm, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0"))
     assert again.returncode == 0, again.stderr[-2000:]
     assert len(log.read_text().splitlines()) == trained + TOP * 2
+
+
+@pytest.mark.slow
+def test_confirm_races_by_default_and_a_rerun_trains_nothing(
+    tmp_path: Path, grid_file, storage_url: str, study_name: str
+) -> None:
+    fixed = _search(tmp_path, grid_file, storage_url, study_name)
+    at = fixed.index("--seeds")
+    race = [*fixed[:at], *fixed[at + 2 :], "--max-seeds", "3"]
+    result = run_cli(race, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"racing {TOP} configuration(s)" in result.stdout
+    search = optuna.load_study(study_name=study_name, storage=storage_url)
+    top = top_configurations(search, TOP)
+    trials = _confirm_trials(storage_url, study_name)
+    # The stand-in trainer's value does not depend on the seed: the paired differences
+    # are constant, so the runner-up leaves at the first judged round (2 seeds) unless it
+    # ties with the leader, and then the race runs to --max-seeds undecided.
+    tied = top[0].value == top[1].value
+    runs = 2 * 3 if tied else 2 * 2
+    assert len(trials) == runs and {t.state for t in trials} == {TrialState.COMPLETE}
+    pairs = {(t.user_attrs["confirm_of"], t.user_attrs["seed"]) for t in trials}
+    assert len(pairs) == runs  # each (configuration, seed) once
+    seeds = confirm_seeds(0, 3 if tied else 2)
+    assert {t.user_attrs["seed"] for t in trials} == set(seeds)  # one list for all
+    summary = "race undecided at --max-seeds 3" if tied else "race decided after 2 seed(s)"
+    assert summary in result.stdout
+    # The same command again: the race is over, nothing is trained, the verdict stays.
+    again = run_cli(race, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0"))
+    assert again.returncode == 0 and summary in again.stdout
+    assert len(_confirm_trials(storage_url, study_name)) == runs
+    # best --json holds the race: its rounds, who left on what evidence, the verdict.
+    best = ["best", "--study", study_name, "--storage", storage_url, "--json"]
+    shown = json.loads(run_cli(best, fake_env(tmp_path)).stdout)["race"]
+    assert shown["decided"] is not tied and summary in shown["summary"]
+    assert [r["seeds"] for r in shown["rounds"]] == ([2, 3] if tied else [2])
+    if not tied:
+        assert [d["trial"] for d in shown["rounds"][0]["left"]] == [top[1].number]
+    # A race is not turned into the fixed design by accident.
+    refused = run_cli(fixed, fake_env(tmp_path))
+    assert refused.returncode == 2 and "is a race: run it again without --seeds" in refused.stderr
 
 
 @pytest.mark.slow
