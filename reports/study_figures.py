@@ -18,7 +18,8 @@ import plotly.colors
 import plotly.graph_objects as go
 from optuna.trial import TrialState
 
-from hpsearch.trials import search_trials
+from hpsearch.trials import search_trials, trial_value
+from hpsearch.trials.expected_best import expected_best
 from reports.html import escape
 from reports.sizing import PAGE_WIDTH_PX, fit_figure
 from reports.study import study_info
@@ -141,6 +142,11 @@ def _figure_plan(
             None if reported else "no trial has reported an epoch yet",
         ),
         ("slice", slice_figure, no_complete or no_varying),
+        (
+            "expected_best",
+            expected_best_figure,
+            None if search.n_complete >= 2 else "needs 2 or more complete trials",
+        ),
     ]
 
 
@@ -199,6 +205,41 @@ def parallel_figure(search: _Search) -> go.Figure:
     return fit_figure(
         fig, _title(search, "Parallel coordinates"), width=width, height=520, note=note
     )
+
+
+def expected_best_figure(search: _Search) -> go.Figure:
+    """Expected best validation value of a search of n trials, n = 1 .. the study's, with
+    its bootstrap band and the read-out (``hpsearch.trials.expected_best``)."""
+    complete = [t for t in search.study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    values = [trial_value(t) for t in complete if t.value is not None]
+    maximize = search.study.direction == optuna.study.StudyDirection.MAXIMIZE
+    curve = expected_best(values, maximize)
+    assert curve is not None  # the plan asks for 2 or more complete trials
+    fig = go.Figure()
+    band = dict(mode="lines", line={"width": 0}, hoverinfo="skip", showlegend=False)
+    fig.add_trace(go.Scatter(x=curve.n, y=curve.high, **band))
+    fig.add_trace(
+        go.Scatter(
+            x=curve.n, y=curve.low, fill="tonexty", fillcolor="rgba(33,113,181,0.18)",
+            name="95 % bootstrap band", **{**band, "showlegend": True},
+        )
+    )  # fmt: skip
+    fig.add_trace(go.Scatter(x=curve.n, y=curve.value, mode="lines+markers", name="expected best"))
+    fig.update_layout(
+        xaxis={"title": "trials in the search (n)", **_integer_axis(max(curve.n))},
+        yaxis_title=f"expected best {search.target}",
+    )
+    note = (
+        "The expected best of n trials drawn without replacement from this study's "
+        "complete trials (unbiased estimator of Tang et al. 2020, after Dodge et al. 2019)."
+    )
+    if curve.within_one_se_at is not None and curve.se_source:
+        note += (
+            f" {curve.within_one_se_at} trial(s) reach within one standard error "
+            f"({curve.se:.4f}, {escape(curve.se_source)}) of the best."
+        )
+    title = _title(search, "Expected best value against the number of trials")
+    return fit_figure(fig, title, width=900, height=480, note=note)
 
 
 def _visible_lines(fig: go.Figure) -> None:

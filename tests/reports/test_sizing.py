@@ -44,7 +44,7 @@ def figures(tmp_path_factory) -> dict[str, go.Figure]:
 
 
 def test_every_figure_has_a_size_within_the_page(figures) -> None:
-    assert len(figures) == 8
+    assert len(figures) == 9  # 3 of the final model, 6 of the study
     for stem, fig in figures.items():
         # a fixed size: the HTML and the PNG show the same layout
         assert fig.layout.width and fig.layout.height, stem

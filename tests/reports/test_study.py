@@ -46,6 +46,7 @@ def test_figures_cover_pruned_trials(study: optuna.Study) -> None:
         "parallel_coordinate",
         "intermediate_values",
         "slice",
+        "expected_best",
     }
     # three complete trials are too few for importances: said, not drawn
     assert set(figs.skipped) == {"param_importances"}
@@ -58,6 +59,13 @@ def test_figures_cover_pruned_trials(study: optuna.Study) -> None:
         figs.figures["intermediate_values"].layout.yaxis.title.text == "val_accuracy (validation)"
     )
     assert f"trial #{pruned} (pruned)" in [c.name for c in curves]
+    # the expected best of n trials: from the mean of the complete trials to their best
+    values = sorted(t.value for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    expected = figs.figures["expected_best"].data[-1]
+    assert list(expected.x) == [1, 2, 3]
+    assert expected.y[0] == pytest.approx(sum(values) / 3)
+    assert expected.y[1] == pytest.approx((values[1] + 2 * values[2]) / 3)  # C(3,2) pairs
+    assert expected.y[2] == pytest.approx(values[2])
 
 
 def test_young_study_skips_what_cannot_be_drawn(tmp_path) -> None:
@@ -75,6 +83,7 @@ def test_young_study_skips_what_cannot_be_drawn(tmp_path) -> None:
     )
     figs = study_figures(study)
     assert "too few trials: 1 complete" in figs.skipped["param_importances"]
+    assert figs.skipped["expected_best"] == "needs 2 or more complete trials"
     assert "optimization_history" in figs.figures
     assert study_info(study)["best_trial"] == 0
     assert trials_table(study)["epochs_run"].tolist() == [1]
