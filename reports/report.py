@@ -184,13 +184,14 @@ def _final_summary(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def study_sections(
-    study: optuna.Study, settings: Mapping[str, Any] | None = None
+    study: optuna.Study, settings: Mapping[str, Any] | None = None, seed_sd: float | None = None
 ) -> tuple[list[Section], dict[str, go.Figure]]:
     """The study part: ``settings`` (what ``hpsearch run`` recorded) and counts, Optuna's
-    figures, the trials table."""
+    figures and ours, the trials table. ``seed_sd``: the run-to-run spread measured by a
+    confirmation, for the expected-best read-out."""
     info = study_info(study, settings)
     data = info["data"]
-    figs = study_figures(study, settings)
+    figs = study_figures(study, settings, seed_sd)
     summary = [
         ("study", info["study"]),
         ("objective", f"{info['metric']} on the validation split, {info['direction']}"),

@@ -57,6 +57,8 @@ class _Search:
     """Parameters with one value in every complete trial."""
     states: dict[int, str]
     """Trial number -> state name."""
+    seed_sd: float | None = None
+    """Standard deviation over a confirmation's seeds of its leader, when there is one."""
 
     @property
     def fixed_note(self) -> str | None:
@@ -79,7 +81,9 @@ def without_copied_trials(study: optuna.Study) -> optuna.Study:
     return view
 
 
-def _search(study: optuna.Study, settings: Mapping[str, Any] | None) -> _Search:
+def _search(
+    study: optuna.Study, settings: Mapping[str, Any] | None, seed_sd: float | None = None
+) -> _Search:
     study = without_copied_trials(study)
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -97,10 +101,13 @@ def _search(study: optuna.Study, settings: Mapping[str, Any] | None) -> _Search:
         varying=varying,
         fixed=fixed,
         states={t.number: t.state.name for t in trials},
+        seed_sd=seed_sd,
     )
 
 
-def study_figures(study: optuna.Study, settings: Mapping[str, Any] | None = None) -> StudyFigures:
+def study_figures(
+    study: optuna.Study, settings: Mapping[str, Any] | None = None, seed_sd: float | None = None
+) -> StudyFigures:
     """Optimization history, importances, parallel coordinates, intermediate values, slices.
 
     ``settings`` is what ``hpsearch run`` recorded about the study (the metric's name).
@@ -108,7 +115,7 @@ def study_figures(study: optuna.Study, settings: Mapping[str, Any] | None = None
     parameter that varies; other figures need one complete trial (intermediate values:
     any trial that reported).
     """
-    search = _search(study, settings)
+    search = _search(study, settings, seed_sd)
     out = StudyFigures()
     for key, draw, needs in _figure_plan(search):
         if needs is not None:
@@ -213,7 +220,7 @@ def expected_best_figure(search: _Search) -> go.Figure:
     complete = [t for t in search.study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     values = [trial_value(t) for t in complete if t.value is not None]
     maximize = search.study.direction == optuna.study.StudyDirection.MAXIMIZE
-    curve = expected_best(values, maximize)
+    curve = expected_best(values, maximize, seed_sd=search.seed_sd)
     assert curve is not None  # the plan asks for 2 or more complete trials
     fig = go.Figure()
     band = dict(mode="lines", line={"width": 0}, hoverinfo="skip", showlegend=False)

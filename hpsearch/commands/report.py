@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import optuna
 
     from hpsearch.storage import open_storage, resolve_storage_url
+    from hpsearch.study.ranking import confirmed_seed_sd
     from hpsearch.study.record import StudyRecord
     from hpsearch.study.stored import load_existing, resolve_study_name
     from reports.report import REPORT_FILE, report_title, study_sections, write_report
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     record = StudyRecord.read(study)
     settings = record.to_dict() if record else {}
     synthetic = study_info(study, settings)["synthetic"]
-    sections, figures = study_sections(study, settings)
+    sections, figures = study_sections(study, settings, confirmed_seed_sd(study))
     png = write_report(
         out,
         report_title(study.study_name, synthetic, "Search report"),

@@ -119,13 +119,17 @@ def selection_statement(study: optuna.Study, trial: FrozenTrial) -> str:
             f"configuration; `hpsearch confirm --study {study.study_name}` trains the best "
             "again with new seeds"
         )
+    from hpsearch.study.race import stored_race
+
     top = ranking.configs[0]
     n = len(top.values)
+    race = stored_race(study)
+    raced = f"{race['summary']}; " if race is not None else ""
     return (
         f"confirmed winner: the configuration of search trial {top.source_trial}, mean "
         f"{top.mean:.4f} over {n} seed(s) (95 % CI {top.ci95[0]:.4f}-{top.ci95[1]:.4f}); "
-        f"{ranking.verdict()}. Exported: its run closest to the mean, trial {trial.number} "
-        f"of {study.study_name}.confirm (seed {TrialRecord.read(trial).seed})"
+        f"{raced}{ranking.verdict()}. Exported: its run closest to the mean, trial "
+        f"{trial.number} of {study.study_name}.confirm (seed {TrialRecord.read(trial).seed})"
     )
 
 

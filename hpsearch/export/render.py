@@ -11,6 +11,7 @@ import optuna
 
 from hpsearch.export.choose import recorded_settings
 from hpsearch.export.files import MODEL_CARD_FILE
+from hpsearch.study.ranking import confirmed_seed_sd
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +35,8 @@ def render(
     # Report and card travel with the folder: they name paths relative to it.
     metrics = with_relative_paths(metrics, out_dir)
     sections, figures = final_sections(frame, metrics)
-    more, study_figs = study_sections(study, with_relative_paths(recorded_settings(study), out_dir))
+    settings = with_relative_paths(recorded_settings(study), out_dir)
+    more, study_figs = study_sections(study, settings, confirmed_seed_sd(study))
     png = write_report(
         out_dir,
         report_title(study.study_name, synthetic, "Final model and search"),

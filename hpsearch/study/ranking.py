@@ -331,6 +331,16 @@ def confirmed_ranking(study: optuna.Study) -> Ranking | None:
     return ranking if ranking.configs else None
 
 
+def confirmed_seed_sd(study: optuna.Study) -> float | None:
+    """The standard deviation over the seeds of the confirmed leader (the run-to-run
+    spread that the expected-best read-out compares with); None without a confirmation
+    of 2 or more runs of it."""
+    ranking = confirmed_ranking(study)
+    if ranking is None or math.isnan(ranking.configs[0].std):
+        return None
+    return ranking.configs[0].std
+
+
 def format_ranking(ranking: Ranking, metric: str) -> str:
     """The ranking as a small text table with its verdict."""
     lines = [f"confirmed ranking ({metric}, validation; mean of seeds, 95 % CI):"]

@@ -99,7 +99,7 @@ def format_expected_best(summary: dict[str, Any] | None) -> str | None:
     """One line of the read-out, or None when there is nothing to say."""
     if summary is None or summary["within_one_se_at"] is None:
         return None
-    n = len(summary["n"])
+    n = summary["n"][-1]  # the curve's last point is the study's number of trials
     return (
         f"  expected best: {summary['within_one_se_at']} of these {n} trials reach within "
         f"one standard error ({summary['se']:.4f}, {summary['se_source']}) of the best"

@@ -66,6 +66,10 @@ def test_figures_cover_pruned_trials(study: optuna.Study) -> None:
     assert expected.y[0] == pytest.approx(sum(values) / 3)
     assert expected.y[1] == pytest.approx((values[1] + 2 * values[2]) / 3)  # C(3,2) pairs
     assert expected.y[2] == pytest.approx(values[2])
+    # with a confirmation's seed spread, the read-out uses it, as status does
+    note = study_figures(study, study.user_attrs["hpsearch"], seed_sd=1.0).figures
+    text = note["expected_best"].layout.title.text.replace("<br>", " ")
+    assert "1 trial(s) reach within one standard error (1.0000, sd of the" in text
 
 
 def test_young_study_skips_what_cannot_be_drawn(tmp_path) -> None:
