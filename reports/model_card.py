@@ -39,6 +39,7 @@ def render_model_card(export: dict[str, Any], metrics: dict[str, Any]) -> str:
     lines += _data_lines(export)
     lines += _metric_lines(export, metrics)
     lines += _uncertainty_lines(metrics)
+    lines += _confirmation_lines(metrics)
     lines += _use_and_limit_lines(export, metrics)
     return "\n".join(lines)
 
@@ -183,6 +184,40 @@ def _comparison_lines(metrics: dict[str, Any]) -> list[str]:
         _frame_table(final.comparison_rows(metrics)),
         "",
     ]
+    return lines
+
+
+def _confirmation_lines(metrics: dict[str, Any]) -> list[str]:
+    """The confirmation race round by round, and how far the search itself got."""
+    confirmation = metrics.get("confirmation") or {}
+    race, curve = confirmation.get("race"), confirmation.get("expected_best")
+    if not race and not (curve and curve.get("within_one_se_at")):
+        return []
+    lines = ["## How the winner was confirmed (validation split)", ""]
+    if race:
+        lines += [f"{race['summary']}.", ""]
+        rows = [
+            [
+                r["seeds"],
+                ", ".join(map(str, r["contenders"])),
+                "; ".join(
+                    f"trial {d['trial']} (leader {d['leader']} better by "
+                    f"{d['mean_difference']:+.4f}, 95 % CI {d['ci95'][0]:+.4f}.."
+                    f"{d['ci95'][1]:+.4f}, {d['pairs']} pairs)"
+                    for d in r["left"]
+                )
+                or "none",
+            ]
+            for r in race["rounds"]
+        ]
+        lines += [_table(["seeds", "in the race (search trials)", "left"], rows), ""]
+    if curve and curve.get("within_one_se_at"):
+        lines += [
+            f"Expected best of n trials: {curve['within_one_se_at']} of the search's "
+            f"{curve['trials']} trials reach within one standard error ({curve['se']:.4f}, "
+            f"{curve['se_source']}) of its best.",
+            "",
+        ]
     return lines
 
 

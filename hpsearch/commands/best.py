@@ -233,11 +233,14 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 def _confirmation(study: optuna.Study, summary: dict[str, Any]) -> Ranking | None:
-    """The confirmed ranking (None without one), added to ``summary`` with the race."""
+    """The confirmed ranking (None without one), added to ``summary`` with the race and
+    the expected-best curve."""
     from hpsearch.study.race import stored_race
     from hpsearch.study.ranking import confirmed_ranking
+    from hpsearch.study.summary import expected_best_summary
 
     ranking = confirmed_ranking(study)
     summary["ranking"] = ranking.to_dict() if ranking else None
     summary["race"] = stored_race(study)
+    summary["expected_best"] = expected_best_summary(study, ranking)
     return ranking

@@ -36,7 +36,7 @@ from hpsearch.export.compare import evaluate_runner_up, write_uncertainty
 from hpsearch.export.evaluate import evaluate
 from hpsearch.export.render import render
 from hpsearch.export.weights import checkpoint_weights, retrained_weights
-from hpsearch.export.write import read_evidence, write_metrics, write_model
+from hpsearch.export.write import confirmation, read_evidence, write_metrics, write_model
 from hpsearch.paths import Workdir
 from trainer.config import DataConfig
 from trainer.data import Data
@@ -95,7 +95,9 @@ def export_best(
     onnx = write_model(out_dir, weights, evaluation, selected, synthetic=bool(data.synthetic))
     selection = selection_statement(study, trial)
     log(selection)
-    write_metrics(out_dir, evaluation, weights, selected, onnx, data, selection)
+    write_metrics(
+        out_dir, evaluation, weights, selected, onnx, data, selection, confirmation(study)
+    )
     write_uncertainty(out_dir, runner_up, n_resamples, log)
     # The report and the card read the files just written, nothing else.
     frame, metrics = read_evidence(out_dir)

@@ -26,6 +26,7 @@ from trainer.classes import CLASS_NAMES
 from trainer.data import Data
 
 if TYPE_CHECKING:
+    import optuna
     import pandas as pd
 
 
@@ -89,9 +90,11 @@ def write_metrics(
     onnx: OnnxCheck,
     data: Data,
     selection: str = "",
+    confirmation: dict[str, Any] | None = None,
 ) -> None:
     """Write ``predictions.csv``, then ``metrics.json`` computed from it as read back;
-    ``selection`` says how the trial was chosen (confirmed or not)."""
+    ``selection`` says how the trial was chosen (confirmed or not), ``confirmation``
+    holds the race and the expected-best read-out (:func:`confirmation`)."""
     from reports.final import (
         compute_metrics,
         predictions_frame,
@@ -106,6 +109,7 @@ def write_metrics(
     metrics = compute_metrics(read_predictions(out_dir / PREDICTIONS_FILE))
     metrics["notes"] = list(evaluation.notes)
     metrics["selection"] = selection
+    metrics["confirmation"] = confirmation or {}
     metrics["selection_split"] = "validation"
     metrics["onnx"] = dataclasses.asdict(onnx)
     metrics["model"] = {
@@ -144,3 +148,20 @@ def read_evidence(out_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     frame = read_predictions(out_dir / PREDICTIONS_FILE)
     metrics = json.loads((out_dir / METRICS_FILE).read_text(encoding="utf-8"))
     return frame, metrics
+
+
+def confirmation(study: optuna.Study) -> dict[str, Any]:
+    """What the export records of the search's confirmation and of the search itself:
+    the race (its rounds and who left on what evidence; None for a fixed confirmation or
+    none) and the expected-best read-out (how many trials reach within one standard
+    error of the best, and that standard error)."""
+    from hpsearch.study.race import stored_race
+    from hpsearch.study.ranking import confirmed_ranking
+    from hpsearch.study.summary import expected_best_summary
+
+    curve = expected_best_summary(study, confirmed_ranking(study))
+    readout = None
+    if curve is not None:
+        keys = ("within_one_se_at", "se", "se_source")
+        readout = {"trials": curve["n"][-1], **{k: curve[k] for k in keys}}
+    return {"race": stored_race(study), "expected_best": readout}

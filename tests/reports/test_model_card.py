@@ -71,3 +71,25 @@ def test_card_names_paths_as_given_relative_to_the_export() -> None:
     assert "Source: `../demo-data` (relative to this folder)" in card
     # no absolute path anywhere: nothing of the machine that wrote it
     assert not re.search(r"(^|[\s`(])/\w", card, re.M)
+
+
+def test_card_shows_the_race_round_by_round_and_the_expected_best() -> None:
+    metrics = compute_metrics(random_frame(40, 0))
+    assert "How the winner was confirmed" not in render_model_card(_export(True, 40), metrics)
+    left = {"trial": 0, "leader": 5, "mean_difference": 0.35, "ci95": [0.3, 0.4], "pairs": 2}
+    metrics["confirmation"] = {
+        "race": {
+            "summary": "race decided after 3 seed(s): search trial 5 wins",
+            "rounds": [
+                {"seeds": 2, "contenders": [5, 1, 0], "left": [left]},
+                {"seeds": 3, "contenders": [5, 1], "left": []},
+            ],
+        },
+        "expected_best": {"trials": 6, "within_one_se_at": 4, "se": 0.02, "se_source": "sd"},
+    }
+    card = render_model_card(_export(True, 40), metrics)
+    assert "## How the winner was confirmed (validation split)" in card
+    assert "race decided after 3 seed(s): search trial 5 wins." in card
+    assert "| 2 | 5, 1, 0 | trial 0 (leader 5 better by +0.3500, 95 % CI +0.3000..+0.4000" in card
+    assert "| 3 | 5, 1 | none |" in card
+    assert "4 of the search's 6 trials reach within one standard error (0.0200, sd)" in card
