@@ -36,8 +36,7 @@ if TYPE_CHECKING:
 EXAMPLES = """\
 examples:
   hpsearch confirm --study grid                        # top 3 race, up to 8 seeds each
-  hpsearch confirm --study grid --seeds 3              # fixed: top 3 x 3 seeds
-  hpsearch confirm --study grid --seeds 6 --workers 2  # later: 3 more seeds, runs kept
+  hpsearch confirm --study grid --seeds 3 --workers 2  # fixed: top 3 x 3 seeds
   hpsearch confirm --study grid --storage postgresql://hp@db/studies   # on each machine
 """
 
