@@ -217,7 +217,7 @@ def parallel_figure(search: _Search) -> go.Figure:
 def expected_best_figure(search: _Search) -> go.Figure:
     """Expected best validation value of a search of n trials, n = 1 .. the study's, with
     its bootstrap band and the read-out (``hpsearch.trials.expected_best``)."""
-    complete = [t for t in search.study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    complete = search.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     values = [trial_value(t) for t in complete if t.value is not None]
     maximize = search.study.direction == optuna.study.StudyDirection.MAXIMIZE
     curve = expected_best(values, maximize, seed_sd=search.seed_sd)

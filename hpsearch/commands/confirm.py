@@ -125,7 +125,9 @@ def _train(request: RunRequest, companion: optuna.Study, runs: tuple[ConfirmRun,
     return run_workers(dataclasses.replace(request, study=companion, kind=kind))
 
 
-def _print_ranking(search: optuna.Study, metric: str, top: int) -> None:
+def _print_ranking(search: optuna.Study, metric: str, top: int, raced: bool = False) -> None:
+    """The confirmed ranking, and how to go on when the top two are not told apart yet
+    (a race goes on with a larger --max-seeds: it refuses --seeds)."""
     from hpsearch.study.ranking import confirmed_ranking, format_ranking
 
     ranking = confirmed_ranking(search)
@@ -134,10 +136,10 @@ def _print_ranking(search: optuna.Study, metric: str, top: int) -> None:
     print(format_ranking(ranking, metric))
     if len(ranking.configs) > 1 and not ranking.top_two_distinguished:
         seeds = max(len(c.values) for c in ranking.configs[:2])
+        more = f"--max-seeds {2 * seeds}" if raced else f"--top {top} --seeds {2 * seeds}"
         print(
             f"  more seeds narrow the paired interval: hpsearch confirm --study "
-            f"{search.study_name} --top {top} --seeds {2 * seeds} adds runs and "
-            "keeps those done"
+            f"{search.study_name} {more} adds runs and keeps those done"
         )
 
 
@@ -207,7 +209,7 @@ def _race(
         print(describe_round(race.judge(ranking, seeds)))
         _companion(search, storage, spec, record, runs, args.top, seeds, race)
     print(race.summary())
-    _print_ranking(search, spec.metric, args.top)
+    _print_ranking(search, spec.metric, args.top, raced=True)
     return 0
 
 

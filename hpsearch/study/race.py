@@ -120,12 +120,14 @@ def leavers(ranking: Ranking, contenders: list[int]) -> list[PairedComparison]:
     in_race = [c for c in ranking.configs if c.source_trial in contenders]
     if len(in_race) < 2:
         return []
-    leader, better_sign = in_race[0], 1.0 if ranking.direction == "maximize" else -1.0
+    leader, maximize = in_race[0], ranking.direction == "maximize"
     out = []
     for other in in_race[1:]:
         paired = paired_comparison(leader, other)
         low, high = paired.ci95
-        if paired.excludes_zero() and (low if better_sign > 0 else -high) > 0:
+        # the leader's advantage, at the unfavourable end of its interval, is above 0
+        # (NaN with fewer than 2 pairs: nobody leaves)
+        if (low if maximize else -high) > 0:
             out.append(paired)
     return out
 

@@ -144,6 +144,9 @@ def test_confirm_races_by_default_and_a_rerun_trains_nothing(
     assert {t.user_attrs["seed"] for t in trials} == set(seeds)  # one list for all
     summary = "race undecided at --max-seeds 3" if tied else "race decided after 2 seed(s)"
     assert summary in result.stdout
+    # an undecided race is told to go on with --max-seeds (it refuses --seeds)
+    assert ("--max-seeds 6 adds runs" in result.stdout) is tied
+    assert "--seeds" not in result.stdout.split(summary, 1)[1]
     # The same command again: the race is over, nothing is trained, the verdict stays.
     again = run_cli(race, fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0"))
     assert again.returncode == 0 and summary in again.stdout
