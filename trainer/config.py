@@ -18,6 +18,13 @@ SCHEDULES = ("none", "cosine", "step")
 MONITORS = ("val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_auc_macro", "val_loss")
 UNIT_INTERVAL_MONITORS = ("val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_auc_macro")
 """The monitors that lie in [0, 1] by definition (proportions, F1, AUC); the loss does not."""
+
+
+def monitor_direction(monitor: str) -> str:
+    """Whether ``monitor`` is better higher ("maximize") or lower ("minimize": the loss)."""
+    return "minimize" if monitor == "val_loss" else "maximize"
+
+
 SEED_LIMIT = 2**32
 """Seeds are in [0, 2**32): NumPy's legacy RandomState (the split) takes no larger one."""
 MIN_IMAGE_SIZE = 16

@@ -27,7 +27,7 @@ from trainer.checkpoint import (
     remove_stale_temporaries,
     run_fingerprint,
 )
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, monitor_direction
 from trainer.data import Data
 from trainer.errors import UserError
 from trainer.inference import predict_logits
@@ -346,7 +346,9 @@ class _Run:
             return False
         if math.isnan(best):
             return True
-        return value < best if self.config.monitor == "val_loss" else value > best
+        return (
+            value < best if monitor_direction(self.config.monitor) == "minimize" else value > best
+        )
 
     def _summary(self, row: Row) -> str:
         return (

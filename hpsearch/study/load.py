@@ -18,6 +18,7 @@ from hpsearch.study.samplers import SAMPLERS
 from hpsearch.study.schema import (
     DATA_KEYS,
     DEMO_TYPES,
+    MONITOR_SET_BY_METRIC,
     TRAIN_TYPES,
     StudyFile,
     given,
@@ -27,7 +28,7 @@ from hpsearch.study.schema import (
 )
 from hpsearch.study.space import parse_axis
 from hpsearch.study.spec import PrunerSpec, ScaleSpec, StudySpec
-from trainer.config import SettingError
+from trainer.config import SettingError, monitor_direction
 from trainer.config import check_seed as _seed_rule
 from trainer.errors import UserError
 
@@ -119,6 +120,8 @@ def parse_overrides(items: Sequence[str], spec: StudySpec, scale: str) -> dict[s
             raise UserError(f"--set {item}: expected KEY=VALUE")
         if not is_setting(name):
             raise UserError(f"{key}: not a training, data or demo setting")
+        if name == "monitor":
+            raise UserError(f"{key}: {MONITOR_SET_BY_METRIC}")
         if name in axes:
             raise UserError(f"{key}: is a search-space axis at scale {scale}")
         if name in DEMO_KEYS and scale != "demo":
@@ -174,7 +177,7 @@ def _build(path: Path, file: Any) -> StudySpec:
         sampler=sampler,
         seed=file.study.seed,
         metric=file.study.metric,
-        direction=file.study.direction,
+        direction=monitor_direction(file.study.metric),
         pruner=PrunerSpec(kind=file.pruner.kind, settings=file.pruner.given()),
         n_trials=file.budget.n_trials,
         timeout_s=file.budget.timeout_s,

@@ -124,6 +124,10 @@ class StudyRecord:
         """Build from stored JSON; keys this version does not know are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in raw.items() if k in known}
+        if isinstance(values.get("fixed"), dict) and values["fixed"]:
+            # Studies made before the monitor followed the metric trained with the
+            # trainer's default monitor, whatever their metric.
+            values["fixed"] = {"monitor": "val_accuracy", **values["fixed"]}
         data_known = {f.name for f in dataclasses.fields(DataRecord)}
         data = {k: v for k, v in (raw.get("data") or {}).items() if k in data_known}
         data.setdefault("root", "")

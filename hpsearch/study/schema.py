@@ -34,6 +34,7 @@ from trainer.config import (
     SettingError,
     TrainConfig,
     check_seed,
+    monitor_direction,
 )
 from trainer.errors import UserError
 
@@ -111,7 +112,19 @@ class StudyTable(BaseModel):
     sampler: Annotated[str, _one_of(tuple(SAMPLERS))]
     seed: Seed = 0
     metric: Annotated[str, _one_of(MONITORS)] = "val_accuracy"
-    direction: Annotated[str, _one_of(DIRECTIONS)] = "maximize"
+    """The objective: the trial's value, the epoch it selects (the trainer's monitor, never
+    set anywhere else) and, through the metric, the direction."""
+    direction: Annotated[str, _one_of(DIRECTIONS)] | None = None
+    """May be written, but only as the metric's own direction (the loss down, others up)."""
+
+    @model_validator(mode="after")
+    def _direction(self) -> StudyTable:
+        natural = monitor_direction(self.metric)
+        if self.direction is not None and self.direction != natural:
+            why = f"{self.metric} is {natural}d (the direction follows study.metric)"
+            raise rule("study.direction", why)
+        return self
+
     scales: list[str] = Field(default=list(DEFAULT_SCALES), min_length=1)
     """Names of the scales; a ``[scale.X]`` of another name is refused (a typo, most likely)."""
 
@@ -255,10 +268,17 @@ def _check_pruner(study: _StudyFileBase) -> None:
             raise rule(f"{where}.{unknown[0]}", why)
 
 
+MONITOR_SET_BY_METRIC = "set by [study] metric: the metric and the epoch it selects are one"
+
+
 def _check_space_names(study: _StudyFileBase) -> None:
     if not study.space:
         raise rule("space", "the search space is empty")
+    if "monitor" in study.fixed.model_fields_set:
+        raise rule("fixed.monitor", MONITOR_SET_BY_METRIC)
     for name in study.space:
+        if name == "monitor":
+            raise rule("space.monitor", MONITOR_SET_BY_METRIC)
         if name not in TRAIN_TYPES:
             raise rule(f"space.{name}", "not a training setting")
         if name in study.fixed.model_fields_set:
@@ -271,6 +291,8 @@ def _check_scale(study: _StudyFileBase, name: str, table: _ScaleBase) -> None:
         declared = ", ".join(study.study.scales)
         raise rule(where, f"unknown scale (declared in study.scales: {declared})")
     for key in sorted(table.model_fields_set):
+        if key == "monitor":
+            raise rule(f"{where}.monitor", MONITOR_SET_BY_METRIC)
         if key in study.space:
             raise rule(f"{where}.{key}", "is a search-space axis")
         if key in DEMO_TYPES and name != "demo":

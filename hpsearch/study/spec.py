@@ -119,8 +119,9 @@ class StudySpec:
         return tuple(override.get(p.name, p) for p in self.space)
 
     def train_values(self, scale: str) -> dict[str, Any]:
-        """Fixed training values at ``scale`` (the scale's values override ``[fixed]``)."""
-        return {**self.fixed, **self.scale(scale).train}
+        """Fixed training values at ``scale`` (the scale's values override ``[fixed]``);
+        the trainer's monitor is always the study's metric."""
+        return {**self.fixed, **self.scale(scale).train, "monitor": self.metric}
 
     def data_values(self, scale: str) -> dict[str, Any]:
         return dict(self.scale(scale).data)

@@ -52,10 +52,12 @@ def make_slot(
     pruner: str = "none",
     settings: str = "",
     emit: Any = lambda event: None,
+    text: str | None = None,
 ) -> tuple[Worker, Any]:
-    """A study of two grid points, a worker on it, and the slot it claimed."""
+    """A study of two grid points (or the study file ``text``), a worker on it, and the
+    slot it claimed."""
     study_file = tmp_path / "s.toml"
-    study_file.write_text(STUDY.format(pruner=pruner, pruner_settings=settings))
+    study_file.write_text(text or STUDY.format(pruner=pruner, pruner_settings=settings))
     spec = load_study_file(study_file)
     url = f"sqlite:///{tmp_path / 'study.db'}"
     optuna.create_study(
