@@ -11,6 +11,7 @@ import math
 import resource
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,13 @@ from trainer.config import TrainConfig, monitor_direction
 from trainer.data import Data
 from trainer.errors import UserError
 from trainer.inference import predict_logits
+from trainer.memory import (
+    MicroBatches,
+    does_not_fit,
+    is_out_of_memory,
+    one_line_reason,
+    release_memory,
+)
 from trainer.metrics import classification_metrics
 from trainer.model import build_model
 from trainer.optim import make_optimizer, make_scheduler
@@ -64,6 +72,13 @@ class FitResult:
     """CUDA: peak allocated by tensors; CPU: the process's peak resident memory."""
     precision: str = "fp32"
     """The arithmetic used: 'bf16' (autocast) or 'fp32' (``config.precision`` resolved)."""
+    memory_fallback: dict[str, Any] | None = None
+    """None when every batch fitted the device; after a training step ran out of memory,
+    how the run went on: ``batch_size`` (``config.batch_size``), ``micro_batch`` (the most
+    images a forward pass then saw), ``accumulate`` (forward and backward passes per
+    optimizer step: ``config.accumulate`` times the micro-batches per batch),
+    ``effective_batch`` (``batch_size * config.accumulate``, unchanged), ``retries`` (1 per
+    halving) and ``reason`` (the first error's first line)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -108,21 +123,90 @@ def fit(
     improves; with ``resume`` a matching ``last.pt`` continues where it ended, and gives
     the same result as a run that was never interrupted. A diverged run (non-finite
     training loss) stops after that epoch with ``diverged`` = 1 in its row.
+
+    A batch that does not fit the device's memory does not fail the run: it goes on in
+    smaller micro-batches at the same effective batch (``_fit_in_memory``), says so in one
+    line through ``log``, and records it in ``FitResult.memory_fallback``.
     """
     started = time.perf_counter()
     device = resolve_device(config.device)
     _check_data(config, data)
     threads = config.threads if device.type == "cpu" else None
     with _torch_threads(threads):
-        run = _Run(config, data, device, checkpoint_dir, log or (lambda _message: None))
-        run.restore(resume)
-        run.train(on_epoch)
+        run, fallback = _fit_in_memory(
+            config, data, device, on_epoch, checkpoint_dir, resume, log or (lambda _m: None)
+        )
         # Inside the block, so the reported device names this trial's thread count.
-        return run.result(time.perf_counter() - started)
+        result = run.result(time.perf_counter() - started)
+    result.memory_fallback = fallback
+    return result
+
+
+def _fit_in_memory(
+    config: TrainConfig,
+    data: Data,
+    device: torch.device,
+    on_epoch: OnEpoch | None,
+    checkpoint_dir: Path | None,
+    resume: bool,
+    log: Callable[[str], None],
+) -> tuple[_Run, dict[str, Any] | None]:
+    """Train; when a training step runs out of memory, train again in micro-batches.
+
+    Each retry halves the micro-batch (rounded up) and cuts every batch of ``config`` into
+    twice as many micro-batches whose gradients accumulate into the batch's. The batches
+    (images, order, augmentation), their number per epoch, the optimizer steps and the
+    learning-rate schedule stay exactly those of ``config``, and so does the checkpoint's
+    fingerprint; only batch norm sees its statistics per micro-batch. The failed attempt's
+    model, optimizer and tensors are freed first. The retry resumes from ``last.pt`` when
+    this call restored or wrote it (an epoch boundary, written with this config), else it
+    starts from epoch 1 and ``on_epoch`` is called again for the epochs it repeats. When a
+    micro-batch of one image does not fit either, the error is raised again in one line.
+    An out-of-memory error outside the training steps (the data, evaluation) is not retried.
+    """
+    micro = MicroBatches(min(config.batch_size, data.train_y.numel()))
+    effective = config.batch_size * config.accumulate
+    first: BaseException | None = None
+    retries = 0
+    while True:
+        run = _Run(config, data, device, checkpoint_dir, log, micro)
+        error = run.attempt(resume, on_epoch)
+        if error is None:
+            break
+        first = first or error
+        resume, done = run.checkpointed, len(run.history)
+        run.release()
+        del run
+        release_memory(device)
+        smaller = micro.halved()
+        settings = f"batch_size={config.batch_size}, accumulate={config.accumulate}"
+        if smaller is None:
+            message = f"out of memory in a training step even at {micro.size} image(s) a pass"
+            raise does_not_fit(
+                error, f"{message} ({settings}): {one_line_reason(error)}"
+            ) from error
+        where = f"from {LAST} after epoch {done}" if resume else "from epoch 1"
+        log(
+            f"out of memory training on {micro.size} image(s) a pass ({settings}): "
+            f"training again {where} with {smaller.pieces} micro-batches of at most "
+            f"{smaller.size} per batch, the same effective batch of {effective}"
+        )
+        micro, retries = smaller, retries + 1
+    if first is None:
+        return run, None
+    return run, micro.record(config.batch_size, config.accumulate, retries, first)
+
+
+class _StepOutOfMemory(Exception):
+    """A training step ran out of memory: ``error`` is what torch raised."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 class _Run:
-    """State of one call to ``fit``; exists to keep ``fit`` itself short."""
+    """State of one attempt of a call to ``fit``; exists to keep ``fit`` itself short."""
 
     def __init__(
         self,
@@ -131,10 +215,13 @@ class _Run:
         device: torch.device,
         checkpoint_dir: Path | None,
         log: Callable[[str], None],
+        micro: MicroBatches,
     ) -> None:
         self.config = config
         self.device = device
         self.log = log
+        self.micro = micro
+        """How each training batch is cut for the forward and backward passes."""
         self.cuda = device.type == "cuda"
         # NHWC: about 10 % faster for ResNet-18 on 2 CPU threads, and up to twice as fast
         # on CUDA once batches are large enough not to be bound by kernel launches.
@@ -161,6 +248,27 @@ class _Run:
         self.trained_images = 0
         self.train_seconds = 0.0
         self.dir = self._checkpoint_dir(checkpoint_dir)
+        self.checkpointed = False
+        """Whether ``last.pt`` holds an epoch of this call (restored or written by it)."""
+
+    def attempt(self, resume: bool, on_epoch: OnEpoch | None) -> BaseException | None:
+        """Restore and train; the error of a training step that ran out of memory, or None.
+
+        The error's frames are cleared, so its traceback holds no tensor of this attempt.
+        """
+        try:
+            self.restore(resume)
+            self.train(on_epoch)
+        except _StepOutOfMemory as wrapper:
+            error = wrapper.error
+            traceback.clear_frames(wrapper.__traceback__)
+            traceback.clear_frames(error.__traceback__)
+            return error
+        return None
+
+    def release(self) -> None:
+        """Drop the model, optimizer and device data, so that their memory can be freed."""
+        del self.model, self.train_model, self.optimizer, self.scheduler, self.data
 
     def _build_model(self, data: Data) -> None:
         """``self.model`` (saved, evaluated) and ``self.train_model`` (compiled if asked)."""
@@ -211,6 +319,7 @@ class _Run:
         self.scheduler.load_state_dict(saved["scheduler"])
         self.history = list(saved["history"])
         self.best_epoch = saved["best_epoch"]
+        self.checkpointed = True
         self.log(f"resumed from {path} after epoch {len(self.history)}")
 
     def save(self, improved: bool) -> None:
@@ -231,6 +340,7 @@ class _Run:
             },
             self.dir / LAST,
         )
+        self.checkpointed = True
 
     def _best_payload(self, epoch: int) -> dict[str, Any]:
         data = self.data
@@ -279,28 +389,47 @@ class _Run:
                 break
 
     def _train_epoch(self, epoch: int) -> tuple[float, float, int, float]:
+        """One epoch's training steps; an out-of-memory error comes out as ``_StepOutOfMemory``."""
         config = self.config
         started = time.perf_counter()
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         images = 0
         lr = self.optimizer.param_groups[0]["lr"]
-        for i, (x, y) in enumerate(self._batches(epoch)):
-            group_start = i - i % config.accumulate
-            group_size = min(config.accumulate, self.batches - group_start)
-            with self._autocast():
-                logits = self.train_model(x)
-            loss = self.criterion(logits.float(), y)
-            (loss / group_size).backward()
-            loss_sum += loss.detach() * y.shape[0]
-            images += y.shape[0]
-            if i + 1 - group_start == group_size:
-                lr = self.optimizer.param_groups[0]["lr"]
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scheduler.step()
-        train_loss = (loss_sum / images).item()  # the epoch's one synchronisation
+        try:
+            for i, (x, y) in enumerate(self._batches(epoch)):
+                group_start = i - i % config.accumulate
+                group_size = min(config.accumulate, self.batches - group_start)
+                self._backward(x, y, group_size, loss_sum)
+                images += y.shape[0]
+                if i + 1 - group_start == group_size:
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.scheduler.step()
+            train_loss = (loss_sum / images).item()  # the epoch's one synchronisation
+        except Exception as error:
+            if is_out_of_memory(error):
+                raise _StepOutOfMemory(error) from error
+            raise
         return train_loss, float(lr), images, time.perf_counter() - started
+
+    def _backward(
+        self, x: torch.Tensor, y: torch.Tensor, group_size: int, loss_sum: torch.Tensor
+    ) -> None:
+        """Accumulate the gradient of one batch's mean loss / ``group_size``; add its summed
+        loss to ``loss_sum``. The batch goes through the model in ``self.micro.pieces``
+        parts, each weighted by its share of the batch: the same gradient as in one pass,
+        batch norm's statistics apart."""
+        pieces = self.micro.pieces
+        parts = zip(x.tensor_split(pieces), y.tensor_split(pieces), strict=True)
+        for part_x, part_y in parts if pieces > 1 else [(x, y)]:
+            with self._autocast():
+                logits = self.train_model(part_x)
+            loss = self.criterion(logits.float(), part_y)
+            # One pass: loss / group_size, as float(group_size) divides exactly alike.
+            (loss / (group_size * y.shape[0] / part_y.shape[0])).backward()
+            loss_sum += loss.detach() * part_y.shape[0]
 
     def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         data = self.data
