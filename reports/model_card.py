@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hpsearch.trials.constraints import format_checks
 from reports import final
 from reports.html import format_value
 from reports.per_class import PER_CLASS_CAPTION, per_class_frame
@@ -40,6 +41,7 @@ def render_model_card(export: dict[str, Any], metrics: dict[str, Any]) -> str:
     lines += _metric_lines(export, metrics)
     lines += _uncertainty_lines(metrics)
     lines += _confirmation_lines(metrics)
+    lines += _constraint_lines(metrics)
     lines += _use_and_limit_lines(export, metrics)
     return "\n".join(lines)
 
@@ -185,6 +187,18 @@ def _comparison_lines(metrics: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _constraint_lines(metrics: dict[str, Any]) -> list[str]:
+    """The study's constraints (chosen on validation) checked again on the evaluated split."""
+    checks = metrics.get("constraints") or []
+    if not checks:
+        return []
+    head = (
+        "The search took the best trial that kept every constraint on the validation "
+        f"split; here each is measured again on the {metrics['split']} split."
+    )
+    return ["## Constraints", "", head, "", *(f"- {line}" for line in format_checks(checks)), ""]
 
 
 def _confirmation_lines(metrics: dict[str, Any]) -> list[str]:

@@ -14,6 +14,7 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 
+from hpsearch.trials.constraints import format_checks
 from reports.final import (
     comparison_rows,
     final_figures,
@@ -107,6 +108,12 @@ def uncertainty_sections(metrics: dict[str, Any]) -> list[Section]:
         sections.append(Section("Validation against test (what selection added)", blocks))
     if "comparison" in metrics:
         sections.append(Section("Winner against runner-up", _comparison_blocks(metrics)))
+    checks = metrics.get("constraints") or []
+    if checks:
+        lines: list[go.Figure | Markup | str] = [
+            Markup(f"<p>{escape(line)}</p>") for line in format_checks(checks)
+        ]
+        sections.append(Section(f"Constraints ({split} split)", lines))
     return sections
 
 

@@ -56,6 +56,23 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(f1_score(y_true, y_pred, average="macro"))
 
 
+def recall_and_specificity(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """One-vs-rest recall (sensitivity) and specificity of each class: ``recall_<class>``
+    is the share of the class's images predicted as it, ``specificity_<class>`` the share
+    of the other images not predicted as it; NaN where the class has no image (or every
+    image is of it)."""
+    matrix = confusion(y_true, y_pred, len(CLASS_NAMES))
+    total = matrix.sum()
+    out: dict[str, float] = {}
+    for k, name in enumerate(CLASS_NAMES):
+        tp, positives, predicted = matrix[k, k], matrix[k].sum(), matrix[:, k].sum()
+        negatives = total - positives
+        out[f"recall_{name}"] = float(tp / positives) if positives else math.nan
+        true_negatives = negatives - (predicted - tp)
+        out[f"specificity_{name}"] = float(true_negatives / negatives) if negatives else math.nan
+    return out
+
+
 def roc_auc_per_class(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """One-vs-rest ROC-AUC by class name; NaN where the split lacks positives or negatives.
 
@@ -90,7 +107,8 @@ def classification_metrics(
 ) -> dict[str, float]:
     """Accuracy, balanced accuracy, macro F1 and one-vs-rest ROC-AUC from class probabilities.
 
-    Keys: ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``auc_<class>`` for each class,
+    Keys: ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``recall_<class>`` and
+    ``specificity_<class>`` (:func:`recall_and_specificity`), ``auc_<class>`` for each class,
     ``auc_macro`` (mean over the classes whose AUC is defined; a class absent from
     ``y_true`` gets NaN) and ``loss`` when given. Rows of ``proba`` with a NaN (a diverged
     model) count as uniform.
@@ -102,6 +120,7 @@ def classification_metrics(
         "balanced_accuracy": balanced_accuracy(y_true, y_pred),
         "macro_f1": macro_f1(y_true, y_pred),
     }
+    out.update(recall_and_specificity(y_true, y_pred))
     aucs = roc_auc_per_class(y_true, proba)
     out.update({f"auc_{name}": auc for name, auc in aucs.items()})
     out["auc_macro"] = roc_auc_macro(aucs)

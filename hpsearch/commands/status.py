@@ -30,18 +30,8 @@ def run(args: argparse.Namespace) -> int:
     import optuna
 
     from hpsearch.storage import open_storage, redact, resolve_storage_url
-    from hpsearch.study.race import stored_race
-    from hpsearch.study.ranking import confirmed_ranking, format_ranking
-    from hpsearch.study.record import StudyRecord
-    from hpsearch.study.stopping import STOP_ATTR
     from hpsearch.study.stored import load_existing
-    from hpsearch.study.summary import (
-        expected_best_summary,
-        format_expected_best,
-        format_trials_table,
-        study_status,
-        trial_record,
-    )
+    from hpsearch.study.summary import trial_record
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = resolve_storage_url(args.storage)
@@ -56,31 +46,67 @@ def run(args: argparse.Namespace) -> int:
     out = []
     for name in names:
         study = load_existing(name, storage)
-        record = StudyRecord.read(study)
-        status = study_status(study, record.n_slots if record else None)
-        status["metric"] = record.metric if record else None
-        status["scale"] = record.scale if record else None
-        status["synthetic"] = record.data.synthetic if record else None
-        status["stopped"] = study.user_attrs.get(STOP_ATTR)
-        ranking = confirmed_ranking(study)
-        status["ranking"] = ranking.to_dict() if ranking else None
-        status["expected_best"] = expected_best_summary(study, ranking)
-        status["race"] = stored_race(study)
+        status, ranking = _collect(study)
         if args.json:
             status["trials"] = [trial_record(t) for t in study.get_trials(deepcopy=False)]
             out.append(status)
-            continue
-        _print_status(status, study, format_trials_table)
-        if status["stopped"]:
-            print(f"  {status['stopped']} (hpsearch run --n-trials N starts more on purpose)")
-        line = format_expected_best(status["expected_best"])
-        if line is not None:
-            print(line)
-        if ranking is not None:
-            print(format_ranking(ranking, status.get("metric") or "value"))
+        else:
+            _print_all(status, study, ranking)
     if args.json:
         print(json.dumps(out if len(out) != 1 else out[0], indent=2, default=str))
     return 0
+
+
+def _collect(study: optuna.Study) -> tuple[dict[str, Any], Any]:
+    """Everything ``status`` says of one study (its ``--json`` object), and its confirmed
+    ranking (None without one)."""
+    from hpsearch.study.race import stored_race
+    from hpsearch.study.ranking import confirmed_ranking
+    from hpsearch.study.record import StudyRecord
+    from hpsearch.study.stopping import STOP_ATTR
+    from hpsearch.study.summary import (
+        cost_summary,
+        expected_best_summary,
+        feasibility,
+        study_status,
+    )
+
+    record = StudyRecord.read(study)
+    status = study_status(study, record.n_slots if record else None)
+    status["metric"] = record.metric if record else None
+    status["scale"] = record.scale if record else None
+    status["synthetic"] = record.data.synthetic if record else None
+    status["stopped"] = study.user_attrs.get(STOP_ATTR)
+    ranking = confirmed_ranking(study)
+    status["ranking"] = ranking.to_dict() if ranking else None
+    status["expected_best"] = expected_best_summary(study, ranking)
+    status["race"] = stored_race(study)
+    status["constraints"] = feasibility(study, record)
+    status["cost"] = cost_summary(study)
+    return status, ranking
+
+
+def _print_all(status: dict[str, Any], study: optuna.Study, ranking: Any) -> None:
+    from hpsearch.study.ranking import format_ranking
+    from hpsearch.study.summary import (
+        format_cost_summary,
+        format_expected_best,
+        format_feasibility,
+        format_trials_table,
+    )
+
+    _print_status(status, study, format_trials_table)
+    if status["stopped"]:
+        print(f"  {status['stopped']} (hpsearch run --n-trials N starts more on purpose)")
+    for line in [
+        format_feasibility(status["constraints"]),
+        *format_cost_summary(status["cost"]),
+        format_expected_best(status["expected_best"]),
+    ]:
+        if line is not None:
+            print(line)
+    if ranking is not None:
+        print(format_ranking(ranking, status.get("metric") or "value"))
 
 
 def _print_status(

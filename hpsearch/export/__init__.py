@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from hpsearch.export.choose import (
     best_summary,
@@ -33,11 +34,14 @@ from hpsearch.export.choose import (
     selection_statement,
 )
 from hpsearch.export.compare import evaluate_runner_up, write_uncertainty
-from hpsearch.export.evaluate import evaluate
+from hpsearch.export.constraints import check_on_split
+from hpsearch.export.evaluate import Evaluation, evaluate
 from hpsearch.export.render import render
 from hpsearch.export.weights import checkpoint_weights, retrained_weights
 from hpsearch.export.write import confirmation, read_evidence, write_metrics, write_model
 from hpsearch.paths import Workdir
+from hpsearch.trials.constraints import format_checks
+from hpsearch.trials.record import TrialRecord
 from trainer.config import DataConfig
 from trainer.data import Data
 
@@ -95,8 +99,11 @@ def export_best(
     onnx = write_model(out_dir, weights, evaluation, selected, synthetic=bool(data.synthetic))
     selection = selection_statement(study, trial)
     log(selection)
+    checks = constraint_checks(study, trial, evaluation, n_resamples)
+    for line in format_checks(checks):
+        log(f"constraint: {line}")
     write_metrics(
-        out_dir, evaluation, weights, selected, onnx, data, selection, confirmation(study)
+        out_dir, evaluation, weights, selected, onnx, data, selection, confirmation(study), checks
     )
     write_uncertainty(out_dir, runner_up, n_resamples, log)
     # The report and the card read the files just written, nothing else.
@@ -104,6 +111,27 @@ def export_best(
     png = render(out_dir, study, frame, metrics, pngs=pngs)
     files = tuple(sorted(p for p in out_dir.iterdir() if p.is_file()))
     return ExportResult(out_dir, metrics, png.message(), files)
+
+
+def constraint_checks(
+    study: optuna.Study, trial: FrozenTrial, evaluation: Evaluation, n_resamples: int | None
+) -> list[dict[str, Any]]:
+    """The study's constraints measured on the evaluated split ([] for a study without)."""
+    from hpsearch.study.record import StudyRecord
+    from hpsearch.trials.constraints import from_record, measures
+    from hpsearch.trials.cost import trial_cost
+
+    record = StudyRecord.read(study)
+    constraints = from_record(record.constraints) if record is not None else ()
+    if not constraints:
+        return []
+    cost = trial_cost(trial)
+    trained = measures(TrialRecord.read(trial).result, cost.to_attr() if cost else None)
+    y_true = evaluation.labels.numpy()
+    resamples = n_resamples if n_resamples is not None else 1000
+    return check_on_split(
+        constraints, evaluation.split, y_true, evaluation.proba, trained, resamples
+    )
 
 
 def _load(config: DataConfig) -> Data:

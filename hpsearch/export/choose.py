@@ -20,7 +20,14 @@ from hpsearch.storage.optuna_api import study_storage
 from hpsearch.study.confirm import confirm_study_name
 from hpsearch.study.ranking import confirmed_ranking
 from hpsearch.study.record import ATTR, SPLIT_SETTINGS, StudyRecord
-from hpsearch.trials import best_search_trial, search_trials, trial_value
+from hpsearch.trials import (
+    best_search_trial,
+    is_feasible,
+    no_best_reason,
+    search_trials,
+    trial_value,
+)
+from hpsearch.trials.constraints import from_record
 from hpsearch.trials.record import TrialRecord, is_confirmation_run
 from trainer.config import DataConfig
 from trainer.errors import UserError
@@ -56,11 +63,7 @@ def best_complete_trial(study: optuna.Study) -> FrozenTrial:
     """The study's best complete trial; a UserError when there is none yet."""
     best = best_search_trial(study)
     if best is None:
-        states = sorted({t.state.name.lower() for t in search_trials(study)})
-        raise UserError(
-            f"study {study.study_name!r} has no complete trial yet "
-            f"(trial states: {', '.join(states) or 'no trials'})"
-        )
+        raise UserError(f"study {study.study_name!r} has {no_best_reason(study)}")
     return best
 
 
@@ -112,6 +115,25 @@ def trial_label(trial: FrozenTrial, study: optuna.Study) -> str:
 
 def selection_statement(study: optuna.Study, trial: FrozenTrial) -> str:
     """How the exported trial was chosen, in one sentence (confirmed or not)."""
+    return _confirmed_or_not(study, trial) + feasibility_note(study)
+
+
+def feasibility_note(study: optuna.Study) -> str:
+    """What the study's constraints left to choose from ('' for a study without)."""
+    record = StudyRecord.read(study)
+    constraints = from_record(record.constraints) if record is not None else ()
+    if not constraints:
+        return ""
+    complete = search_trials(study, (TrialState.COMPLETE,))
+    feasible = sum(is_feasible(t) for t in complete)
+    rules = "; ".join(c.describe() for c in constraints)
+    return (
+        f"; chosen among the feasible trials only: {feasible} of {len(complete)} complete "
+        f"trials keep {rules} (validation split)"
+    )
+
+
+def _confirmed_or_not(study: optuna.Study, trial: FrozenTrial) -> str:
     ranking = confirmed_ranking(study)
     if ranking is None or not ranking.has_intervals or not is_confirmation_run(trial):
         return (

@@ -91,10 +91,12 @@ def write_metrics(
     data: Data,
     selection: str = "",
     confirmation: dict[str, Any] | None = None,
+    constraints: list[dict[str, Any]] | None = None,
 ) -> None:
     """Write ``predictions.csv``, then ``metrics.json`` computed from it as read back;
     ``selection`` says how the trial was chosen (confirmed or not), ``confirmation``
-    holds the race and the expected-best read-out (:func:`confirmation`)."""
+    holds the race and the expected-best read-out (:func:`confirmation`), ``constraints``
+    the study's constraints checked on the evaluated split."""
     from reports.final import (
         compute_metrics,
         predictions_frame,
@@ -110,6 +112,7 @@ def write_metrics(
     metrics["notes"] = list(evaluation.notes)
     metrics["selection"] = selection
     metrics["confirmation"] = confirmation or {}
+    metrics["constraints"] = constraints or []
     metrics["selection_split"] = "validation"
     metrics["onnx"] = dataclasses.asdict(onnx)
     metrics["model"] = {

@@ -121,7 +121,9 @@ class Search(RunKind):
 
     def describe(self) -> str:
         spec = self.spec
-        return f"{spec.sampler}, pruner {spec.pruner.kind}, {self.scale} scale"
+        rules = "; ".join(c.describe() for c in spec.constraints)
+        constrained = f", constraints {rules} (validation)" if rules else ""
+        return f"{spec.sampler}, pruner {spec.pruner.kind}, {self.scale} scale{constrained}"
 
     def slots_note(self) -> str:
         return self.spec.grid_skipped(self.scale)

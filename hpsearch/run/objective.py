@@ -28,6 +28,8 @@ from hpsearch.run.signals import stop_requested
 from hpsearch.storage.optuna_api import trial_id
 from hpsearch.storage.resilience import recurring_error
 from hpsearch.study.space import suggest
+from hpsearch.trials.constraints import measures, violations
+from hpsearch.trials.cost import COST, CostMeter
 from hpsearch.trials.record import (
     ERROR,
     INTERRUPTED,
@@ -146,6 +148,9 @@ class TrialObjective:
         self.report = TrialReport(slot=claim.slot)
         self.pruned = False
         self.tracker: TrialTracker | None = None
+        self.meter = CostMeter(placement.device)
+        self.epochs_trained = 0
+        """Epochs this trial trained itself (resumed ones apart): what it paid for."""
 
     def __call__(self, trial: optuna.Trial) -> float:
         try:
@@ -172,11 +177,13 @@ class TrialObjective:
     def _interrupted(self, trial: optuna.Trial) -> None:
         self.report.outcome = TrialOutcome.INTERRUPTED
         trial.set_user_attr(INTERRUPTED, True)
+        trial.set_user_attr(COST, self.meter.read(self.epochs_trained).to_attr())
         self._finish_tracker("interrupted", {})
 
     def config_from_trial(self, trial: optuna.Trial) -> TrainConfig:
         """Bind the trial to its slot, ask it for the parameters, build the config."""
         slot = self.claim.slot
+        self.meter = CostMeter(self.placement.device)  # the trial's cost counts from here
         self.report.trial_id = trial_id(trial)
         if not self.board.bind_trial(self.claim, self.report.trial_id):
             raise RuntimeError(f"slot {slot} was taken over by another worker")
@@ -215,6 +222,7 @@ class TrialObjective:
             value = row.get(metric, math.nan)
             trial.report(value, epoch)
             reported.add(epoch)
+            self.epochs_trained += 1
             if self.tracker is not None:
                 self.tracker.log_epoch(row, epoch)
             report = self.report
@@ -234,6 +242,7 @@ class TrialObjective:
             self.report.error = err
             self.report.outcome = TrialOutcome.of_error(err)
             trial.set_user_attr(ERROR, error_reason(err)[:500])
+            trial.set_user_attr(COST, self.meter.read(self.epochs_trained).to_attr())
             self._finish_tracker("failed", {})
             raise
         # Epochs trained by an earlier attempt of this slot (resumed from its checkpoint)
@@ -259,7 +268,10 @@ class TrialObjective:
         """Write the result to the trial (and wandb); attach the best checkpoint."""
         value = float(result.best_metrics.get(self.kind.metric, math.nan))
         attrs = result_attrs(result, resumed=self.claim.resumed)
+        cost = self.meter.read(self.epochs_trained, getattr(result, "peak_memory_mb", None))
+        attrs[COST] = cost.to_attr()
         trial.set_user_attr(RESULT, attrs)  # one storage write for all of it
+        self._constrain(trial, attrs)
         report = self.report
         report.value, report.best_epoch = value, result.best_epoch
         report.epochs_run = result.epochs_run
@@ -269,6 +281,13 @@ class TrialObjective:
             self._attach(trial, result.best_checkpoint)
         report.outcome = outcome
         return value
+
+    def _constrain(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+        """Each of the study's constraints, measured on this trial, as Optuna's constraint
+        value (<= 0: kept), where its samplers, plots and the dashboard read it."""
+        values = measures(attrs, attrs.get(COST))
+        for name, violation in violations(self.kind.spec.constraints, values).items():
+            trial.set_constraint(name, violation)
 
     def _start_tracker(
         self, trial: optuna.Trial, config: TrainConfig, params: dict[str, Any]
@@ -331,6 +350,9 @@ def result_attrs(result: Any, *, resumed: bool) -> dict[str, Any]:
         "peak_memory_mb": round(result.peak_memory_mb, 1),
         "checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
         "resumed": resumed,
+        # Set when the batch did not fit the device and was trained in micro-batches with
+        # gradient accumulation at the same effective batch (trainer.memory).
+        "memory_fallback": getattr(result, "memory_fallback", None),
     }
     attrs.update({k: _finite(v) for k, v in result.best_metrics.items() if k != "epoch"})
     return attrs

@@ -314,7 +314,8 @@ def trials_table(study: Any) -> tuple[list[str], list[list[Any]]]:
 def _study_summary(study: Any) -> dict[str, Any]:
     from optuna.trial import TrialState
 
-    from hpsearch.trials import best_search_trial, search_trials
+    from hpsearch.trials import best_search_trial, is_feasible, search_trials
+    from hpsearch.trials.cost import study_cost
 
     trials = search_trials(study)
     counts = {s.name.lower(): 0 for s in TrialState}
@@ -327,6 +328,17 @@ def _study_summary(study: Any) -> dict[str, Any]:
         summary.update(
             {"best/number": best.number, "best/value": best.value, **_clean(best.params)}
         )
+    cost = study_cost(trials)
+    summary.update(
+        {
+            "cost/device_seconds": cost.device_seconds,
+            "cost/unit": cost.unit_label,
+            "cost/epochs": cost.epochs,
+            "cost/pruning_saved_epochs": cost.epochs_saved,
+            "cost/pruning_saved_device_seconds": cost.device_seconds_saved,
+        }
+    )
+    summary["n_feasible"] = sum(is_feasible(t) for t in trials if t.state == TrialState.COMPLETE)
     return summary
 
 

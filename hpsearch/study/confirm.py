@@ -22,7 +22,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.trials import search_trials, trial_value
+from hpsearch.trials import is_feasible, no_best_reason, search_trials, trial_value
 from trainer.errors import UserError
 
 #: Suffix of the companion study that holds the confirmation runs.
@@ -57,7 +57,7 @@ def top_configurations(study: optuna.Study, top: int) -> list[FrozenTrial]:
     complete = search_trials(study, (TrialState.COMPLETE,))
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
     ranked = sorted(
-        (t for t in complete if t.value is not None and math.isfinite(t.value)),
+        (t for t in complete if t.value is not None and math.isfinite(t.value) and is_feasible(t)),
         key=lambda t: (trial_value(t), -t.number) if reverse else (-trial_value(t), -t.number),
         reverse=True,
     )
@@ -71,7 +71,9 @@ def top_configurations(study: optuna.Study, top: int) -> list[FrozenTrial]:
         if len(chosen) == top:
             break
     if not chosen:
-        raise UserError(f"study {study.study_name!r} has no complete trial to confirm yet")
+        raise UserError(
+            f"study {study.study_name!r} has nothing to confirm: {no_best_reason(study)}"
+        )
     return chosen
 
 

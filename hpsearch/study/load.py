@@ -28,6 +28,7 @@ from hpsearch.study.schema import (
 )
 from hpsearch.study.space import parse_axis
 from hpsearch.study.spec import PrunerSpec, ScaleSpec, StudySpec
+from hpsearch.trials.constraints import from_table
 from trainer.config import SettingError, monitor_direction
 from trainer.config import check_seed as _seed_rule
 from trainer.errors import UserError
@@ -188,6 +189,7 @@ def _build(path: Path, file: Any) -> StudySpec:
         enqueue=tuple(file.enqueue),
         stop=file.stop,
         sampler_settings=settings,
+        constraints=from_table({k: b.model_dump() for k, b in file.constraints.items()}),
     )
 
 

@@ -316,13 +316,20 @@ def rank(trials: list[FrozenTrial], direction: str, metric: str | None = None) -
     return Ranking(direction=direction, configs=configs)
 
 
-def confirmed_ranking(study: optuna.Study) -> Ranking | None:
-    """The ranking from the study's companion ``<name>.confirm`` study, if it has runs."""
+def companion_study(study: optuna.Study) -> optuna.Study | None:
+    """The study's companion ``<name>.confirm`` study (its confirmation), if there is one."""
     try:
-        companion = optuna.load_study(
+        return optuna.load_study(
             study_name=confirm_study_name(study.study_name), storage=study_storage(study)
         )
     except KeyError:
+        return None
+
+
+def confirmed_ranking(study: optuna.Study) -> Ranking | None:
+    """The ranking from the study's companion ``<name>.confirm`` study, if it has runs."""
+    companion = companion_study(study)
+    if companion is None:
         return None
     record = StudyRecord.read(study)
     metric = record.metric if record is not None else None

@@ -91,6 +91,8 @@ class StudyRecord:
     workdir: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Values given with ``--set`` when the study was created."""
+    constraints: dict[str, dict[str, float]] = field(default_factory=dict)
+    """``[constraints]``: each measure's bounds (``{"recall.covid": {"min": 0.9}}``)."""
     confirm: dict[str, Any] | None = None
     """For a ``<name>.confirm`` study: the search it confirms, ``top``, ``seeds`` and
     each slot's run (params, seed, source trial)."""
@@ -113,6 +115,7 @@ class StudyRecord:
         "seed",
         "pruner",
         "pruner_settings",
+        "constraints",
         "confirm",
     )
 

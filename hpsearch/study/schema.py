@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from hpsearch.study.samplers import PRUNERS, SAMPLERS, STRICT
+from trainer.classes import CLASS_NAMES
 from trainer.config import (
     MONITORS,
     DataConfig,
@@ -46,6 +47,31 @@ DATA_KEYS = ("image_size", "val_fraction", "test_fraction", "split_seed")
 DATA_TYPES = {key: typing.get_type_hints(DataConfig)[key] for key in DATA_KEYS}
 DEMO_TYPES = {f"demo_{k}": t for k, t in typing.get_type_hints(DemoConfig).items()}
 """``demo_images``, ``demo_size``, ``demo_seed``: the fields of :class:`DemoConfig`."""
+
+
+COST_MEASURES = ("device_seconds", "peak_memory_mb")
+PER_CLASS = ("recall", "specificity", "auc")
+#: Every metric name the trainer records at an epoch (``val_*``).
+RECORDED_METRICS = (
+    *MONITORS,
+    *(f"val_{kind}_{name}" for kind in PER_CLASS for name in CLASS_NAMES),
+)
+
+
+def known_measure(name: str) -> str | None:
+    """Why ``name`` is not a measure a constraint can bound (None: it is one)."""
+    kind, dot, rest = name.partition(".")
+    if dot:
+        if kind not in ("recall", "specificity") or rest not in CLASS_NAMES:
+            classes = ", ".join(CLASS_NAMES)
+            return f"expected recall.CLASS or specificity.CLASS with CLASS one of {classes}"
+        return None
+    if name in COST_MEASURES or name in RECORDED_METRICS:
+        return None
+    return (
+        "not a measure (recall.CLASS, specificity.CLASS, device_seconds, peak_memory_mb "
+        "or a recorded metric such as val_accuracy or val_auc_covid)"
+    )
 
 
 def rule(key: str, why: str) -> PydanticCustomError:
@@ -127,6 +153,22 @@ class StudyTable(BaseModel):
 
     scales: list[str] = Field(default=list(DEFAULT_SCALES), min_length=1)
     """Names of the scales; a ``[scale.X]`` of another name is refused (a typo, most likely)."""
+
+
+class Bound(BaseModel):
+    """One entry of ``[constraints]``: ``{ min = X }``, ``{ max = Y }`` or both."""
+
+    model_config = STRICT
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> Bound:
+        if self.min is None and self.max is None:
+            raise PydanticCustomError("bound", "expected { min = X }, { max = Y } or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise PydanticCustomError("bound", "min is above max: no trial could keep it")
+        return self
 
 
 class PrunerSettings(BaseModel):
@@ -217,6 +259,7 @@ class _StudyFileBase(BaseModel):
     scale: dict[str, ScaleTable] = {}
     enqueue: list[dict[str, Any]] = []
     stop: StopSettings | None = None
+    constraints: dict[str, Bound] = {}
 
     def sampler_settings(self, name: str) -> BaseModel | None:
         """The section of sampler ``name``'s own settings (``[tpe]``), None if absent."""
@@ -229,6 +272,10 @@ class _StudyFileBase(BaseModel):
         _check_sections(self)
         _check_pruner(self)
         _check_space_names(self)
+        for name in self.constraints:
+            why = known_measure(name)
+            if why is not None:
+                raise rule(f"constraints.{name}", why)
         for name, table in self.scale.items():
             _check_scale(self, name, table)
         return self

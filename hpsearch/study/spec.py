@@ -21,6 +21,7 @@ from hpsearch.study.samplers import SAMPLERS, build_pruner
 from hpsearch.study.schema import StopSettings
 from hpsearch.study.space import Param
 from hpsearch.trials.applicable import IGNORED_NOTE
+from hpsearch.trials.constraints import Constraint
 from trainer.config import DemoConfig
 from trainer.errors import UserError
 
@@ -82,6 +83,8 @@ class StudySpec:
     :meth:`grid_indices`): how studies made before such points were skipped go on."""
     demo: DemoConfig | None = None
     """The synthetic dataset of the ``demo`` scale (filled in when the file is loaded)."""
+    constraints: tuple[Constraint, ...] = ()
+    """``[constraints]``: bounds a trial must keep to be feasible (validation split)."""
 
     @property
     def scale_names(self) -> tuple[str, ...]:

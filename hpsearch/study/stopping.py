@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpsearch.study.spec import StudySpec
-from hpsearch.trials import search_trials
+from hpsearch.trials import is_feasible, search_trials
 
 #: Study user attribute holding the reason a study stopped early.
 STOP_ATTR = "hpsearch_stopped"
@@ -76,7 +76,9 @@ def finished_values(study: optuna.Study) -> list[float | None]:
     """Values of the finished trials in the order they finished (pruned: None)."""
     finished = search_trials(study, (TrialState.COMPLETE, TrialState.PRUNED))
     finished.sort(key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number))
-    return [t.value if t.state == TrialState.COMPLETE else None for t in finished]
+    return [
+        t.value if t.state == TrialState.COMPLETE and is_feasible(t) else None for t in finished
+    ]
 
 
 def check_stop(study: optuna.Study, spec: StudySpec, n_val: int) -> str | None:

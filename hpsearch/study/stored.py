@@ -65,6 +65,7 @@ def build_record(spec: StudySpec, scale: str, data: DataRecord, workdir: str) ->
         grid_order=spec.grid_order(scale) if spec.is_grid else None,
         overrides=dict(spec.overrides),
         seed=spec.seed,
+        constraints={c.name: c.to_dict() for c in spec.constraints},
     )
 
 

@@ -10,8 +10,19 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.trials import best_search_trial, search_trials, trial_rows, trial_seconds
+from hpsearch.study.ranking import companion_study
+from hpsearch.study.record import StudyRecord
+from hpsearch.trials import (
+    best_search_trial,
+    is_feasible,
+    no_best_reason,
+    search_trials,
+    trial_rows,
+    trial_seconds,
+)
 from hpsearch.trials.applicable import IGNORED_BY_OPTIMIZER, applies
+from hpsearch.trials.constraints import broken, from_record
+from hpsearch.trials.cost import StudyCost, format_cost, study_cost
 from hpsearch.trials.expected_best import expected_best
 from hpsearch.trials.record import START, TrialRecord
 from hpsearch.trials.rows import shown_state
@@ -76,6 +87,54 @@ def study_status(study: optuna.Study, n_slots: int | None = None) -> dict[str, A
         "best": trial_record(best) if best else None,
         "checked_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def cost_summary(study: optuna.Study) -> dict[str, Any]:
+    """What the search cost and what pruning saved (:mod:`hpsearch.trials.cost`), and
+    what its confirmation (``<name>.confirm``) cost, None without one."""
+    companion = companion_study(study)
+    confirmation = study_cost(companion.get_trials(deepcopy=False)) if companion else None
+    return {
+        "search": study_cost(search_trials(study)).to_dict(),
+        "confirmation": confirmation.to_dict() if confirmation and confirmation.trials else None,
+    }
+
+
+def format_cost_summary(summary: dict[str, Any]) -> list[str]:
+    """The cost lines of ``status`` and the report."""
+    lines = format_cost(StudyCost.from_dict(summary["search"]), "search")
+    if summary.get("confirmation"):
+        lines += format_cost(StudyCost.from_dict(summary["confirmation"]), "confirmation")
+    return lines
+
+
+def feasibility(study: optuna.Study, record: StudyRecord | None) -> dict[str, Any] | None:
+    """The study's ``[constraints]`` and which complete trials keep them (validation
+    split, at each trial's selected epoch); None for a study without constraints."""
+    constraints = from_record(record.constraints) if record is not None else ()
+    if not constraints:
+        return None
+    complete = search_trials(study, (TrialState.COMPLETE,))
+    return {
+        "constraints": [c.describe() for c in constraints],
+        "feasible": [t.number for t in complete if is_feasible(t)],
+        "infeasible": {t.number: broken(t) for t in complete if not is_feasible(t)},
+    }
+
+
+def format_feasibility(summary: dict[str, Any] | None) -> str | None:
+    """One line: the constraints and the complete trials that keep them."""
+    if summary is None:
+        return None
+    rules = "; ".join(summary["constraints"])
+    feasible, infeasible = summary["feasible"], summary["infeasible"]
+    total = len(feasible) + len(infeasible)
+    if total and not feasible:
+        return f"  constraints ({rules}, validation): no feasible trial among {total} complete"
+    listed = ", ".join(map(str, feasible[:12])) + (" ..." if len(feasible) > 12 else "")
+    which = f" (trials {listed})" if feasible else ""
+    count = f"{len(feasible)} of {total} complete trials feasible"
+    return f"  constraints ({rules}, validation): {count}{which}"
 
 
 def expected_best_summary(study: optuna.Study, ranking: Ranking | None) -> dict[str, Any] | None:
@@ -166,12 +225,19 @@ def _short(value: Any, digits: int = 4) -> str:
 def print_summary(study: optuna.Study, metric: str, name: str) -> None:
     """The end-of-run table and the best trial."""
     print(format_trials_table(study, metric))
+    for line in [
+        format_feasibility(feasibility(study, StudyRecord.read(study))),
+        *format_cost_summary(cost_summary(study)),
+    ]:
+        if line is not None:
+            print(line)
     best = best_trial(study)
     if best is None:
-        print(f"study {name!r}: no completed trial yet")
+        print(f"study {name!r}: {no_best_reason(study)}")
         return
     params = ", ".join(f"{k}={v}" for k, v in best.params.items())
+    feasible = " feasible" if feasibility(study, StudyRecord.read(study)) else ""
     print(
-        f"best trial of {name!r}: #{best.number} {metric}={best.value:.4f} "
+        f"best{feasible} trial of {name!r}: #{best.number} {metric}={best.value:.4f} "
         f"(validation, epoch {TrialRecord.read(best).best_epoch}) with {params}"
     )

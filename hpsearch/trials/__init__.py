@@ -6,10 +6,12 @@ the report, the stop rule and the confirmation read them through it.
 """
 
 from hpsearch.trials.applicable import IGNORED_BY_OPTIMIZER, IGNORED_NOTE, applicable, applies
+from hpsearch.trials.constraints import is_feasible
 from hpsearch.trials.record import TrialRecord, is_confirmation_run, is_copied
 from hpsearch.trials.rows import COPIED_STATE, TrialRows, trial_rows
 from hpsearch.trials.selection import (
     best_search_trial,
+    no_best_reason,
     search_trials,
     trial_seconds,
     trial_value,
@@ -26,6 +28,8 @@ __all__ = [
     "best_search_trial",
     "is_confirmation_run",
     "is_copied",
+    "is_feasible",
+    "no_best_reason",
     "search_trials",
     "trial_rows",
     "trial_seconds",

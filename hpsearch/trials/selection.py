@@ -12,6 +12,7 @@ import math
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch.trials.constraints import broken, is_feasible
 from hpsearch.trials.record import TrialRecord, is_copied
 
 
@@ -32,17 +33,32 @@ def trial_value(t: FrozenTrial) -> float:
 
 
 def best_search_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best complete trial the study ran (copied trials apart); None without one.
-    Ties go to the earlier trial, as Optuna's ``best_trial`` does."""
+    """The best complete and feasible trial the study ran (copied trials apart; a trial
+    that breaks a ``[constraints]`` bound is not a candidate); None without one. Ties go
+    to the earlier trial, as Optuna's ``best_trial`` does."""
     complete = [
         t
         for t in search_trials(study, (TrialState.COMPLETE,))
-        if t.value is not None and math.isfinite(t.value)
+        if t.value is not None and math.isfinite(t.value) and is_feasible(t)
     ]
     if not complete:
         return None
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
     return min(complete, key=lambda t: (sign * trial_value(t), t.number))
+
+
+def no_best_reason(study: optuna.Study) -> str:
+    """Why the study has no best trial, in a few words (for a one-line refusal)."""
+    complete = search_trials(study, (TrialState.COMPLETE,))
+    infeasible = [t for t in complete if not is_feasible(t)]
+    if complete and len(infeasible) == len(complete):
+        names = sorted({name for t in infeasible for name in broken(t)})
+        return (
+            f"no feasible trial: each of its {len(complete)} complete trials breaks a "
+            f"constraint ({', '.join(names)})"
+        )
+    states = sorted({t.state.name.lower() for t in search_trials(study)})
+    return f"no complete trial yet (trial states: {', '.join(states) or 'no trials'})"
 
 
 def trial_seconds(t: FrozenTrial) -> float | None:

@@ -53,19 +53,21 @@ def make_slot(
     settings: str = "",
     emit: Any = lambda event: None,
     text: str | None = None,
+    url: str | None = None,
+    name: str = "s",
 ) -> tuple[Worker, Any]:
     """A study of two grid points (or the study file ``text``), a worker on it, and the
     slot it claimed."""
     study_file = tmp_path / "s.toml"
     study_file.write_text(text or STUDY.format(pruner=pruner, pruner_settings=settings))
     spec = load_study_file(study_file)
-    url = f"sqlite:///{tmp_path / 'study.db'}"
+    url = url or f"sqlite:///{tmp_path / 'study.db'}"
     optuna.create_study(
-        study_name="s", storage=open_storage(url), pruner=spec.build_pruner("full"),
-        direction="maximize",
+        study_name=name, storage=open_storage(url), pruner=spec.build_pruner("full"),
+        direction=spec.direction,
     )  # fmt: skip
     ctx = WorkerContext(
-        access=StudyAccess(url, "s"),
+        access=StudyAccess(url, name),
         placement=Placement(index=0),
         kind=Search(spec, "full"),
         data=DataConfig(root=tmp_path, image_size=32),
