@@ -120,9 +120,11 @@ class Workdir:
     def wandb(self) -> Path:
         return self.root / "wandb"
 
-    def trial_dir(self, study: str, slot: int) -> Path:
-        """Checkpoints of one search point; a retried trial resumes from here."""
-        return self.artifact_root / "studies" / safe_name(study) / f"slot-{slot:05d}"
+    def trial_dir(self, study: str, slot: int, uid: str = "") -> Path:
+        """Checkpoints of one search point; a retried trial resumes from here. ``uid``:
+        the study's own id (its record's), so that only this study's trials resume them."""
+        folder = self.artifact_root / "studies" / safe_name(study)
+        return (folder / safe_name(uid) if uid else folder) / f"slot-{slot:05d}"
 
     def make(self) -> Workdir:
         try:

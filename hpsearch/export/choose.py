@@ -180,6 +180,13 @@ def checkpoint_path(trial: FrozenTrial, study_name: str, workdir: Workdir) -> Pa
     recorded = record.checkpoint
     if recorded and Path(recorded).is_file():
         return Path(recorded)
+    if recorded and "studies" in Path(recorded).parts:
+        # The same place under the moved workdir (its study's own id folder included).
+        parts = Path(recorded).parts
+        tail = parts[len(parts) - 1 - parts[::-1].index("studies") :]
+        moved = workdir.artifact_root.joinpath(*tail)
+        if moved.is_file():
+            return moved
     slot = record.slot
     if is_confirmation_run(trial):
         study_name = confirm_study_name(study_name)

@@ -28,6 +28,7 @@ from hpsearch.storage.resilience import (
     recurring_error,
     wait_for_storage,
 )
+from hpsearch.study.record import StudyRecord
 from trainer.errors import UserError
 
 #: Seconds a stopping worker waits for an unreachable storage before it gives up.
@@ -80,6 +81,9 @@ class Worker:
             study_name=access.study_name, storage=self.storage, pruner=ctx.kind.pruner()
         )
         self.board = SlotBoard(self.study, self.storage, ctx.kind.n_slots, worker=self.index)
+        record = StudyRecord.read(self.study)
+        self.checkpoint_uid = record.uid if record is not None else ""
+        """The study's id: the folder of its checkpoints (see :attr:`StudyRecord.uid`)."""
         # On a GPU the uint8 splits are filled straight into device memory. The held-out
         # test split stays on disk: no trial may see it, and the search holds less memory.
         device = "cuda" if ctx.placement.device == "cuda" else None
@@ -201,7 +205,7 @@ def run_claim(worker: Worker, claim: Claim) -> TrialOutcome:
         choose_precision=ctx.trainer.choose_precision,
         image_size=ctx.data.image_size,
         precision_cache=ctx.workdir.precision_probe,
-        checkpoints=ctx.workdir.trial_dir(ctx.access.study_name, claim.slot),
+        checkpoints=ctx.workdir.trial_dir(ctx.access.study_name, claim.slot, worker.checkpoint_uid),
         artifacts=ctx.workdir.artifacts,
         tracking=worker.tracking,
         emit=worker.emit,

@@ -91,6 +91,11 @@ class StudyRecord:
     workdir: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Values given with ``--set`` when the study was created."""
+    uid: str = ""
+    """A random id given when the study is made; its checkpoints live under it, so a study
+    deleted and made again under the same name, or one of that name in another storage
+    sharing the workdir, never resumes (or overwrites) another's checkpoints. Empty for
+    studies made before it existed (their checkpoints stay where they were)."""
     constraints: dict[str, dict[str, float]] = field(default_factory=dict)
     """``[constraints]``: each measure's bounds (``{"recall.covid": {"min": 0.9}}``)."""
     confirm: dict[str, Any] | None = None

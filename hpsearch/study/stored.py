@@ -4,6 +4,7 @@ same search."""
 from __future__ import annotations
 
 import time
+import uuid
 import warnings
 from dataclasses import replace
 from typing import Any
@@ -66,6 +67,7 @@ def build_record(spec: StudySpec, scale: str, data: DataRecord, workdir: str) ->
         overrides=dict(spec.overrides),
         seed=spec.seed,
         constraints={c.name: c.to_dict() for c in spec.constraints},
+        uid=uuid.uuid4().hex[:12],
     )
 
 

@@ -236,3 +236,30 @@ def test_status_json_lists_every_trial(tmp_path: Path, grid_file, study_name: st
     )
     text = run_cli(["status", "--storage", url], fake_env(tmp_path))
     assert study_name in text.stdout and "5/16 finished" in text.stdout
+
+
+def test_a_study_made_again_under_its_name_never_resumes_the_old_checkpoints(
+    tmp_path: Path, grid_file
+) -> None:
+    """The workdir keeps a deleted study's checkpoints; a new study of the same name (or
+    one of that name in another storage sharing the workdir) trains its own, from epoch 1,
+    and leaves the old ones as they were."""
+    work = tmp_path / "work"
+    study_path = grid_file(epochs=2)
+    for db in ("first.db", "second.db"):
+        url = f"sqlite:///{tmp_path / db}"
+        args = ["run", "--study", str(study_path), "--name", "same", "--storage", url,
+                "--data", str(tmp_path), "--workdir", str(work), "--wandb", "off"]  # fmt: skip
+        result = run_cli(args, fake_env(tmp_path))
+        assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / "epochs.log").read_text().splitlines()
+    # Both studies trained every epoch of every point themselves: nothing was resumed.
+    assert len(log) == 2 * GRID_SIZE * 2
+    folders = sorted(p.name for p in (work / "studies" / "same").iterdir())
+    assert len(folders) == 2
+    for db in ("first.db", "second.db"):
+        study = _load(f"sqlite:///{tmp_path / db}", "same")
+        assert not any(TrialRecord.read(t).resumed for t in study.trials)
+        uid = study.user_attrs["hpsearch"]["uid"]
+        assert uid in folders
+        assert all(f"/{uid}/slot-" in TrialRecord.read(t).checkpoint for t in study.trials)
