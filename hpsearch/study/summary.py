@@ -173,8 +173,12 @@ def format_trials_table(study: optuna.Study, metric: str) -> str:
     not use (momentum on an Adam trial) shows as ``-``.
     """
     table = trial_rows(study, user_attrs=True)
-    last = {t.number: _last_value(t) for t in study.get_trials(deepcopy=False)}
+    trials = study.get_trials(deepcopy=False)
+    last = {t.number: _last_value(t) for t in trials}
     header = ["#", "state", *table.params, metric, "best epoch", "epochs", "seconds"]
+    # With [constraints]: which trials keep them (the constraints each breaks).
+    kept = {t.number: _kept(t) for t in trials} if any(t.constraints for t in trials) else {}
+    header += ["feasible"] if kept else []
     rows, unused = [], set()
     for row in table.rows:
         params = {n: row[n] for n in table.params}
@@ -191,6 +195,7 @@ def format_trials_table(study: optuna.Study, metric: str) -> str:
                 _short(row["best_epoch"]),
                 _short(row["epochs_run"]),
                 _short(row["seconds"], 1),
+                *([kept[row["number"]]] if kept else []),
             ]
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -200,6 +205,14 @@ def format_trials_table(study: optuna.Study, metric: str) -> str:
     ]
     lines += [_unused_note(name) for name in sorted(unused)]
     return "\n".join(lines)
+
+
+def _kept(t: FrozenTrial) -> str:
+    """``yes``, ``no (names broken)``, or ``-`` for a trial not measured (yet)."""
+    if not t.constraints:
+        return "-"
+    names = broken(t)
+    return f"no ({', '.join(names)})" if names else "yes"
 
 
 def _last_value(t: FrozenTrial) -> float | None:
