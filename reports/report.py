@@ -199,9 +199,14 @@ def study_sections(
     info = study_info(study, settings)
     data = info["data"]
     figs = study_figures(study, settings, seed_sd)
+    objective = f"{info['metric']} on the validation split, {info['direction']}"
+    objectives = list((settings or {}).get("objectives") or [])
+    if len(objectives) > 1:
+        pairs = zip(objectives, info["direction"].split(", "), strict=False)
+        objective = ", ".join(f"{n} ({d})" for n, d in pairs) + ": a Pareto front, unpruned"
     summary = [
         ("study", info["study"]),
-        ("objective", f"{info['metric']} on the validation split, {info['direction']}"),
+        ("objective", objective),
         ("sampler", info["sampler"]),
         ("pruner", info["pruner"]),
         ("study file", info["spec_file"]),

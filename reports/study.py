@@ -26,7 +26,7 @@ def study_info(study: optuna.Study, settings: Mapping[str, Any] | None = None) -
     info: dict[str, Any] = {
         "study": study.study_name,
         "metric": attrs.get("metric", "objective"),
-        "direction": study.direction.name.lower(),
+        "direction": ", ".join(d.name.lower() for d in study.directions),
         "sampler": attrs.get("sampler"),
         "pruner": attrs.get("pruner"),
         "spec_file": attrs.get("spec_file"),

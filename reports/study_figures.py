@@ -59,6 +59,8 @@ class _Search:
     """Trial number -> state name."""
     seed_sd: float | None = None
     """Standard deviation over a confirmation's seeds of its leader, when there is one."""
+    objectives: tuple[str, ...] = ()
+    """A study of several objectives: their names (its figures are its Pareto front)."""
 
     @property
     def fixed_note(self) -> str | None:
@@ -76,7 +78,7 @@ def without_copied_trials(study: optuna.Study) -> optuna.Study:
     own = search_trials(study)
     if len(own) == len(trials):
         return study
-    view = optuna.create_study(study_name=study.study_name, direction=study.direction)
+    view = optuna.create_study(study_name=study.study_name, directions=study.directions)
     view.add_trials(own)
     return view
 
@@ -102,7 +104,17 @@ def _search(
         fixed=fixed,
         states={t.number: t.state.name for t in trials},
         seed_sd=seed_sd,
+        objectives=_objective_names(study, settings),
     )
+
+
+def _objective_names(study: optuna.Study, settings: Mapping[str, Any] | None) -> tuple[str, ...]:
+    if len(study.directions) < 2:
+        return ()
+    names = list((settings or {}).get("objectives") or [])
+    if len(names) != len(study.directions):
+        names = [f"objective {i}" for i in range(len(study.directions))]
+    return tuple(f"{n} (validation)" if n.startswith("val_") else n for n in names)
 
 
 def study_figures(
@@ -138,6 +150,12 @@ def _figure_plan(
     no_varying = None
     if search.n_complete and not search.varying:
         no_varying = "no parameter varies across the complete trials"
+    if search.objectives:
+        several = "a study of several objectives: see its Pareto front"
+        return [
+            ("pareto_front", pareto_figure, no_complete),
+            *((key, history_figure, several) for key in SINGLE_OBJECTIVE_FIGURES),
+        ]
     reported = any(t.intermediate_values for t in search.study.get_trials(deepcopy=False))
     return [
         ("optimization_history", history_figure, no_complete),
@@ -177,6 +195,29 @@ def _integer_axis(largest: float) -> dict[str, Any]:
     """Ticks on whole numbers only (no epoch 1.5), at most :data:`MAX_INTEGER_TICKS`."""
     step = max(1, math.ceil(largest / MAX_INTEGER_TICKS))
     return {"tickmode": "linear", "tick0": 0, "dtick": step, "tickformat": "d"}
+
+
+#: Figures of a study of one objective (each reads the one value of a trial).
+SINGLE_OBJECTIVE_FIGURES = (
+    "optimization_history",
+    "param_importances",
+    "parallel_coordinate",
+    "intermediate_values",
+    "slice",
+    "expected_best",
+)
+
+
+def pareto_figure(search: _Search) -> go.Figure:
+    """The trials of a study of several objectives, its Pareto front marked (infeasible
+    trials, where the study has constraints, apart)."""
+    constrained = any(t.constraints for t in search.study.get_trials(deepcopy=False))
+    fig = optuna.visualization.plot_pareto_front(
+        search.study,
+        target_names=list(search.objectives),
+        constraints_func=(lambda t: list(t.constraints.values())) if constrained else None,
+    )
+    return fit_figure(fig, _title(search, "Pareto front"), width=760, height=520)
 
 
 def history_figure(search: _Search) -> go.Figure:

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 EXAMPLES = """\
 examples:
   hpsearch best                              # the storage's only study
-  hpsearch best --study grid --export final/
   hpsearch best --study grid --export final/ --retrain
+  hpsearch best --study front --export final/ --trial 7   # a point of a Pareto front
 """
 
 
@@ -40,6 +40,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "study recorded (checked by content)",
     )
     parser.add_argument("--json", action="store_true", help="print the best trial as JSON")
+    parser.add_argument(
+        "--trial",
+        type=int,
+        metavar="N",
+        help="this search trial instead of the best (a point of a Pareto front, say)",
+    )
     parser.add_argument(
         "--export",
         metavar="DIR",
@@ -70,18 +76,16 @@ def run(args: argparse.Namespace) -> int:
     from hpsearch.storage import open_storage, resolve_storage_url
     from hpsearch.study.ranking import format_ranking
     from hpsearch.study.stored import load_existing, resolve_study_name
-    from trainer.errors import UserError
 
-    if args.retrain and not args.export:
-        raise UserError("--retrain needs --export DIR (it trains the model to export)")
-    if args.data and not args.export:
-        raise UserError("--data needs --export DIR (it is the data the export evaluates on)")
+    _check_flags(args)
     replaced = check_export_folder(Path(args.export), force=args.force) if args.export else []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(resolve_storage_url(args.storage), must_exist=True)
     study = load_existing(resolve_study_name(storage, args.study), storage)
     workdir = Workdir.resolve(args.workdir, args.artifacts)
-    summary = best_summary(study, workdir)
+    if args.trial is None and _front_only(study, args):
+        return 0
+    summary = best_summary(study, workdir, args.trial)
     ranking = _confirmation(study, summary)
     if args.export is None:
         if args.json:
@@ -104,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         data=_relocated_data(study, workdir, args.data),
         log=log,
+        chosen=args.trial,
     )
     if result.png_message:
         print(result.png_message, file=sys.stderr)
@@ -230,6 +235,36 @@ def _print_summary(s: dict[str, Any]) -> None:
         print(f"  {key:<28} {_fmt(value) if isinstance(value, float) else value}")
     state = "" if s["checkpoint_exists"] else "  (missing: use --export DIR --retrain)"
     print(f"  checkpoint: {s['checkpoint']}{state}")
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    from trainer.errors import UserError
+
+    if args.retrain and not args.export:
+        raise UserError("--retrain needs --export DIR (it trains the model to export)")
+    if args.data and not args.export:
+        raise UserError("--data needs --export DIR (it is the data the export evaluates on)")
+
+
+def _front_only(study: optuna.Study, args: argparse.Namespace) -> bool:
+    """A study of several objectives has a Pareto front, not one best: list it (True), or
+    refuse an export that names no point of it. False for a study of one objective."""
+    from hpsearch.study.record import StudyRecord
+    from hpsearch.study.summary import format_front, front_summary
+    from trainer.errors import UserError
+
+    front = front_summary(study, StudyRecord.read(study))
+    if front is None:
+        return False
+    if args.export:
+        raise UserError(
+            f"study {study.study_name!r} has several objectives: name the point of its "
+            "Pareto front to export with --trial N (`hpsearch best` without --export lists it)"
+        )
+    print(json.dumps(front, indent=2, default=str) if args.json else "\n".join(
+        [f"study {study.study_name}", *format_front(front)]
+    ))  # fmt: skip
+    return True
 
 
 def _confirmation(study: optuna.Study, summary: dict[str, Any]) -> Ranking | None:

@@ -68,6 +68,7 @@ def _collect(study: optuna.Study) -> tuple[dict[str, Any], Any]:
         cost_summary,
         expected_best_summary,
         feasibility,
+        front_summary,
         study_status,
     )
 
@@ -83,6 +84,7 @@ def _collect(study: optuna.Study) -> tuple[dict[str, Any], Any]:
     status["race"] = stored_race(study)
     status["constraints"] = feasibility(study, record)
     status["cost"] = cost_summary(study)
+    status["pareto"] = front_summary(study, record)
     return status, ranking
 
 
@@ -92,6 +94,7 @@ def _print_all(status: dict[str, Any], study: optuna.Study, ranking: Any) -> Non
         format_cost_summary,
         format_expected_best,
         format_feasibility,
+        format_front,
         format_trials_table,
     )
 
@@ -101,6 +104,7 @@ def _print_all(status: dict[str, Any], study: optuna.Study, ranking: Any) -> Non
     for line in [
         format_feasibility(status["constraints"]),
         *format_cost_summary(status["cost"]),
+        *format_front(status["pareto"]),
         format_expected_best(status["expected_best"]),
     ]:
         if line is not None:

@@ -70,16 +70,18 @@ def export_best(
     pngs: bool = True,
     log: Callable[[str], None] = print,
     n_resamples: int | None = None,
+    chosen: int | None = None,
 ) -> ExportResult:
     """Write the best trial's final model, its predictions, metrics, report and model card.
 
     ``data`` defaults to the study's data loaded through the workdir's cache;
     ``n_resamples`` is the number of bootstrap resamples of every interval
-    (default ``reports.uncertainty.N_RESAMPLES``).
+    (default ``reports.uncertainty.N_RESAMPLES``); ``chosen``: export search trial N
+    (``best --trial N``: a point of a Pareto front, say) instead of the best.
     """
     from trainer.training import resolve_device
 
-    trial, rival = choose_winner_and_runner_up(study)
+    trial, rival = choose_winner_and_runner_up(study, chosen)
     selected = selected_trial(study, trial)
     if data is None:
         data = _load(data_config(study, workdir))
@@ -97,7 +99,7 @@ def export_best(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx = write_model(out_dir, weights, evaluation, selected, synthetic=bool(data.synthetic))
-    selection = selection_statement(study, trial)
+    selection = selection_statement(study, trial, chosen is not None)
     log(selection)
     checks = constraint_checks(study, trial, evaluation, n_resamples)
     for line in format_checks(checks):

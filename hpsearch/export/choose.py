@@ -22,12 +22,15 @@ from hpsearch.study.ranking import confirmed_ranking
 from hpsearch.study.record import ATTR, SPLIT_SETTINGS, StudyRecord
 from hpsearch.trials import (
     best_search_trial,
+    first_value,
     is_feasible,
+    is_multi_objective,
     no_best_reason,
+    pareto_front,
     search_trials,
     trial_value,
 )
-from hpsearch.trials.constraints import from_record
+from hpsearch.trials.constraints import broken, from_record
 from hpsearch.trials.record import TrialRecord, is_confirmation_run
 from trainer.config import DataConfig
 from trainer.errors import UserError
@@ -67,8 +70,13 @@ def best_complete_trial(study: optuna.Study) -> FrozenTrial:
     return best
 
 
-def choose_winner_and_runner_up(study: optuna.Study) -> tuple[FrozenTrial, FrozenTrial | None]:
+def choose_winner_and_runner_up(
+    study: optuna.Study, chosen: int | None = None
+) -> tuple[FrozenTrial, FrozenTrial | None]:
     """The trial to export and the one to compare it with: the one place that chooses.
+
+    ``chosen`` (``best --trial N``): search trial N, a complete and feasible one (a
+    point of a Pareto front, say), with no runner-up.
 
     With a confirmed ranking (``hpsearch confirm``), the winner is the run of the best
     configuration whose value is closest to that configuration's mean over seeds, and
@@ -77,6 +85,8 @@ def choose_winner_and_runner_up(study: optuna.Study) -> tuple[FrozenTrial, Froze
     complete trial of another configuration; ties go to the earlier trial. The
     runner-up is None when there is no other configuration.
     """
+    if chosen is not None:
+        return chosen_trial(study, chosen), None
     confirmed = _confirmed_choice(study)
     if confirmed is not None:
         return confirmed
@@ -84,12 +94,25 @@ def choose_winner_and_runner_up(study: optuna.Study) -> tuple[FrozenTrial, Froze
     others = [
         t
         for t in search_trials(study, (TrialState.COMPLETE,))
-        if t.params != winner.params and t.value is not None
+        if t.params != winner.params and t.value is not None and is_feasible(t)
     ]
     if not others:
         return winner, None
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
     return winner, min(others, key=lambda t: (sign * trial_value(t), t.number))
+
+
+def chosen_trial(study: optuna.Study, number: int) -> FrozenTrial:
+    """Search trial ``number``, if it is complete and keeps the study's constraints."""
+    trial = next((t for t in search_trials(study) if t.number == number), None)
+    where = f"--trial {number}"
+    if trial is None:
+        raise UserError(f"{where}: study {study.study_name!r} ran no trial {number}")
+    if trial.state != TrialState.COMPLETE:
+        raise UserError(f"{where}: trial {number} is {trial.state.name.lower()}, not complete")
+    if not is_feasible(trial):
+        raise UserError(f"{where}: trial {number} breaks {', '.join(broken(trial))}")
+    return trial
 
 
 def _confirmed_choice(study: optuna.Study) -> tuple[FrozenTrial, FrozenTrial | None] | None:
@@ -113,8 +136,22 @@ def trial_label(trial: FrozenTrial, study: optuna.Study) -> str:
     return f"trial {trial.number} of {confirm_study_name(study.study_name)}"
 
 
-def selection_statement(study: optuna.Study, trial: FrozenTrial) -> str:
-    """How the exported trial was chosen, in one sentence (confirmed or not)."""
+def selection_statement(study: optuna.Study, trial: FrozenTrial, chosen: bool = False) -> str:
+    """How the exported trial was chosen, in one sentence (confirmed or not, or by
+    ``--trial``)."""
+    if chosen:
+        if is_multi_objective(study):
+            front = trial.number in {t.number for t in pareto_front(study)}
+            what = "a point of the Pareto front" if front else "dominated: off the front"
+        else:
+            best = best_search_trial(study)
+            same = best is not None and best.number == trial.number
+            what = "the search's best" if same else "not the search's best"
+        values = ", ".join(f"{v:.4g}" for v in trial.values or [])
+        return (
+            f"chosen with --trial: trial {trial.number} ({what}; values {values}, "
+            f"validation split), one run (one seed)" + feasibility_note(study)
+        )
     return _confirmed_or_not(study, trial) + feasibility_note(study)
 
 
@@ -164,7 +201,7 @@ def selected_trial(study: optuna.Study, trial: FrozenTrial) -> SelectedTrial:
         study=confirm_study_name(study.study_name) if confirmed else study.study_name,
         seed=record.training_seed,
         number=trial.number,
-        value=trial.value,
+        value=first_value(trial),
         metric=attrs.get("metric"),
         params={k: _plain(v) for k, v in trial.params.items()},
         best_epoch=record.best_epoch,
@@ -205,15 +242,18 @@ def validation_metrics(trial: FrozenTrial) -> dict[str, float | None]:
     return TrialRecord.read(trial).validation_metrics()
 
 
-def best_summary(study: optuna.Study, workdir: Workdir) -> dict[str, Any]:
-    """The best trial as JSON-able data: parameters, validation metrics, checkpoint."""
-    trial, runner_up = choose_winner_and_runner_up(study)
+def best_summary(
+    study: optuna.Study, workdir: Workdir, chosen: int | None = None
+) -> dict[str, Any]:
+    """The best trial (or trial ``chosen``) as JSON-able data: parameters, validation
+    metrics, checkpoint."""
+    trial, runner_up = choose_winner_and_runner_up(study, chosen)
     selected = selected_trial(study, trial)
     ckpt = checkpoint_path(trial, study.study_name, workdir)
     return {
         "study": selected.study,
         "metric": selected.metric,
-        "direction": study.direction.name.lower(),
+        "direction": ", ".join(d.name.lower() for d in study.directions),
         "synthetic": bool(selected.data_settings.get("synthetic", False)),
         "trial": selected.number,
         "value": selected.value,
@@ -225,7 +265,7 @@ def best_summary(study: optuna.Study, workdir: Workdir) -> dict[str, Any]:
         "checkpoint_exists": ckpt is not None,
         "runner_up": runner_up.number if runner_up else None,
         "seed": selected.seed,
-        "selection": selection_statement(study, trial),
+        "selection": selection_statement(study, trial, chosen is not None),
     }
 
 

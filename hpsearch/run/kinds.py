@@ -123,7 +123,13 @@ class Search(RunKind):
         spec = self.spec
         rules = "; ".join(c.describe() for c in spec.constraints)
         constrained = f", constraints {rules} (validation)" if rules else ""
-        return f"{spec.sampler}, pruner {spec.pruner.kind}, {self.scale} scale{constrained}"
+        pruner = f"pruner {spec.pruner.kind}"
+        if spec.multi_objective:
+            pruner = (
+                f"objectives {', '.join(spec.objectives)} (a Pareto front), pruning off: "
+                "Optuna prunes single-objective studies only"
+            )
+        return f"{spec.sampler}, {pruner}, {self.scale} scale{constrained}"
 
     def slots_note(self) -> str:
         return self.spec.grid_skipped(self.scale)

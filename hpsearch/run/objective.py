@@ -152,11 +152,12 @@ class TrialObjective:
         self.epochs_trained = 0
         """Epochs this trial trained itself (resumed ones apart): what it paid for."""
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         try:
             config = self.config_from_trial(trial)
             result = self.train(trial, config)
             value = self.record(trial, result)
+            values = self.objective_values(trial, value)
         except KeyboardInterrupt:
             # Wherever a stop signal lands in the trial, the trial is recorded as interrupted.
             self._interrupted(trial)
@@ -172,7 +173,24 @@ class TrialObjective:
             raise optuna.TrialPruned(f"pruned at epoch {result.epochs_run}")
         if math.isnan(value):
             raise RuntimeError(f"{self.kind.metric} is NaN (training diverged)")
-        return value
+        if values is None:
+            return value
+        missing = [
+            n for n, v in zip(self.kind.spec.objectives, values, strict=True) if math.isnan(v)
+        ]
+        if missing:
+            raise RuntimeError(f"objective {', '.join(missing)} was not measured")
+        return values
+
+    def objective_values(self, trial: optuna.Trial, value: float) -> tuple[float, ...] | None:
+        """A study of several objectives: each objective's value (the metric's first, then
+        recorded metrics or costs, from what :meth:`record` wrote); None for one."""
+        objectives = self.kind.spec.objectives
+        if len(objectives) < 2:
+            return None
+        result = trial.user_attrs.get(RESULT) or {}
+        measured = measures(result, result.get(COST))
+        return (value, *(measured.get(name, math.nan) for name in objectives[1:]))
 
     def _interrupted(self, trial: optuna.Trial) -> None:
         self.report.outcome = TrialOutcome.INTERRUPTED
@@ -214,13 +232,15 @@ class TrialObjective:
     def train(self, trial: optuna.Trial, config: TrainConfig) -> Any:
         """``fit`` with a per-epoch report; resumes the slot's checkpoint if there is one."""
         metric = self.kind.metric
+        several = self.kind.spec.multi_objective
         reported: set[int] = set()
 
         def on_epoch(epoch: int, row: dict[str, float]) -> bool:
             if stop_requested():  # the signal was swallowed where it landed: stop here
                 raise KeyboardInterrupt
             value = row.get(metric, math.nan)
-            trial.report(value, epoch)
+            if not several:  # Optuna reports and prunes single-objective studies only
+                trial.report(value, epoch)
             reported.add(epoch)
             self.epochs_trained += 1
             if self.tracker is not None:
@@ -228,7 +248,7 @@ class TrialObjective:
             report = self.report
             report.epochs_run = epoch  # so far: an interrupted trial says how far it got
             self.emit(EpochEnded(self.placement.index, report.number, epoch, value, report.epochs))
-            self.pruned = trial.should_prune()
+            self.pruned = False if several else trial.should_prune()
             return self.pruned
 
         try:
@@ -248,7 +268,7 @@ class TrialObjective:
         # Epochs trained by an earlier attempt of this slot (resumed from its checkpoint)
         # are reported too, so the trial's curve is whole.
         for row in result.history:
-            if int(row["epoch"]) not in reported:
+            if int(row["epoch"]) not in reported and not several:
                 trial.report(row.get(metric, math.nan), int(row["epoch"]))
         return result
 

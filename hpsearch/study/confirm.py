@@ -22,7 +22,13 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.trials import is_feasible, no_best_reason, search_trials, trial_value
+from hpsearch.trials import (
+    is_feasible,
+    is_multi_objective,
+    no_best_reason,
+    search_trials,
+    trial_value,
+)
 from trainer.errors import UserError
 
 #: Suffix of the companion study that holds the confirmation runs.
@@ -54,6 +60,11 @@ def confirm_seeds(study_seed: int, count: int) -> list[int]:
 
 def top_configurations(study: optuna.Study, top: int) -> list[FrozenTrial]:
     """The ``top`` best complete trials of the search, one per distinct configuration."""
+    if is_multi_objective(study):
+        raise UserError(
+            f"study {study.study_name!r} has several objectives: confirm ranks one metric "
+            "(export a point of its Pareto front with `hpsearch best --export DIR --trial N`)"
+        )
     complete = search_trials(study, (TrialState.COMPLETE,))
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
     ranked = sorted(

@@ -190,6 +190,7 @@ def _build(path: Path, file: Any) -> StudySpec:
         stop=file.stop,
         sampler_settings=settings,
         constraints=from_table({k: b.model_dump() for k, b in file.constraints.items()}),
+        objectives=tuple(file.study.objectives or ()),
     )
 
 

@@ -91,6 +91,8 @@ class StudyRecord:
     workdir: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Values given with ``--set`` when the study was created."""
+    objectives: list[str] = field(default_factory=list)
+    """Two or more objectives (``metric`` first) of a study with a Pareto front; [] for one."""
     uid: str = ""
     """A random id given when the study is made; its checkpoints live under it, so a study
     deleted and made again under the same name, or one of that name in another storage
@@ -121,6 +123,7 @@ class StudyRecord:
         "pruner",
         "pruner_settings",
         "constraints",
+        "objectives",
         "confirm",
     )
 

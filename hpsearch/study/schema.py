@@ -74,6 +74,27 @@ def known_measure(name: str) -> str | None:
     )
 
 
+def objective_direction(name: str) -> str:
+    """The direction of an objective: costs and the loss are minimised, metrics maximised."""
+    return "minimize" if name in COST_MEASURES else monitor_direction(name)
+
+
+def _check_objectives(metric: str, objectives: list[str]) -> None:
+    if len(objectives) < 2:
+        raise rule("study.objectives", "expected two or more (one objective is study.metric)")
+    if objectives[0] != metric:
+        raise rule(
+            "study.objectives",
+            f"the first must be study.metric ({metric}): it selects each trial's epoch",
+        )
+    if len(set(objectives)) != len(objectives):
+        raise rule("study.objectives", "repeated names")
+    for name in objectives:
+        if name.partition(".")[1] or known_measure(name) is not None:
+            why = "not a recorded metric (val_*) or cost (device_seconds, peak_memory_mb)"
+            raise rule("study.objectives", f"{name}: {why}")
+
+
 def rule(key: str, why: str) -> PydanticCustomError:
     """A broken study-level rule that names its own key (for checks across fields)."""
     return PydanticCustomError("study_rule", "{why}", {"key": key, "why": why})
@@ -142,6 +163,9 @@ class StudyTable(BaseModel):
     set anywhere else) and, through the metric, the direction."""
     direction: Annotated[str, _one_of(DIRECTIONS)] | None = None
     """May be written, but only as the metric's own direction (the loss down, others up)."""
+    objectives: list[str] | None = None
+    """Two or more objectives (a Pareto front): ``metric`` first (it selects the epoch),
+    then other recorded metrics or costs; each one's direction is its own."""
 
     @model_validator(mode="after")
     def _direction(self) -> StudyTable:
@@ -149,6 +173,8 @@ class StudyTable(BaseModel):
         if self.direction is not None and self.direction != natural:
             why = f"{self.metric} is {natural}d (the direction follows study.metric)"
             raise rule("study.direction", why)
+        if self.objectives is not None:
+            _check_objectives(self.metric, self.objectives)
         return self
 
     scales: list[str] = Field(default=list(DEFAULT_SCALES), min_length=1)
@@ -296,6 +322,8 @@ def _check_sections(study: _StudyFileBase) -> None:
         raise rule("budget.n_trials", f"required for the {sampler} sampler")
     if study.stop is not None and grid:
         raise rule("stop", "a grid runs every point; early stopping is for random and tpe")
+    if study.stop is not None and study.study.objectives:
+        raise rule("stop", "a study of several objectives has a front, not a best to stop on")
     for name in SAMPLERS:
         if study.sampler_settings(name) is not None and sampler != name:
             raise rule(name, f"settings of the {name} sampler, but the sampler is {sampler}")

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from hpsearch.study import grid
 from hpsearch.study.samplers import SAMPLERS, build_pruner
-from hpsearch.study.schema import StopSettings
+from hpsearch.study.schema import StopSettings, objective_direction
 from hpsearch.study.space import Param
 from hpsearch.trials.applicable import IGNORED_NOTE
 from hpsearch.trials.constraints import Constraint
@@ -85,6 +85,19 @@ class StudySpec:
     """The synthetic dataset of the ``demo`` scale (filled in when the file is loaded)."""
     constraints: tuple[Constraint, ...] = ()
     """``[constraints]``: bounds a trial must keep to be feasible (validation split)."""
+    objectives: tuple[str, ...] = ()
+    """``[study] objectives``: two or more (a Pareto front), ``metric`` first; () for one."""
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """The direction of each objective (one for a single-objective study)."""
+        if not self.objectives:
+            return (self.direction,)
+        return tuple(objective_direction(name) for name in self.objectives)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     @property
     def scale_names(self) -> tuple[str, ...]:
@@ -112,7 +125,10 @@ class StudySpec:
         return PrunerSpec(kind=self.pruner.kind, settings=settings)
 
     def build_pruner(self, scale: str) -> optuna.pruners.BasePruner:
-        """The Optuna pruner of ``scale``; pruning reads the per-epoch validation metric."""
+        """The Optuna pruner of ``scale``; pruning reads the per-epoch validation metric.
+        None prunes a study of several objectives (Optuna prunes single-objective ones)."""
+        if self.multi_objective:
+            return optuna.pruners.NopPruner()
         pruner = self.pruner_at(scale)
         return build_pruner(pruner.kind, dict(pruner.settings))
 

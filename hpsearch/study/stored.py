@@ -68,6 +68,7 @@ def build_record(spec: StudySpec, scale: str, data: DataRecord, workdir: str) ->
         seed=spec.seed,
         constraints={c.name: c.to_dict() for c in spec.constraints},
         uid=uuid.uuid4().hex[:12],
+        objectives=list(spec.objectives),
     )
 
 
@@ -85,9 +86,9 @@ def create_or_load(
     refused in one line, unless ``adopt`` (``--adopt``): then, if its direction and every
     trial's parameters fit this search, it becomes this search, its trials kept.
     """
-    direction = optuna.study.StudyDirection[spec.direction.upper()]
+    directions = [optuna.study.StudyDirection[d.upper()] for d in spec.directions]
     try:
-        storage.create_new_study(directions=[direction], study_name=name)
+        storage.create_new_study(directions=directions, study_name=name)
         created = True
     except optuna.exceptions.DuplicatedStudyError:
         created = False
@@ -152,7 +153,8 @@ def _write_new(study: optuna.Study, spec: StudySpec, record: StudyRecord) -> Non
     record.write(study)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([spec.metric])  # optuna-dashboard labels its axes with it
+        # optuna-dashboard labels its axes with them
+        study.set_metric_names(list(spec.objectives or [spec.metric]))
 
 
 def _wait_for_record(study: optuna.Study) -> dict[str, Any] | None:
@@ -180,11 +182,10 @@ def _not_ours(study: optuna.Study) -> str:
 def check_adoptable(study: optuna.Study, spec: StudySpec, scale: str) -> None:
     """A study taken over with ``--adopt`` optimises the same way and its trials' parameters
     lie in this search's space (each trial then counts as one of this search's)."""
-    there = study.direction.name.lower()
-    if there != spec.direction:
-        raise UserError(
-            f"--adopt: study {study.study_name!r} is {there}d, this search {spec.direction}d"
-        )
+    there = ", ".join(d.name.lower() for d in study.directions)
+    here = ", ".join(spec.directions)
+    if there != here:
+        raise UserError(f"--adopt: study {study.study_name!r} is {there}d, this search {here}d")
     space = distributions(spec.space_at(scale))
     for trial in study.get_trials(deepcopy=False):
         for name, value in trial.params.items():

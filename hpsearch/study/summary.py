@@ -14,8 +14,11 @@ from hpsearch.study.ranking import companion_study
 from hpsearch.study.record import StudyRecord
 from hpsearch.trials import (
     best_search_trial,
+    first_value,
     is_feasible,
+    is_multi_objective,
     no_best_reason,
+    pareto_front,
     search_trials,
     trial_rows,
     trial_seconds,
@@ -33,13 +36,15 @@ if TYPE_CHECKING:
 
 def trial_record(t: FrozenTrial) -> dict[str, Any]:
     """One trial as plain JSON-able data."""
-    value = t.value if t.value is not None and math.isfinite(t.value) else None
+    first = first_value(t)  # a study of several objectives: the first (all in "values")
+    value = first if first is not None and math.isfinite(first) else None
     record = TrialRecord.read(t)
     return {
         "number": t.number,
         "state": t.state.name.lower(),
         "params": t.params,
         "value": value,
+        "values": t.values,
         "seconds": trial_seconds(t),
         "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
         "user_attrs": {k: v for k, v in t.user_attrs.items() if k != START},
@@ -75,7 +80,7 @@ def study_status(study: optuna.Study, n_slots: int | None = None) -> dict[str, A
     best = best_trial(study)
     return {
         "study": study.study_name,
-        "direction": study.direction.name.lower(),
+        "direction": ", ".join(d.name.lower() for d in study.directions),
         "n_slots": n_slots,
         "states": dict(states),
         "copied": copied,
@@ -122,6 +127,42 @@ def feasibility(study: optuna.Study, record: StudyRecord | None) -> dict[str, An
     }
 
 
+def front_summary(study: optuna.Study, record: StudyRecord | None) -> dict[str, Any] | None:
+    """A study of several objectives: its objectives and directions, and its Pareto
+    front (validation split), one entry per trial; None for a study of one."""
+    if not is_multi_objective(study):
+        return None
+    names = record.objectives if record is not None and record.objectives else []
+    names = names or [f"objective {i}" for i in range(len(study.directions))]
+    return {
+        "objectives": names,
+        "directions": [d.name.lower() for d in study.directions],
+        "front": [
+            {"number": t.number, "values": dict(zip(names, t.values, strict=True)),
+             "params": t.params}
+            for t in pareto_front(study)
+        ],
+    }  # fmt: skip
+
+
+def format_front(summary: dict[str, Any] | None) -> list[str]:
+    """The lines of the Pareto front (empty for a study of one objective)."""
+    if summary is None:
+        return []
+    how = ", ".join(
+        f"{n} ({'up' if d == 'maximize' else 'down'})"
+        for n, d in zip(summary["objectives"], summary["directions"], strict=True)
+    )
+    lines = [
+        f"  Pareto front ({how}; validation split; pruning is off for several "
+        f"objectives): {len(summary['front'])} trial(s)"
+    ]
+    for point in summary["front"]:
+        values = ", ".join(f"{k}={_short(v)}" for k, v in point["values"].items())
+        lines.append(f"    trial {point['number']}: {values}  {point['params']}")
+    return lines
+
+
 def format_feasibility(summary: dict[str, Any] | None) -> str | None:
     """One line: the constraints and the complete trials that keep them."""
     if summary is None:
@@ -142,7 +183,10 @@ def expected_best_summary(study: optuna.Study, ranking: Ranking | None) -> dict[
     (:mod:`hpsearch.trials.expected_best`) over the study's own complete trials with a
     finite value; None without one. The standard error of its read-out is the standard
     deviation over the seeds of the confirmed leader when the study has a confirmation
-    with 2 or more runs of it, else that of the search's top values."""
+    with 2 or more runs of it, else that of the search's top values. None for a study of
+    several objectives (its trials have no one value to take the best of)."""
+    if is_multi_objective(study):
+        return None
     values = [
         float(t.value)
         for t in search_trials(study, (TrialState.COMPLETE,))
@@ -179,6 +223,11 @@ def format_trials_table(study: optuna.Study, metric: str) -> str:
     # With [constraints]: which trials keep them (the constraints each breaks).
     kept = {t.number: _kept(t) for t in trials} if any(t.constraints for t in trials) else {}
     header += ["feasible"] if kept else []
+    # A study of several objectives: the others after the metric's own column.
+    others = _other_objectives(study)
+    at = len(header) - 3 - bool(kept)  # after the metric, before "best epoch"
+    header[at:at] = others
+    values_of = {t.number: t.values or [] for t in trials}
     rows, unused = [], set()
     for row in table.rows:
         params = {n: row[n] for n in table.params}
@@ -192,6 +241,7 @@ def format_trials_table(study: optuna.Study, metric: str) -> str:
                 row["state"].lower(),
                 *[_short(row[n]) if applies(n, params) else "-" for n in table.params],
                 _short(value),
+                *[_short(v) for v in (values_of[row["number"]][1:] or [None] * len(others))],
                 _short(row["best_epoch"]),
                 _short(row["epochs_run"]),
                 _short(row["seconds"], 1),
@@ -205,6 +255,15 @@ def format_trials_table(study: optuna.Study, metric: str) -> str:
     ]
     lines += [_unused_note(name) for name in sorted(unused)]
     return "\n".join(lines)
+
+
+def _other_objectives(study: optuna.Study) -> list[str]:
+    """The objectives after the first of a study of several ([] for a study of one)."""
+    if not is_multi_objective(study):
+        return []
+    record = StudyRecord.read(study)
+    names = record.objectives if record is not None else []
+    return names[1:] if names else [f"objective {i}" for i in range(1, len(study.directions))]
 
 
 def _kept(t: FrozenTrial) -> str:
@@ -238,12 +297,16 @@ def _short(value: Any, digits: int = 4) -> str:
 def print_summary(study: optuna.Study, metric: str, name: str) -> None:
     """The end-of-run table and the best trial."""
     print(format_trials_table(study, metric))
+    record = StudyRecord.read(study)
     for line in [
-        format_feasibility(feasibility(study, StudyRecord.read(study))),
+        format_feasibility(feasibility(study, record)),
         *format_cost_summary(cost_summary(study)),
+        *format_front(front_summary(study, record)),
     ]:
         if line is not None:
             print(line)
+    if is_multi_objective(study):
+        return
     best = best_trial(study)
     if best is None:
         print(f"study {name!r}: {no_best_reason(study)}")

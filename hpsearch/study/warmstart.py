@@ -121,7 +121,7 @@ def copy_completed_trials(
         copy = optuna.trial.create_trial(
             params={name: trial.params[name] for name in space},
             distributions=space,
-            value=trial.value,
+            values=trial.values,
             user_attrs={COPIED: origin},
         )
         trial_id = study_storage(target).create_new_trial(study_id(target), template_trial=copy)
@@ -133,10 +133,11 @@ def copy_completed_trials(
 def _check_same_question(
     source: optuna.Study, target: optuna.Study, spec: StudySpec, label: str
 ) -> None:
-    if source.direction != target.direction:
+    if source.directions != target.directions:
+        there = ", ".join(d.name.lower() for d in source.directions)
+        here = ", ".join(d.name.lower() for d in target.directions)
         raise UserError(
-            f"study {label} is {source.direction.name.lower()}d, this one "
-            f"{target.direction.name.lower()}d: its values cannot guide this search"
+            f"study {label} is {there}d, this one {here}d: its values cannot guide this search"
         )
     record = StudyRecord.read(source)
     if record is not None and record.metric != spec.metric:
@@ -160,7 +161,7 @@ def _bind_source(target: optuna.Study, source: optuna.Study, label: str) -> None
 
 
 def _unusable(trial: FrozenTrial, space: dict[str, BaseDistribution]) -> str | None:
-    if trial.value is None or not math.isfinite(trial.value):
+    if not trial.values or not all(math.isfinite(v) for v in trial.values):
         return "no finite value"
     for name, dist in space.items():
         if name not in trial.params:

@@ -69,7 +69,8 @@ def trial_rows(study: optuna.Study, *, user_attrs: bool = False) -> TrialRows:
 def _row(
     t: FrozenTrial, record: TrialRecord, params: tuple[str, ...], attrs: tuple[str, ...]
 ) -> dict[str, Any]:
-    value = t.value if t.value is not None and math.isfinite(t.value) else None
+    first = t.values[0] if t.values else None  # a study of several objectives: the first
+    value = first if first is not None and math.isfinite(first) else None
     epochs_run = record.epochs_run
     row: dict[str, Any] = {
         "number": t.number,

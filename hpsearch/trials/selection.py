@@ -36,6 +36,8 @@ def best_search_trial(study: optuna.Study) -> FrozenTrial | None:
     """The best complete and feasible trial the study ran (copied trials apart; a trial
     that breaks a ``[constraints]`` bound is not a candidate); None without one. Ties go
     to the earlier trial, as Optuna's ``best_trial`` does."""
+    if is_multi_objective(study):
+        return None  # a front, not one best: see pareto_front
     complete = [
         t
         for t in search_trials(study, (TrialState.COMPLETE,))
@@ -47,8 +49,48 @@ def best_search_trial(study: optuna.Study) -> FrozenTrial | None:
     return min(complete, key=lambda t: (sign * trial_value(t), t.number))
 
 
+def is_multi_objective(study: optuna.Study) -> bool:
+    """True for a study of several objectives (a Pareto front, no single best trial)."""
+    return len(study.directions) > 1
+
+
+def first_value(t: FrozenTrial) -> float | None:
+    """A trial's value, or its first objective's in a study of several (None: none)."""
+    values = t.values
+    return float(values[0]) if values else None
+
+
+def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
+    """The complete, feasible trials the study ran that no other such trial dominates
+    (as good in every objective and better in one), in trial order: Optuna's
+    ``best_trials``, copied trials apart."""
+    maximize = [d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions]
+    trials = [
+        t
+        for t in search_trials(study, (TrialState.COMPLETE,))
+        if t.values is not None and all(math.isfinite(v) for v in t.values) and is_feasible(t)
+    ]
+    # Every objective as "lower is better".
+    keys = [
+        tuple(-v if up else v for v, up in zip(t.values, maximize, strict=True)) for t in trials
+    ]
+
+    def dominated(mine: tuple[float, ...]) -> bool:
+        return any(
+            all(o <= m for o, m in zip(other, mine, strict=True)) and other != mine
+            for other in keys
+        )
+
+    return [t for t, key in zip(trials, keys, strict=True) if not dominated(key)]
+
+
 def no_best_reason(study: optuna.Study) -> str:
     """Why the study has no best trial, in a few words (for a one-line refusal)."""
+    if is_multi_objective(study):
+        return (
+            "several objectives: a Pareto front, not one best trial (`hpsearch best "
+            f"--study {study.study_name}` lists it; `--export DIR --trial N` exports a point)"
+        )
     complete = search_trials(study, (TrialState.COMPLETE,))
     infeasible = [t for t in complete if not is_feasible(t)]
     if complete and len(infeasible) == len(complete):

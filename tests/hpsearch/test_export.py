@@ -274,3 +274,20 @@ def test_winner_against_runner_up_on_the_same_test_images(search: Search, tmp_pa
     page = (tmp_path / "report.html").read_text()
     assert "Winner against runner-up" in page and "exact McNemar" in page
     assert f"Runner-up: trial {runner_up.number} of {search.study.study_name} (" in page
+
+
+def test_a_chosen_trial_is_exported_and_said_so(search: Search, tmp_path) -> None:
+    """``best --export DIR --trial N``: trial N, with no runner-up, and the selection says
+    how it was chosen."""
+    number = search.study.best_trial.number
+    result = export_best(
+        search.study, tmp_path / "chosen", Workdir(search.workdir), device="cpu", pngs=False,
+        log=lambda _m: None, n_resamples=RESAMPLES, chosen=number,
+    )  # fmt: skip
+    assert result.metrics["model"]["trial"] == number
+    assert result.metrics["selection"].startswith(f"chosen with --trial: trial {number}")
+    assert "the search's best" in result.metrics["selection"]
+    assert result.metrics["comparison"]["runner_up"] is None
+    others = [t.number for t in search.study.trials if t.number != number]
+    with pytest.raises(UserError, match="--trial"):
+        export_best(search.study, tmp_path / "x", Workdir(search.workdir), chosen=others[-1])

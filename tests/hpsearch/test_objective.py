@@ -64,7 +64,7 @@ def make_slot(
     url = url or f"sqlite:///{tmp_path / 'study.db'}"
     optuna.create_study(
         study_name=name, storage=open_storage(url), pruner=spec.build_pruner("full"),
-        direction=spec.direction,
+        directions=list(spec.directions),
     )  # fmt: skip
     ctx = WorkerContext(
         access=StudyAccess(url, name),
