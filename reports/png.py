@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import kaleido
 import plotly.graph_objects as go
@@ -37,6 +38,8 @@ HOW_TO_GET_PNGS = (
 )
 #: Seconds kaleido may spend on one figure before it gives up.
 RENDER_TIMEOUT_S = 120
+#: Tries of the figures that failed to render (each in a fresh browser).
+RENDER_ATTEMPTS = 3
 
 
 @dataclass
@@ -101,10 +104,18 @@ def write_pngs(figures: Mapping[str, go.Figure], out_dir: Path, scale: float = 1
     ]
     # mathjax=False: kaleido would otherwise load MathJax from a CDN, and there is no network.
     kopts = {"path": browser, "mathjax": False, "timeout": RENDER_TIMEOUT_S}
-    try:
-        errors = kaleido.write_fig_from_object_sync(jobs, kopts=kopts)
-    except Exception as err:  # a browser that fails to start must not sink the report
-        return PngResult(skipped=f"{browser} could not render: {_first_line(err)}")
+    errors: list[Any] = []
+    for _attempt in range(RENDER_ATTEMPTS):
+        # On a busy machine kaleido may ask the page to render before its scripts have
+        # loaded ("ReferenceError: kaleido_scopes is not defined"): the figures that
+        # failed are rendered again, in a fresh browser.
+        todo = [job for job in jobs if not job["path"].is_file()]
+        if not todo:
+            break
+        try:
+            errors = list(kaleido.write_fig_from_object_sync(todo, kopts=kopts) or [])
+        except Exception as err:  # a browser that fails to start must not sink the report
+            return PngResult(skipped=f"{browser} could not render: {_first_line(err)}")
     written = [job["path"] for job in jobs if job["path"].is_file()]
     if errors or len(written) < len(jobs):
         first = _first_line(errors[0]) if errors else "files missing"
