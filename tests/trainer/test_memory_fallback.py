@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tests.trainer.synthetic_tensors import synthetic_data
+from tests.trainer.test_fit import _one_thread  # noqa: F401  (autouse: one thread)
 from trainer import training
 from trainer.config import TrainConfig
 from trainer.memory import MicroBatches, is_out_of_memory
@@ -28,14 +29,6 @@ CUDA_OOM = (
 )
 
 BUILD_MODEL, MAKE_OPTIMIZER = training.build_model, training.make_optimizer
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
