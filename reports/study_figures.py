@@ -223,6 +223,12 @@ def pareto_figure(search: _Search) -> go.Figure:
 def history_figure(search: _Search) -> go.Figure:
     """Each complete trial's value and the best so far, by trial number."""
     fig = optuna.visualization.plot_optimization_history(search.study, target_name=search.target)
+    # Optuna greys the trials that break a [constraints] bound without a legend entry.
+    fig.update_traces(
+        selector={"name": "Infeasible Trial"},
+        showlegend=True,
+        name="breaks a constraint (not a candidate)",
+    )
     fig.update_layout(xaxis=_integer_axis(max(search.states, default=0)))
     return fit_figure(fig, _title(search, "Optimization history"), width=900, height=480)
 

@@ -265,3 +265,13 @@ def test_the_export_checks_each_constraint_on_the_test_split_with_its_interval()
     lines = format_checks(checks)
     assert lines[0].startswith("recall.covid >= 0.9 on the test split: 0.85 (95 % CI")
     assert lines[0].endswith("NOT kept") and "while it trained" in lines[3]
+
+
+def test_the_report_marks_the_trials_that_break_a_constraint(tmp_path: Path) -> None:
+    from reports.study_figures import study_figures
+
+    study = run_both(tmp_path, f"sqlite:///{tmp_path / 's.db'}", "s", recall=0.9)
+    history = study_figures(study).figures["optimization_history"]
+    marked = [t for t in history.data if t.name == "breaks a constraint (not a candidate)"]
+    assert len(marked) == 1 and marked[0].showlegend
+    assert list(marked[0].x) == [by_lr(study)[0.01].number]
