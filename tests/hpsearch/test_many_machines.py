@@ -371,7 +371,8 @@ def test_two_machines_resume_a_killed_trial_and_a_third_exports_it(
     assert sorted(e for _, _, e in epochs) == [1, 2, 3, 4], epochs
     assert sorted(by_pid.values()) == [[1, 2], [3, 4]], by_pid
     # The checkpoints live in the shared folder, none in either workdir.
-    slot_dir = shared / "studies" / name / "slot-00000"
+    # under the study's own id folder (studies/<name>/<uid>/), one per study
+    (slot_dir,) = (shared / "studies" / name).glob("*/slot-00000")
     assert (slot_dir / "best.pt").is_file() and (slot_dir / "last.pt").is_file()
     assert not (tmp_path / "w1" / "studies").exists()
     assert not (tmp_path / "w2" / "studies").exists()

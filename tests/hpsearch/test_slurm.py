@@ -113,6 +113,8 @@ EPOCH = re.compile(r"\] worker \d+: trial (\d+) epoch (\d+)/\d+ ")
 ENDED = re.compile(r"\] worker \d+: trial (\d+) (\w+)[ :]")
 #: What slurmstepd writes to a task's output when it signals the task (any stop).
 STOPPED = re.compile(r"\*\*\* JOB \d+ ON \S+ CANCELLED AT ")
+#: The line of a trial the stop ended before it was bound to a slot (between two trials).
+NOT_CREATED = "trial not created (interrupted); its slot is free to run again"
 
 
 # ---------------------------------------------------------------- the cluster
@@ -511,6 +513,8 @@ def stop_checks(ev: Evidence, how: str, task: int) -> tuple[list[str], int | Non
     run = next((r for r in ev.outputs[task] if r.stop_line is not None), None)
     if run is None:
         return [f"{what}: no '*** JOB ... CANCELLED AT' line from Slurm in its output"], None
+    if not run.open_at_stop and any(NOT_CREATED in line for line in run.lines):
+        return between_trials(ev, run, what)
     if len(run.open_at_stop) != 1:
         return [f"{what}: trials in training at the stop: {run.open_at_stop}, not one"], None
     number = run.open_at_stop[0]
@@ -542,6 +546,26 @@ def stop_checks(ev: Evidence, how: str, task: int) -> tuple[list[str], int | Non
             f"expected {last + 1} ({expected})"
         )
     return failures, number
+
+
+def between_trials(ev: Evidence, run: Run, what: str) -> tuple[list[str], int | None]:
+    """The stop landed between two trials (a rare moment, but a real one): the trial
+    Optuna had just created is recorded as interrupted with no slot (none was bound, so
+    there is no checkpoint to resume and no slot to free), and the run starts nothing
+    more. Returns the failures and that trial."""
+    started = {t for runs in ev.outputs.values() for r in runs for t in r.slots}
+    unbound = [
+        t.number
+        for t in ev.trials
+        if t.user_attrs.get("interrupted") and "start" not in t.user_attrs
+        and t.number not in started
+    ]  # fmt: skip
+    failures = []
+    if len(unbound) != 1:
+        failures.append(f"{what}: interrupted trials without a slot {unbound}, expected one")
+    if run.started_after_stop:
+        failures.append(f"{what}: its run started trial(s) {run.started_after_stop} after it")
+    return failures, (unbound[0] if len(unbound) == 1 else None)
 
 
 def sacct_checks(ev: Evidence, stops: Stops) -> list[str]:

@@ -150,7 +150,8 @@ def check_round(done: Round) -> None:
     blocked = _blocked_slots(done.folder)
     assert blocked
     for slot in blocked:
-        last = done.folder / "work" / "studies" / done.name / slot / "last.pt"
+        (folder,) = (done.folder / "work" / "studies" / done.name).glob(f"*/{slot}")
+        last = folder / "last.pt"
         saved = torch.load(last, weights_only=True)
         assert [r["epoch"] for r in saved["history"]] == list(range(1, STALL_AT))
 

@@ -40,7 +40,8 @@ def test_resolve_study_name_in_an_empty_storage(tmp_path: Path) -> None:
 def test_best_uses_the_only_study(tmp_path: Path, monkeypatch, capsys) -> None:
     url = _storage(tmp_path, "grid")
     monkeypatch.setattr(
-        "hpsearch.export.best_summary", lambda study, workdir: {"study": study.study_name}
+        "hpsearch.export.best_summary",
+        lambda study, workdir, chosen=None: {"study": study.study_name},
     )
     assert main(["best", "--storage", url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["study"] == "grid"
