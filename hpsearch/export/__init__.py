@@ -93,8 +93,9 @@ def export_best(
         weights = checkpoint_weights(trial, study.study_name, workdir, data)
     evaluation = evaluate(weights, data, torch_device, retrain=retrain, log=log)
     runner_up = evaluate_runner_up(
-        study, rival, evaluation, workdir, data, torch_device, retrain=retrain, log=log
-    )
+        study, rival, evaluation, workdir, data, torch_device, retrain=retrain, log=log,
+        chosen=chosen is not None,
+    )  # fmt: skip
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -47,12 +47,16 @@ def evaluate_runner_up(
     *,
     retrain: bool,
     log: Callable[[str], None],
+    chosen: bool = False,
 ) -> RunnerUp:
-    """The runner-up's checkpoint on the winner's images, or a note saying why not."""
+    """The runner-up's checkpoint on the winner's images, or a note saying why not
+    (``chosen``: the exported trial was named with ``--trial``, and has no runner-up)."""
     from trainer.inference import predict_proba
 
     selected = selected_trial(study, rival) if rival is not None else None
-    if rival is None:
+    if rival is None and chosen:
+        note = "the exported trial was chosen with --trial: no runner-up is compared with it"
+    elif rival is None:
         note = "the study has no complete trial of another configuration to compare with"
     elif winner.split != "test":
         note = (

@@ -288,6 +288,7 @@ def test_a_chosen_trial_is_exported_and_said_so(search: Search, tmp_path) -> Non
     assert result.metrics["selection"].startswith(f"chosen with --trial: trial {number}")
     assert "the search's best" in result.metrics["selection"]
     assert result.metrics["comparison"]["runner_up"] is None
+    assert "chosen with --trial" in result.metrics["comparison"]["note"]
     others = [t.number for t in search.study.trials if t.number != number]
     with pytest.raises(UserError, match="--trial"):
         export_best(search.study, tmp_path / "x", Workdir(search.workdir), chosen=others[-1])
