@@ -93,6 +93,7 @@ def _bootstrapped(
 
     value = metric(y_true, proba)
     interval = bootstrap_intervals(y_true, proba, {key: metric}, n_resamples=n_resamples)[key]
-    ci = (interval.low, interval.high) if interval.low is not None else None
+    low, high = interval.low, interval.high
+    ci = (low, high) if low is not None and high is not None else None
     method = f"percentile bootstrap, 95 %, {n_resamples} resamples"
-    return (value if np.isfinite(value) else None), ci, method  # type: ignore[return-value]
+    return (float(value) if np.isfinite(value) else None), ci, method

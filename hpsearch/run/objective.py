@@ -151,13 +151,15 @@ class TrialObjective:
         self.meter = CostMeter(placement.device)
         self.epochs_trained = 0
         """Epochs this trial trained itself (resumed ones apart): what it paid for."""
+        self.measured: dict[str, float] = {}
+        """What a constraint or objective may read of the finished trial (see ``record``)."""
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         try:
             config = self.config_from_trial(trial)
             result = self.train(trial, config)
             value = self.record(trial, result)
-            values = self.objective_values(trial, value)
+            values = self.objective_values(value)
         except KeyboardInterrupt:
             # Wherever a stop signal lands in the trial, the trial is recorded as interrupted.
             self._interrupted(trial)
@@ -182,15 +184,13 @@ class TrialObjective:
             raise RuntimeError(f"objective {', '.join(missing)} was not measured")
         return values
 
-    def objective_values(self, trial: optuna.Trial, value: float) -> tuple[float, ...] | None:
+    def objective_values(self, value: float) -> tuple[float, ...] | None:
         """A study of several objectives: each objective's value (the metric's first, then
-        recorded metrics or costs, from what :meth:`record` wrote); None for one."""
+        recorded metrics or costs, as :meth:`record` measured them); None for one."""
         objectives = self.kind.spec.objectives
         if len(objectives) < 2:
             return None
-        result = trial.user_attrs.get(RESULT) or {}
-        measured = measures(result, result.get(COST))
-        return (value, *(measured.get(name, math.nan) for name in objectives[1:]))
+        return (value, *(self.measured.get(name, math.nan) for name in objectives[1:]))
 
     def _interrupted(self, trial: optuna.Trial) -> None:
         self.report.outcome = TrialOutcome.INTERRUPTED
@@ -291,7 +291,8 @@ class TrialObjective:
         cost = self.meter.read(self.epochs_trained, getattr(result, "peak_memory_mb", None))
         attrs[COST] = cost.to_attr()
         trial.set_user_attr(RESULT, attrs)  # one storage write for all of it
-        self._constrain(trial, attrs)
+        self.measured = measures(attrs, attrs[COST])
+        self._constrain(trial)
         report = self.report
         report.value, report.best_epoch = value, result.best_epoch
         report.epochs_run = result.epochs_run
@@ -302,11 +303,10 @@ class TrialObjective:
         report.outcome = outcome
         return value
 
-    def _constrain(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    def _constrain(self, trial: optuna.Trial) -> None:
         """Each of the study's constraints, measured on this trial, as Optuna's constraint
         value (<= 0: kept), where its samplers, plots and the dashboard read it."""
-        values = measures(attrs, attrs.get(COST))
-        for name, violation in violations(self.kind.spec.constraints, values).items():
+        for name, violation in violations(self.kind.spec.constraints, self.measured).items():
             trial.set_constraint(name, violation)
 
     def _start_tracker(

@@ -132,8 +132,9 @@ def front_summary(study: optuna.Study, record: StudyRecord | None) -> dict[str, 
     front (validation split), one entry per trial; None for a study of one."""
     if not is_multi_objective(study):
         return None
-    names = record.objectives if record is not None and record.objectives else []
-    names = names or [f"objective {i}" for i in range(len(study.directions))]
+    names = list(record.objectives) if record is not None else []
+    if len(names) != len(study.directions) or not all(isinstance(n, str) for n in names):
+        names = [f"objective {i}" for i in range(len(study.directions))]
     return {
         "objectives": names,
         "directions": [d.name.lower() for d in study.directions],
@@ -312,7 +313,7 @@ def print_summary(study: optuna.Study, metric: str, name: str) -> None:
         print(f"study {name!r}: {no_best_reason(study)}")
         return
     params = ", ".join(f"{k}={v}" for k, v in best.params.items())
-    feasible = " feasible" if feasibility(study, StudyRecord.read(study)) else ""
+    feasible = " feasible" if record is not None and record.constraints else ""
     print(
         f"best{feasible} trial of {name!r}: #{best.number} {metric}={best.value:.4f} "
         f"(validation, epoch {TrialRecord.read(best).best_epoch}) with {params}"

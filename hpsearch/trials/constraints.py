@@ -69,8 +69,18 @@ def from_table(table: Mapping[str, Mapping[str, float]]) -> tuple[Constraint, ..
 
 
 def from_record(raw: Any) -> tuple[Constraint, ...]:
-    """The constraints a study recorded (``{name: {min, max}}``); () for none."""
-    return from_table(raw) if isinstance(raw, dict) else ()
+    """The constraints a study recorded (``{name: {min, max}}``); () for none. An entry
+    that is not such a table of numbers (a record written by hand) is left out."""
+    if not isinstance(raw, dict):
+        return ()
+    table = {
+        name: bounds
+        for name, bounds in raw.items()
+        if isinstance(name, str)
+        and isinstance(bounds, dict)
+        and all(_number(bounds.get(k)) or bounds.get(k) is None for k in ("min", "max"))
+    }
+    return from_table(table)
 
 
 def measures(result: Mapping[str, Any], cost: Mapping[str, Any] | None) -> dict[str, float]:

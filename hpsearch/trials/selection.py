@@ -61,27 +61,15 @@ def first_value(t: FrozenTrial) -> float | None:
 
 
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
-    """The complete, feasible trials the study ran that no other such trial dominates
-    (as good in every objective and better in one), in trial order: Optuna's
-    ``best_trials``, copied trials apart."""
-    maximize = [d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions]
-    trials = [
-        t
-        for t in search_trials(study, (TrialState.COMPLETE,))
-        if t.values is not None and all(math.isfinite(v) for v in t.values) and is_feasible(t)
-    ]
-    # Every objective as "lower is better".
-    keys = [
-        tuple(-v if up else v for v, up in zip(t.values, maximize, strict=True)) for t in trials
-    ]
-
-    def dominated(mine: tuple[float, ...]) -> bool:
-        return any(
-            all(o <= m for o, m in zip(other, mine, strict=True)) and other != mine
-            for other in keys
-        )
-
-    return [t for t, key in zip(trials, keys, strict=True) if not dominated(key)]
+    """The complete, feasible trials the study ran that no other such trial dominates, in
+    trial order: Optuna's ``best_trials``, over the study's own trials (a study holding
+    trials copied in by ``--from-study`` is read through an in-memory copy of its own)."""
+    own = search_trials(study)
+    if len(own) == len(study.get_trials(deepcopy=False)):
+        return sorted(study.best_trials, key=lambda t: t.number)
+    view = optuna.create_study(directions=study.directions)
+    view.add_trials(own)  # numbered 0, 1, ... in the order of ``own``
+    return sorted((own[t.number] for t in view.best_trials), key=lambda t: t.number)
 
 
 def no_best_reason(study: optuna.Study) -> str:

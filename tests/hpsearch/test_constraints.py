@@ -275,3 +275,11 @@ def test_the_report_marks_the_trials_that_break_a_constraint(tmp_path: Path) -> 
     marked = [t for t in history.data if t.name == "breaks a constraint (not a candidate)"]
     assert len(marked) == 1 and marked[0].showlegend
     assert list(marked[0].x) == [by_lr(study)[0.01].number]
+
+
+def test_a_malformed_stored_constraint_is_left_out_not_trusted() -> None:
+    from hpsearch.trials.constraints import from_record
+
+    raw = {"recall.covid": {"min": 0.9}, "x": "high", "y": {"min": "0.5"}, "z": {"max": 600}}
+    assert from_record(raw) == (Constraint("recall.covid", 0.9), Constraint("z", max=600))
+    assert from_record(["recall.covid"]) == ()

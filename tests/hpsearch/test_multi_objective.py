@@ -4,6 +4,7 @@ report, and any point of it exported with ``best --export DIR --trial N``."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,14 @@ def test_a_run_says_pruning_is_off_and_records_the_front(tmp_path: Path, grid_fi
     status = run_cli(["status", "--study", "mo", "--storage", url, "--json"], fake_env(tmp_path))
     front = json.loads(status.stdout)["pareto"]["front"]
     assert sorted(p["number"] for p in front) == sorted(t.number for t in study.best_trials)
+
+
+def test_a_stored_record_with_other_objective_names_does_not_break_status(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'front.db'}"
+    study = run_all(tmp_path, url, "front")
+    record = build_record(
+        load_study_file(tmp_path / "s.toml"), "full", DataRecord("x", 32, 0.2), str(tmp_path)
+    )
+    for names in (["only_one"], [1, 2, 3]):
+        summary = front_summary(study, replace(record, objectives=names))
+        assert summary["objectives"] == ["objective 0", "objective 1", "objective 2"]
