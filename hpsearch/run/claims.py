@@ -29,7 +29,14 @@ import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from hpsearch.storage.optuna_api import heartbeat_table, stale_trial_ids, study_id
-from hpsearch.storage.tables import ensure_table, insert_once, slots_table, update_if
+from hpsearch.storage.tables import (
+    ensure_table,
+    insert_once,
+    rungs_table,
+    slots_table,
+    update_if,
+)
+from hpsearch.study.promotion import Rungs, promotable
 from hpsearch.trials.record import ERROR, INTERRUPTED
 
 #: Trial states that settle a slot as done.
@@ -51,6 +58,9 @@ class SlotStatus(enum.StrEnum):
     """Its trial was stopped through no fault of its own: claim it again, resume it."""
     FAILED = "failed"
     """Its trial failed; claimed again until it has failed ``MAX_ATTEMPTS`` times."""
+    PAUSED = "paused"
+    """Its trial waits at a rung of the promotion pruner (still running in Optuna, with
+    no heartbeat): promoted, it resumes under its own number; else pruned at the end."""
 
 
 class ClaimResult(enum.Enum):
@@ -72,6 +82,10 @@ class Claim:
     attempt: int
     resumed: bool
     """True when a previous attempt of this slot ran (its checkpoint may be resumed)."""
+    trial_id: int | None = None
+    """A promotion: the paused trial that goes on (under its own number)."""
+    promoted_from: int | None = None
+    """A promotion: the rung the trial waited at."""
 
 
 def is_exhausted(status: str, attempts: int) -> bool:
@@ -95,6 +109,7 @@ class SlotBoard:
         *,
         claim_grace_s: float = 60.0,
         worker: int | None = None,
+        promotion: Rungs | None = None,
     ) -> None:
         self.study = study
         self.storage = storage
@@ -106,6 +121,10 @@ class SlotBoard:
         who = "worker" if worker is None else f"worker {worker}"
         self.who = f"{who} (pid {os.getpid()}) on host {socket.gethostname()}"
         ensure_table(self.engine, slots_table)
+        self.promotion = promotion
+        """The promotion pruner's rungs: trials pause at them and paused ones go on first."""
+        if promotion is not None:
+            ensure_table(self.engine, rungs_table)
 
     # -- reading ---------------------------------------------------------------------------
     def rows(self) -> list[sa.Row[Any]]:
@@ -120,8 +139,13 @@ class SlotBoard:
 
     # -- claiming --------------------------------------------------------------------------
     def claim(self) -> tuple[ClaimResult, Claim | None]:
-        """Claim a slot: a fresh one first, else one whose trial died or was interrupted."""
+        """Claim a slot: a paused trial to promote first (the promotion pruner), then a
+        fresh slot, else one whose trial died or was interrupted."""
         self.fail_dead_trials()
+        if self.promotion is not None:
+            promoted = self._promote()
+            if promoted is not None:
+                return ClaimResult.CLAIMED, promoted
         rows = self.rows()
         taken = {r.slot for r in rows}
         for slot in range(self.n_slots):
@@ -137,11 +161,13 @@ class SlotBoard:
             if row.status == SlotStatus.DONE or is_exhausted(row.status, row.attempts):
                 continue
             state = self._trial_state(row.trial_id)
-            if row.status == SlotStatus.RUNNING and state in (
-                TrialState.COMPLETE,
-                TrialState.PRUNED,
-            ):
+            if row.status in (SlotStatus.RUNNING, SlotStatus.PAUSED) and state in FINISHED:
                 self._set_status(row.slot, row.token, SlotStatus.DONE)
+                continue
+            if row.status == SlotStatus.PAUSED:
+                continue  # waits for a promotion, or for the end
+            if self._lost_promotion(row, state):
+                pending = True
                 continue
             if self._reclaimable(row, state):
                 claim = self._take_over(row)
@@ -150,6 +176,8 @@ class SlotBoard:
             pending = True
         if pending:
             return ClaimResult.WAIT, None
+        if self.promotion is not None:
+            self.prune_paused()
         return (ClaimResult.STUCK if self.exhausted() else ClaimResult.ALL_DONE), None
 
     def fail_dead_trials(self) -> list[int]:
@@ -164,6 +192,8 @@ class SlotBoard:
             return []
         failed = []
         for trial_id in stale_trial_ids(storage, self.study_id):
+            if self.promotion is not None and self._keep_paused(trial_id):
+                continue
             reason = f"no heartbeat for {self._silence_s(trial_id):.0f} s; taken over by {self.who}"
             # Another worker may fail it first: then this one leaves it alone.
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
@@ -214,6 +244,7 @@ class SlotBoard:
             "attempts": row.attempts + 1,
             "status": SlotStatus.RUNNING,
             "claimed_at": time.time(),
+            "rung": None,  # a new trial of the slot: no promotion in progress
         }
         if not update_if(self.engine, slots_table, self._owned(row.slot, row.token), values):
             return None  # someone else took it over first
@@ -262,6 +293,11 @@ class SlotBoard:
         if state in FINISHED:
             self._set_status(claim.slot, claim.token, SlotStatus.DONE)
             return state
+        if state == TrialState.RUNNING and row.rung is not None and trial_id is not None:
+            # A promoted trial stopped on its way to the next rung waits again where it
+            # was promoted from, under its own number (its checkpoint keeps the epochs).
+            self._repause(row)
+            return state
         if state == TrialState.RUNNING and trial_id is not None:
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
                 self.storage.set_trial_user_attr(trial_id, INTERRUPTED, True)
@@ -277,6 +313,157 @@ class SlotBoard:
         if refund:
             values["attempts"] = slots_table.c.attempts - 1
         update_if(self.engine, slots_table, self._owned(slot, token), values)
+
+    # -- the promotion pruner -----------------------------------------------------------
+    def rung_values(self) -> list[dict[int, float]]:
+        """Rung k -> {slot: its trial's value at rung k}, in the order the slots got there."""
+        query = (
+            sa.select(rungs_table.c.slot, rungs_table.c.rung, rungs_table.c.value)
+            .where(rungs_table.c.study_id == self.study_id)
+            .order_by(rungs_table.c.reached_at, rungs_table.c.slot)
+        )
+        with self.engine.connect() as conn:
+            found = list(conn.execute(query))
+        rungs: list[dict[int, float]] = [
+            {} for _ in range(max((r.rung for r in found), default=-1) + 1)
+        ]
+        for slot, rung, value in found:
+            rungs[rung][slot] = float(value)
+        return rungs
+
+    def _promote(self) -> Claim | None:
+        """Claim the first paused trial the promotion rule lets go on (None: no such one)."""
+        assert self.promotion is not None
+        # Slots first, then rungs: a trial is paused only after its rung value is written,
+        # so every paused trial seen here has its value among the rungs read after.
+        rows = {r.slot: r for r in self.rows()}
+        paused = {
+            s: r.rung
+            for s, r in rows.items()
+            if r.status == SlotStatus.PAUSED and r.rung is not None
+        }
+        if not paused:
+            return None
+        maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        order = promotable(
+            self.rung_values(), paused, self.promotion.reduction_factor, maximize=maximize
+        )
+        for slot in order:
+            row = rows[slot]
+            token = str(uuid.uuid4())
+            values = {"token": token, "status": SlotStatus.RUNNING, "claimed_at": time.time()}
+            paused_row = (
+                *self._owned(row.slot, row.token),
+                slots_table.c.status == SlotStatus.PAUSED,
+            )
+            if not update_if(self.engine, slots_table, paused_row, values):
+                continue  # another worker promoted it first
+            # A heartbeat at once: a worker that dies from here on is found by it.
+            self.storage.record_heartbeat(row.trial_id)
+            return Claim(
+                slot=row.slot,
+                token=token,
+                attempt=row.attempts,
+                resumed=True,
+                trial_id=row.trial_id,
+                promoted_from=row.rung,
+            )
+        return None
+
+    def pause(self, claim: Claim, rung: int, value: float) -> bool:
+        """Record that the claim's trial reached ``rung`` with ``value`` and waits there.
+
+        The rung's value is written before the slot says paused (see :meth:`_promote`);
+        the trial's heartbeat is removed last, so a paused trial is never taken for dead.
+        False when the claim was lost meanwhile.
+        """
+        row = {
+            "study_id": self.study_id,
+            "slot": claim.slot,
+            "rung": rung,
+            "value": value,
+            "reached_at": time.time(),
+        }
+        insert_once(self.engine, rungs_table, row)  # already there: an earlier attempt's
+        values = {"status": SlotStatus.PAUSED, "rung": rung}
+        if not update_if(self.engine, slots_table, self._owned(claim.slot, claim.token), values):
+            return False
+        bound = claim.trial_id if claim.trial_id is not None else self._bound_trial(claim)
+        self._forget_heartbeat(bound)
+        return True
+
+    def _bound_trial(self, claim: Claim) -> int | None:
+        query = sa.select(slots_table.c.trial_id).where(*self._owned(claim.slot, claim.token))
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else int(found)
+
+    def _forget_heartbeat(self, trial_id: int | None) -> None:
+        if trial_id is None:
+            return
+        beats = heartbeat_table()
+        with self.engine.begin() as conn:
+            conn.execute(beats.delete().where(beats.c.trial_id == trial_id))
+
+    def _repause(self, row: sa.Row[Any]) -> bool:
+        """Send a promoted trial whose run ended without reaching its next rung (a stop,
+        a dead worker) back to the rung it was promoted from: it may be promoted again."""
+        values = {"token": str(uuid.uuid4()), "status": SlotStatus.PAUSED}
+        if not update_if(self.engine, slots_table, self._owned(row.slot, row.token), values):
+            return False
+        self._forget_heartbeat(row.trial_id)
+        return True
+
+    def _slot_of_trial(self, trial_id: int) -> sa.Row[Any] | None:
+        query = sa.select(slots_table).where(
+            slots_table.c.study_id == self.study_id, slots_table.c.trial_id == trial_id
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first()
+
+    def _keep_paused(self, trial_id: int) -> bool:
+        """A stale heartbeat of a paused or promoted trial: the trial is not failed. A paused
+        one only lost its heartbeat late (its worker died while pausing it); a promoted one
+        whose worker died waits at its rung again. True when handled here."""
+        row = self._slot_of_trial(trial_id)
+        if row is None or row.rung is None:
+            return False
+        if row.status == SlotStatus.PAUSED:
+            self._forget_heartbeat(trial_id)
+            return True
+        if row.status == SlotStatus.RUNNING:
+            self._repause(row)
+            return True
+        return False
+
+    def _lost_promotion(self, row: sa.Row[Any], state: TrialState | None) -> bool:
+        """A promotion claimed by a worker that died before its first heartbeat: after the
+        claim's grace period the trial waits at its rung again. True for a promotion in
+        progress (nothing to take over: it runs, or waits again)."""
+        if row.status != SlotStatus.RUNNING or row.rung is None or state != TrialState.RUNNING:
+            return False
+        beats = heartbeat_table()
+        query = sa.select(beats.c.trial_id).where(beats.c.trial_id == row.trial_id)
+        with self.engine.connect() as conn:
+            beating = conn.execute(query).first() is not None
+        if not beating and time.time() - row.claimed_at > self.claim_grace_s:
+            self._repause(row)
+        return True
+
+    def prune_paused(self) -> list[int]:
+        """At the end (nothing runs, nothing can start or be promoted): prune each trial
+        still paused, at the value of its last rung, and mark its slot done. Several
+        workers may do this at once: a trial is told once, the others skip it."""
+        pruned = []
+        for row in self.rows():
+            if row.status != SlotStatus.PAUSED or row.trial_id is None:
+                continue
+            number = self.storage.get_trial(row.trial_id).number
+            self.study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
+            self._forget_heartbeat(row.trial_id)
+            self._set_status(row.slot, row.token, SlotStatus.DONE)
+            pruned.append(row.slot)
+        return pruned
 
     def exhausted(self) -> list[int]:
         """Slots whose trial failed on each of its ``MAX_ATTEMPTS`` attempts."""

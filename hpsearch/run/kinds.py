@@ -123,7 +123,7 @@ class Search(RunKind):
         spec = self.spec
         rules = "; ".join(c.describe() for c in spec.constraints)
         constrained = f", constraints {rules} (validation)" if rules else ""
-        pruner = f"pruner {spec.pruner.kind}"
+        pruner = f"pruner {spec.pruner_at(self.scale).kind}"
         if spec.multi_objective:
             pruner = (
                 f"objectives {', '.join(spec.objectives)} (a Pareto front), pruning off: "

@@ -29,7 +29,7 @@ from hpsearch.storage.optuna_api import trial_id
 from hpsearch.storage.resilience import recurring_error
 from hpsearch.study.space import suggest
 from hpsearch.trials.constraints import measures, violations
-from hpsearch.trials.cost import COST, CostMeter
+from hpsearch.trials.cost import COST, CostMeter, TrialCost, trial_cost
 from hpsearch.trials.record import (
     ERROR,
     INTERRUPTED,
@@ -43,6 +43,10 @@ from trainer.config import TrainConfig
 
 if TYPE_CHECKING:
     from hpsearch.run.tracking import TrialTracker
+
+
+class TrialPaused(Exception):  # a state, like Optuna's TrialPruned
+    """The trial stopped at a rung of the promotion pruner: it waits, it did not end."""
 
 
 class _KnownErrorsFilter(logging.Filter):
@@ -107,6 +111,8 @@ class TrialReport:
     value: float | None = None
     best_epoch: int | None = None
     epochs_run: int | None = None
+    paused_at: tuple[int, float] | None = None
+    """The rung the trial stopped at (the promotion pruner), and its value there."""
 
     def ended(self, worker: int, outcome: TrialOutcome) -> TrialEnded:
         """The event that says how the trial ended."""
@@ -153,6 +159,10 @@ class TrialObjective:
         """Epochs this trial trained itself (resumed ones apart): what it paid for."""
         self.measured: dict[str, float] = {}
         """What a constraint or objective may read of the finished trial (see ``record``)."""
+        self.rungs = board.promotion
+        """The promotion pruner's rungs: the trial pauses at them (None: another pruner)."""
+        self.earlier_cost: TrialCost | None = None
+        """A promoted trial: what its earlier runs cost (its cost adds to it)."""
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         try:
@@ -171,6 +181,8 @@ class TrialObjective:
             # checkpoint writer makes a RuntimeError of it): still a stop, not a failure.
             self._interrupted(trial)
             raise KeyboardInterrupt from err
+        if self.report.paused_at is not None:
+            raise TrialPaused(f"paused at epoch {result.epochs_run}")
         if self.pruned:
             raise optuna.TrialPruned(f"pruned at epoch {result.epochs_run}")
         if math.isnan(value):
@@ -195,8 +207,13 @@ class TrialObjective:
     def _interrupted(self, trial: optuna.Trial) -> None:
         self.report.outcome = TrialOutcome.INTERRUPTED
         trial.set_user_attr(INTERRUPTED, True)
-        trial.set_user_attr(COST, self.meter.read(self.epochs_trained).to_attr())
+        trial.set_user_attr(COST, self.cost().to_attr())
         self._finish_tracker("interrupted", {})
+
+    def cost(self, peak_memory_mb: float | None = None) -> TrialCost:
+        """What the trial cost so far: this run, plus its earlier runs if it was promoted."""
+        cost = self.meter.read(self.epochs_trained, peak_memory_mb)
+        return cost if self.earlier_cost is None else self.earlier_cost.plus(cost)
 
     def config_from_trial(self, trial: optuna.Trial) -> TrainConfig:
         """Bind the trial to its slot, ask it for the parameters, build the config."""
@@ -205,6 +222,11 @@ class TrialObjective:
         self.report.trial_id = trial_id(trial)
         if not self.board.bind_trial(self.claim, self.report.trial_id):
             raise RuntimeError(f"slot {slot} was taken over by another worker")
+        if self.claim.trial_id is not None:  # promoted: the trial goes on where it paused
+            earlier = self.board.storage.get_trial(self.report.trial_id)
+            self.earlier_cost = trial_cost(earlier)
+            if earlier.user_attrs.get(INTERRUPTED):
+                trial.set_user_attr(INTERRUPTED, False)  # a stop it was paused again after
         params = suggest(trial, self.kind.space)
         values = self.kind.train_values(slot, params)
         for name, value in self.kind.slot_values(slot)[1].items():
@@ -233,7 +255,9 @@ class TrialObjective:
         """``fit`` with a per-epoch report; resumes the slot's checkpoint if there is one."""
         metric = self.kind.metric
         several = self.kind.spec.multi_objective
-        reported: set[int] = set()
+        # A promoted trial has reported the epochs of its earlier runs already.
+        promoted = self.claim.trial_id is not None
+        reported: set[int] = set(self._steps_reported(trial)) if promoted else set()
 
         def on_epoch(epoch: int, row: dict[str, float]) -> bool:
             if stop_requested():  # the signal was swallowed where it landed: stop here
@@ -248,6 +272,10 @@ class TrialObjective:
             report = self.report
             report.epochs_run = epoch  # so far: an interrupted trial says how far it got
             self.emit(EpochEnded(self.placement.index, report.number, epoch, value, report.epochs))
+            if self.rungs is not None and not several:
+                rung = self.rungs.rung_at(epoch, report.epochs or epoch)
+                report.paused_at = None if rung is None else (rung, value)
+                return rung is not None
             self.pruned = False if several else trial.should_prune()
             return self.pruned
 
@@ -262,7 +290,7 @@ class TrialObjective:
             self.report.error = err
             self.report.outcome = TrialOutcome.of_error(err)
             trial.set_user_attr(ERROR, error_reason(err)[:500])
-            trial.set_user_attr(COST, self.meter.read(self.epochs_trained).to_attr())
+            trial.set_user_attr(COST, self.cost().to_attr())
             self._finish_tracker("failed", {})
             raise
         # Epochs trained by an earlier attempt of this slot (resumed from its checkpoint)
@@ -271,6 +299,9 @@ class TrialObjective:
             if int(row["epoch"]) not in reported and not several:
                 trial.report(row.get(metric, math.nan), int(row["epoch"]))
         return result
+
+    def _steps_reported(self, trial: optuna.Trial) -> list[int]:
+        return list(self.board.storage.get_trial(trial_id(trial)).intermediate_values)
 
     def _precision(self, trial: optuna.Trial, config: TrainConfig) -> TrainConfig:
         """``config`` with 'auto' precision decided by a measurement on this machine
@@ -288,8 +319,7 @@ class TrialObjective:
         """Write the result to the trial (and wandb); attach the best checkpoint."""
         value = float(result.best_metrics.get(self.kind.metric, math.nan))
         attrs = result_attrs(result, resumed=self.claim.resumed)
-        cost = self.meter.read(self.epochs_trained, getattr(result, "peak_memory_mb", None))
-        attrs[COST] = cost.to_attr()
+        attrs[COST] = self.cost(getattr(result, "peak_memory_mb", None)).to_attr()
         trial.set_user_attr(RESULT, attrs)  # one storage write for all of it
         self.measured = measures(attrs, attrs[COST])
         self._constrain(trial)
@@ -297,6 +327,8 @@ class TrialObjective:
         report.value, report.best_epoch = value, result.best_epoch
         report.epochs_run = result.epochs_run
         outcome = TrialOutcome.PRUNED if self.pruned else TrialOutcome.COMPLETE
+        if report.paused_at is not None:
+            outcome = TrialOutcome.PAUSED
         self._finish_tracker(outcome.value, attrs)
         if outcome is TrialOutcome.COMPLETE and result.best_checkpoint is not None:
             self._attach(trial, result.best_checkpoint)
@@ -324,7 +356,8 @@ class TrialObjective:
             tracking.pruner,
             tracking.folder,
         )
-        run_id = tracker.start(trial.number, config.to_dict(), params)
+        resume = trial.user_attrs.get(WANDB_RUN_ID) if self.claim.trial_id is not None else None
+        run_id = tracker.start(trial.number, config.to_dict(), params, resume_id=resume)
         if run_id is not None:  # from the dashboard's trial to its wandb run
             trial.set_user_attr(WANDB_RUN_ID, run_id)
         return tracker

@@ -23,6 +23,8 @@ class TrialOutcome(enum.Enum):
     """Not the trial's fault: released without spending an attempt; the run stops."""
     OUTAGE = "outage"
     """The storage went away: released without spending an attempt, to run again."""
+    PAUSED = "paused"
+    """Stopped at a rung of the promotion pruner: waits to be promoted, or pruned at the end."""
     SETUP_ERROR = "setup_error"
     """An error every attempt would meet (missing weights, an unwritable folder): the
     trial is failed with its reason, the slot released unspent, and the run stops."""
@@ -51,19 +53,32 @@ class TrialOutcome(enum.Enum):
     @property
     def refunds_attempt(self) -> bool:
         """An ending that is nobody's fault gives the slot its attempt back."""
-        return self not in (TrialOutcome.COMPLETE, TrialOutcome.PRUNED, TrialOutcome.FAILED)
+        kept = (
+            TrialOutcome.COMPLETE,
+            TrialOutcome.PRUNED,
+            TrialOutcome.FAILED,
+            TrialOutcome.PAUSED,
+        )
+        return self not in kept
 
     @property
     def slot_status(self) -> SlotStatus:
         """The status this ending leaves the trial's slot in."""
         if self in (TrialOutcome.COMPLETE, TrialOutcome.PRUNED):
             return SlotStatus.DONE
+        if self is TrialOutcome.PAUSED:
+            return SlotStatus.PAUSED
         return SlotStatus.FAILED if self is TrialOutcome.FAILED else SlotStatus.RELEASED
 
     @property
     def state(self) -> str:
         """The state shown to the user (disk-full, outage and setup errors as failed)."""
-        shown = (TrialOutcome.COMPLETE, TrialOutcome.PRUNED, TrialOutcome.INTERRUPTED)
+        shown = (
+            TrialOutcome.COMPLETE,
+            TrialOutcome.PRUNED,
+            TrialOutcome.INTERRUPTED,
+            TrialOutcome.PAUSED,
+        )
         return self.value if self in shown else "failed"
 
 

@@ -203,6 +203,8 @@ class Progress:
             what = f"trial {trial} complete: {value} at epoch {best_epoch}"
         elif state == "pruned":
             what = f"trial {trial} pruned at epoch {epochs or '?'}, {value}"
+        elif state == "paused":
+            what = f"trial {trial} paused at epoch {epochs or '?'}, {value}: waits for promotion"
         elif trial is None:  # stopped or cut off before Optuna created the trial
             what = f"trial not created ({state}); its slot is free to run again"
         else:

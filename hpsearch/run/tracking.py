@@ -101,9 +101,15 @@ class TrialTracker:
         return self._run
 
     def start(
-        self, trial_number: int, config: Mapping[str, Any], params: Mapping[str, Any]
+        self,
+        trial_number: int,
+        config: Mapping[str, Any],
+        params: Mapping[str, Any],
+        *,
+        resume_id: str | None = None,
     ) -> str | None:
         """Open the trial's run: ``config`` (the full training config) updated with ``params``.
+        With ``resume_id`` (a promoted trial going on) that run is opened again instead.
 
         Returns the run's id (to record on the Optuna trial), or None when not tracking.
         """
@@ -129,6 +135,7 @@ class TrialTracker:
                 tags=[f"sampler:{self.sampler}", f"pruner:{self.pruner}"],
                 config=full_config,
                 silent=True,  # a line per trial would bury the progress display
+                **({"id": resume_id, "resume": "allow"} if resume_id else {}),
             )
             self._run.define_metric("epoch")
             self._run.define_metric("*", step_metric="epoch")

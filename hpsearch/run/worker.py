@@ -16,11 +16,17 @@ from optuna.trial import TrialState
 from hpsearch.run.claims import Claim, ClaimResult, SlotBoard
 from hpsearch.run.context import WorkerContext
 from hpsearch.run.events import Emit, Message, WorkerStopped, WorkerWaiting
-from hpsearch.run.objective import Tracking, TrialObjective, TrialReport, quiet_known_errors
+from hpsearch.run.objective import (
+    Tracking,
+    TrialObjective,
+    TrialPaused,
+    TrialReport,
+    quiet_known_errors,
+)
 from hpsearch.run.outcome import TrialOutcome
 from hpsearch.run.signals import StopSignalHold, interrupt, stop_requested
 from hpsearch.storage import open_storage
-from hpsearch.storage.optuna_api import trial_id
+from hpsearch.storage.optuna_api import heartbeat_thread, trial_id
 from hpsearch.storage.resilience import (
     disk_full_error,
     is_storage_outage,
@@ -28,6 +34,7 @@ from hpsearch.storage.resilience import (
     recurring_error,
     wait_for_storage,
 )
+from hpsearch.study.promotion import PromotionPruner
 from hpsearch.study.record import StudyRecord
 from trainer.errors import UserError
 
@@ -80,7 +87,14 @@ class Worker:
         self.study = optuna.load_study(
             study_name=access.study_name, storage=self.storage, pruner=ctx.kind.pruner()
         )
-        self.board = SlotBoard(self.study, self.storage, ctx.kind.n_slots, worker=self.index)
+        pruner = self.study.pruner
+        self.board = SlotBoard(
+            self.study,
+            self.storage,
+            ctx.kind.n_slots,
+            worker=self.index,
+            promotion=pruner.rungs if isinstance(pruner, PromotionPruner) else None,
+        )
         record = StudyRecord.read(self.study)
         self.checkpoint_uid = record.uid if record is not None else ""
         """The study's id: the folder of its checkpoints (see :attr:`StudyRecord.uid`)."""
@@ -92,7 +106,7 @@ class Worker:
             mode=ctx.wandb_mode,
             study_name=access.study_name,
             sampler=ctx.kind.spec.sampler,
-            pruner=ctx.kind.spec.pruner.kind,
+            pruner=ctx.kind.spec.pruner_at(ctx.kind.scale).kind,
             folder=ctx.workdir.wandb,
         )
 
@@ -195,28 +209,19 @@ def run_claim(worker: Worker, claim: Claim) -> TrialOutcome:
     ctx, board = worker.ctx, worker.board
     witness = _Witness(ctx.kind.sampler(claim.slot))
     worker.study.sampler = witness
-    objective = TrialObjective(
-        ctx.kind,
-        ctx.placement,
-        board,
-        claim,
-        worker.data,
-        fit=ctx.trainer.fit,
-        choose_precision=ctx.trainer.choose_precision,
-        image_size=ctx.data.image_size,
-        precision_cache=ctx.workdir.precision_probe,
-        checkpoints=ctx.workdir.trial_dir(ctx.access.study_name, claim.slot, worker.checkpoint_uid),
-        artifacts=ctx.workdir.artifacts,
-        tracking=worker.tracking,
-        emit=worker.emit,
-    )
+    objective = _objective(worker, claim)
     report = objective.report
     try:
         # A stop signal is held back from here until the witness knows the trial Optuna
         # creates: landing in between, it would leave a running trial nobody can name.
         witness.hold.hold()
         try:
-            worker.study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+            if board.promotion is None:
+                worker.study.optimize(
+                    objective, n_trials=1, catch=(Exception,), gc_after_trial=False
+                )
+            else:
+                _run_pausable(worker, claim, objective, witness)
         finally:
             witness.hold.release()
     except KeyboardInterrupt:
@@ -228,8 +233,14 @@ def run_claim(worker: Worker, claim: Claim) -> TrialOutcome:
             raise KeyboardInterrupt from err
         report.outcome = _after_optimize_error(worker, report, err)
     outcome = report.outcome
+
+    def settle() -> Any:
+        if outcome is TrialOutcome.PAUSED and report.paused_at is not None:
+            return board.pause(claim, *report.paused_at)
+        return board.finish(claim, outcome.slot_status, refund=outcome.refunds_attempt)
+
     wait_for_storage(
-        lambda: board.finish(claim, outcome.slot_status, refund=outcome.refunds_attempt),
+        settle,
         "recording a trial",
         worker.say,
         # Stopping, the worker waits briefly for the storage: its stop is bounded in time.
@@ -244,6 +255,57 @@ def run_claim(worker: Worker, claim: Claim) -> TrialOutcome:
         error = recurring_error(report.error) if report.error else None
         raise UserError(f"{error} ({where}; no attempt spent)") from None
     return outcome
+
+
+def _objective(worker: Worker, claim: Claim) -> TrialObjective:
+    """The objective of ``claim``'s trial, with the worker's data, trainer and folders."""
+    ctx = worker.ctx
+    return TrialObjective(
+        ctx.kind,
+        ctx.placement,
+        worker.board,
+        claim,
+        worker.data,
+        fit=ctx.trainer.fit,
+        choose_precision=ctx.trainer.choose_precision,
+        image_size=ctx.data.image_size,
+        precision_cache=ctx.workdir.precision_probe,
+        checkpoints=ctx.workdir.trial_dir(ctx.access.study_name, claim.slot, worker.checkpoint_uid),
+        artifacts=ctx.workdir.artifacts,
+        tracking=worker.tracking,
+        emit=worker.emit,
+    )
+
+
+def _run_pausable(
+    worker: Worker, claim: Claim, objective: TrialObjective, witness: _Witness
+) -> None:
+    """Run one trial under the promotion pruner, as ``study.optimize`` would run it, except
+    that a trial stopped at a rung is not told anything: it stays running in Optuna,
+    paused, and a promotion (``claim.trial_id``) takes it up again under its own number."""
+    study = worker.study
+    if claim.trial_id is None:
+        trial = study.ask()  # the witness learns its id, and lets a held stop land
+    else:
+        trial = optuna.Trial(study, claim.trial_id)
+        witness.trial_id = claim.trial_id
+        witness.hold.release()
+    value: Any = None
+    with heartbeat_thread(trial_id(trial), worker.storage):
+        try:
+            value, state = objective(trial), TrialState.COMPLETE
+        except TrialPaused:
+            return
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+        except Exception as err:
+            state = TrialState.FAIL
+            optuna.logging.get_logger("optuna").warning(
+                f"Trial {trial.number} failed with parameters: {trial.params} because of "
+                f"the following error: {err!r}.",
+                exc_info=True,
+            )
+    study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
 
 
 def _settle_stopped(worker: Worker, claim: Claim, report: TrialReport, created: int | None) -> None:

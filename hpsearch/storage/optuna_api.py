@@ -10,13 +10,16 @@ distribution. Each is one small function here, and each has a contract test
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import sqlalchemy as sa
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial
+
+if TYPE_CHECKING:
+    from optuna.storages._heartbeat import BaseHeartbeatThread
 
 
 def study_id(study: optuna.Study) -> int:
@@ -39,6 +42,14 @@ def stale_trial_ids(storage: RDBStorage, study_id: int) -> list[int]:
     """Running trials of the study whose heartbeat is older than the storage's grace
     period (``RDBStorage._get_stale_trial_ids``, what ``fail_stale_trials`` uses)."""
     return [int(i) for i in storage._get_stale_trial_ids(study_id)]
+
+
+def heartbeat_thread(trial_id: int, storage: BaseStorage) -> BaseHeartbeatThread:
+    """The thread that records a running trial's heartbeat while the block runs, as
+    ``study.optimize`` runs it (``optuna.storages._heartbeat.get_heartbeat_thread``)."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    return get_heartbeat_thread(trial_id, storage)
 
 
 def heartbeat_table() -> sa.Table:

@@ -5,6 +5,7 @@ storage. Beside it hpsearch keeps small tables of its own:
 
 - ``hpsearch_slots``: which process owns which slot of a study, and how it ended
   (``hpsearch.run.claims``);
+- ``hpsearch_rungs``: the value a slot's trial had at each rung of the promotion pruner;
 - ``hpsearch_copies``: which trials of another study were copied into a study
   (``hpsearch.study.warmstart``);
 - ``hpsearch_schema``: the version of each of the above, so that a later column is a
@@ -52,7 +53,19 @@ slots_table = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("claimed_at", sa.Float, nullable=False),
+    # Version 2: the rung a paused trial waits at, or the rung a running one was promoted
+    # from (the promotion pruner, hpsearch.study.promotion); None otherwise.
+    sa.Column("rung", sa.Integer, nullable=True),
 )
+
+rungs_table = sa.Table(
+    "hpsearch_rungs",
+    metadata,
+    *_keys("study_id", "slot", "rung"),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("reached_at", sa.Float, nullable=False),
+)
+"""The value each slot's trial had when it reached each rung (the promotion pruner)."""
 
 copies_table = sa.Table(
     "hpsearch_copies",
@@ -76,8 +89,16 @@ class SideTable:
     be safe to run twice: another process may have run it a moment before)."""
 
 
+def _add_rung_column(conn: sa.Connection) -> None:
+    """Slots version 2: the ``rung`` column (nothing to do when a racing process added it)."""
+    columns = {c["name"] for c in sa.inspect(conn).get_columns(slots_table.name)}
+    if "rung" not in columns:
+        conn.execute(sa.text(f"ALTER TABLE {slots_table.name} ADD COLUMN rung INTEGER"))
+
+
 SIDE_TABLES: dict[str, SideTable] = {
-    slots_table.name: SideTable(slots_table),
+    slots_table.name: SideTable(slots_table, version=2, migrations={2: _add_rung_column}),
+    rungs_table.name: SideTable(rungs_table),
     copies_table.name: SideTable(copies_table),
 }
 

@@ -15,6 +15,9 @@ from typing import Annotated, Any
 import optuna
 from pydantic import BaseModel, ConfigDict, Field
 
+from hpsearch.study.promotion import KIND as PROMOTION
+from hpsearch.study.promotion import PromotionPruner
+
 STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
@@ -96,6 +99,11 @@ PRUNERS: dict[str, PrunerKind] = {
     "successive-halving": PrunerKind(
         ("min_resource", "reduction_factor", "min_early_stopping_rate"),
         lambda settings: optuna.pruners.SuccessiveHalvingPruner(**settings),
+    ),
+    # Successive halving whose trials pause at each rung and resume when promoted
+    # (hpsearch.study.promotion): a stopped trial is not thrown away.
+    PROMOTION: PrunerKind(
+        ("min_resource", "reduction_factor"), lambda settings: PromotionPruner(**settings)
     ),
     "hyperband": PrunerKind(
         ("min_resource", "max_resource", "reduction_factor"),

@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from hpsearch.study.promotion import KIND as PROMOTION
 from hpsearch.study.samplers import PRUNERS, SAMPLERS, STRICT
 from trainer.classes import CLASS_NAMES
 from trainer.config import (
@@ -224,6 +225,13 @@ class PrunerTable(PrunerSettings):
         return {k: v for k, v in super().given().items() if k != "kind"}
 
 
+class ScalePruner(PrunerSettings):
+    """``[scale.X.pruner]``: settings that replace those of ``[pruner]`` at this scale, or
+    with ``kind`` another pruner there (whose settings then start from its defaults)."""
+
+    kind: Annotated[str, _one_of(tuple(PRUNERS))] | None = None
+
+
 class BudgetTable(BaseModel):
     """``[budget]``: trials to complete (random/TPE) and a wall-clock limit."""
 
@@ -250,8 +258,8 @@ class _ScaleBase(BaseModel):
     model_config = STRICT
     space: dict[str, Any] | None = None
     """Axes of ``[space]`` narrowed at this scale (checked like ``[space]``)."""
-    pruner: PrunerSettings | None = None
-    """Settings that replace those of ``[pruner]`` at this scale (its kind stays)."""
+    pruner: ScalePruner | None = None
+    """Settings that replace those of ``[pruner]`` at this scale, or another ``kind``."""
     enqueue: list[dict[str, Any]] | None = None
     """Configurations run first at this scale, in place of the study's ``[[enqueue]]``."""
 
@@ -332,15 +340,22 @@ def _check_sections(study: _StudyFileBase) -> None:
 
 
 def _check_pruner(study: _StudyFileBase) -> None:
-    kind = study.pruner.kind
-    allowed = PRUNERS[kind].settings
+    kinds = {"pruner": study.pruner.kind}
     tables = {"pruner": study.pruner.given()}
-    tables |= {f"scale.{n}.pruner": t.pruner.given() for n, t in study.scale.items() if t.pruner}
+    for name, table in study.scale.items():
+        if table.pruner:
+            settings = table.pruner.given()
+            kinds[f"scale.{name}.pruner"] = settings.pop("kind", None) or study.pruner.kind
+            tables[f"scale.{name}.pruner"] = settings
     for where, settings in tables.items():
+        kind = kinds[where]
+        allowed = PRUNERS[kind].settings
         unknown = sorted(set(settings) - set(allowed))
         if unknown:
             why = f"not a {kind} setting (allowed: {', '.join(allowed) or 'none'})"
             raise rule(f"{where}.{unknown[0]}", why)
+        if kind == PROMOTION and settings.get("min_resource") == "auto":
+            raise rule(f"{where}.min_resource", "the promotion pruner needs a number of epochs")
 
 
 MONITOR_SET_BY_METRIC = "set by [study] metric: the metric and the epoch it selects are one"

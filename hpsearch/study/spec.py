@@ -120,9 +120,12 @@ class StudySpec:
         return self.scales[scale]
 
     def pruner_at(self, scale: str) -> PrunerSpec:
-        """The pruner at ``scale``: ``[scale.X.pruner]`` replaces the settings it names."""
-        settings = {**self.pruner.settings, **self.scale(scale).pruner}
-        return PrunerSpec(kind=self.pruner.kind, settings=settings)
+        """The pruner at ``scale``: ``[scale.X.pruner]`` replaces the settings it names, or
+        names another kind (then the study's ``[pruner]`` settings do not apply)."""
+        over = dict(self.scale(scale).pruner)
+        kind = over.pop("kind", None) or self.pruner.kind
+        base = self.pruner.settings if kind == self.pruner.kind else {}
+        return PrunerSpec(kind=kind, settings={**base, **over})
 
     def build_pruner(self, scale: str) -> optuna.pruners.BasePruner:
         """The Optuna pruner of ``scale``; pruning reads the per-epoch validation metric.

@@ -53,7 +53,7 @@ def build_record(spec: StudySpec, scale: str, data: DataRecord, workdir: str) ->
         spec_file=str(spec.path),
         scale=scale,
         sampler=spec.sampler,
-        pruner=spec.pruner.kind,
+        pruner=spec.pruner_at(scale).kind,
         pruner_settings=dict(spec.pruner_at(scale).settings),
         metric=spec.metric,
         direction=spec.direction,

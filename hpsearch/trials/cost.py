@@ -59,6 +59,16 @@ class TrialCost:
         except (KeyError, TypeError, ValueError):
             return None
 
+    def plus(self, later: TrialCost) -> TrialCost:
+        """This cost and that of a later run of the same trial (a promoted one), together."""
+        peaks = [p for p in (self.peak_memory_mb, later.peak_memory_mb) if p is not None]
+        return TrialCost(
+            device_seconds=round(self.device_seconds + later.device_seconds, 3),
+            unit=later.unit,
+            epochs=self.epochs + later.epochs,
+            peak_memory_mb=max(peaks) if peaks else None,
+        )
+
     @property
     def seconds_per_epoch(self) -> float | None:
         return self.device_seconds / self.epochs if self.epochs else None

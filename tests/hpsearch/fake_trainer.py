@@ -13,6 +13,11 @@ stalls only that slot's trial, from its second epoch, and only when it started a
 (not resumed): a test can kill or freeze the worker that runs it while the others, and
 the attempt that resumes it, go on.
 
+``$FAKE_TRAINER_STALL_PROMOTED_AT=E``: the first resumed run (a trial promoted by the
+promotion pruner, or a retried slot) that reaches epoch E writes its pid to
+``$FAKE_TRAINER_LOG.promoted`` and stalls there, before the epoch is saved or logged: a test
+can kill the worker in the middle of a promotion.
+
 ``$FAKE_TRAINER_TORCH_SAVE=1`` writes each epoch's state with the real trainer's
 ``atomic_save`` (``torch.save``) as ``last.pt`` too. With ``$FAKE_TRAINER_SAVE_STALL_AT=E``
 the save of epoch E of a fresh trial blocks inside ``torch.save``'s write: the temporary
@@ -117,6 +122,11 @@ def fit(
     for epoch in range(len(history) + 1, config.epochs + 1):
         stalled = fresh and epoch >= 2 and slot_name == os.environ.get("FAKE_TRAINER_STALL_SLOT")
         stall = float(os.environ.get("FAKE_TRAINER_STALL_S", "600")) if stalled else 0.0
+        if not fresh and epoch == int(os.environ.get("FAKE_TRAINER_STALL_PROMOTED_AT") or 0):
+            marker = Path(f"{os.environ['FAKE_TRAINER_LOG']}.promoted")
+            if not marker.exists():
+                marker.write_text(f"{os.getpid()} {slot_name}")
+                stall = 600.0
         time.sleep(stall or _stall_s() or delay)
         row = {"epoch": epoch, "val_accuracy": curve(config, epoch), "val_loss": 1.0 / epoch}
         history.append(row)
