@@ -27,8 +27,11 @@ again. ``replay`` reads every finished trial's per-epoch validation accuracy bac
 that study, in the grid's shuffled (slot) order, and feeds the curves to each pruner
 hpsearch offers, the way Optuna sees them with 1, 4 and 8 workers: each worker trains
 the lowest free slot, one epoch per time step, and a trial counts for the pruner once
-it is complete. The shipped pruner's ``[scale.full.pruner]`` settings are scaled from
-the full scale's epochs to the recorded ones.
+it is complete. The promotion pruner (trials pause at rungs and the best go on) is
+replayed with hpsearch's own rule, ``interleaved_promotion``. The shipped pruner's
+``[scale.full.pruner]`` settings are scaled from the full scale's epochs to the recorded
+ones. ``--orders N`` replays the shipped median pruner and the promotion pruner on N
+shuffled orders of the slots too: how much the verdicts depend on the order.
 """
 
 from __future__ import annotations
@@ -298,6 +301,66 @@ def interleaved(curves: list[dict], pruner, workers: int) -> dict:
     return {"epochs": epochs, "best_index": best.user_attrs["index"], "best_value": best.value}
 
 
+def interleaved_promotion(curves: list[dict], rungs, workers: int) -> dict:
+    """Epochs trained and the best kept by the promotion pruner with ``workers`` workers.
+
+    The rule is hpsearch's own (``hpsearch.study.promotion.promotable``). Each time step a
+    free worker first promotes a paused trial the rule lets go on, else starts the lowest
+    slot not yet started, else waits; a busy worker trains one epoch. A trial stops at its
+    next rung (paused, its value there recorded) or at its last epoch (complete). When no
+    worker is busy and nothing can start, the trials still paused are pruned.
+    """
+    from hpsearch.study.promotion import promotable
+
+    epochs_each = max(len(c["values"]) for c in curves)
+    stops = [*rungs.epochs_of(epochs_each), epochs_each]
+    at_rung: list[dict[int, float]] = [{} for _ in stops[:-1]]
+    paused: dict[int, int] = {}
+    done = [0] * len(curves)
+    busy: list[tuple[int, int] | None] = [None] * workers  # (curve index, stop epoch)
+    started, epochs, complete = 0, 0, {}
+
+    def next_job() -> tuple[int, int] | None:
+        nonlocal started
+        order = promotable(at_rung, paused, rungs.reduction_factor)
+        if order:
+            index = order[0]
+            return index, stops[paused.pop(index) + 1]
+        if started < len(curves):
+            started += 1
+            return started - 1, stops[0]
+        return None
+
+    while True:
+        for w in range(workers):
+            if busy[w] is None:
+                busy[w] = next_job()
+        if all(job is None for job in busy):
+            break
+        for w, job in enumerate(busy):
+            if job is None:
+                continue
+            index, stop = job
+            done[index] += 1
+            epochs += 1
+            if done[index] < stop:
+                continue
+            busy[w] = None
+            values = curves[index]["values"]
+            if stop == len(values):
+                complete[index] = max(values)
+            else:
+                k = stops.index(stop)
+                at_rung[k][index] = values[stop - 1]
+                paused[index] = k
+    best = max(complete, key=lambda i: (complete[i], -i))
+    return {"epochs": epochs, "best_index": best, "best_value": complete[best]}
+
+
+PROMOTIONS = ((1, 3), (1, 2), (1, 4), (2, 3))
+"""(min_resource, reduction_factor) of the promotion pruner rows the replay shows."""
+
+
 def grid_pruners(epochs: int, shipped: dict) -> dict:
     """The shipped pruner (its full-scale settings scaled to ``epochs``) and the others."""
     import optuna
@@ -349,6 +412,7 @@ def replay_main(argv: list[str]) -> None:
         help="replay only the points the grid trains today (one of each pair that would "
         "train alike, e.g. Adam's two momentum values), in the same slot order",
     )
+    parser.add_argument("--orders", type=int, default=0, help="also replay N shuffled orders")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if args.storage:
@@ -375,9 +439,24 @@ def replay_main(argv: list[str]) -> None:
     )
     shipped = shipped_full(Path(args.study))
     rows = []
+    from hpsearch.study.promotion import Rungs
+
     for workers in (1, 4, 8):
-        for label, pruner in grid_pruners(epochs, shipped).items():
-            r = interleaved(curves, pruner, workers)
+        runs = {
+            label: (lambda pruner=pruner, workers=workers: interleaved(curves, pruner, workers))
+            for label, pruner in grid_pruners(epochs, shipped).items()
+        }
+        for low, factor in PROMOTIONS:
+            rungs = Rungs(low, factor)
+            label = (
+                f"promotion (min {low} epoch(s), factor {factor}: rungs "
+                f"{', '.join(map(str, rungs.epochs_of(epochs)))})"
+            )
+            runs[label] = lambda rungs=rungs, workers=workers: interleaved_promotion(
+                curves, rungs, workers
+            )
+        for label, replayed in runs.items():
+            r = replayed()
             row = {
                 "pruner": label,
                 "workers": workers,
@@ -393,8 +472,10 @@ def replay_main(argv: list[str]) -> None:
                 f", best {row['best_value']:.4f}, same: {row['same_best']}, "
                 f"within SE: {row['within_se']}"
             )
+    orders = shuffled_orders(curves, args.orders, epochs, shipped) if args.orders else []
     if args.json:
         figures = {
+            "orders": orders,
             "points": len(curves),
             "epochs_each": epochs,
             "total_epochs": total,
@@ -406,6 +487,45 @@ def replay_main(argv: list[str]) -> None:
             "load_average_end": os.getloadavg()[0],
         }
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
+
+
+def shuffled_orders(curves: list[dict], n: int, epochs: int, shipped: dict) -> list[dict]:
+    """The shipped median pruner and the promotion pruner (min 1 epoch, factor 3) on ``n``
+    random orders of the slots (seeds 0..n-1), with 1, 4 and 8 workers: the range of
+    their shares, and in how many orders the winner's value was kept."""
+    import random
+
+    from hpsearch.study.promotion import Rungs
+
+    total = sum(len(c["values"]) for c in curves)
+    top = max(max(c["values"]) for c in curves)
+    median_label, median = next(iter(grid_pruners(epochs, shipped).items()))
+    replays = {
+        median_label: lambda order, w: interleaved(order, median, w),
+        "promotion (min 1 epoch, factor 3)": lambda order, w: interleaved_promotion(
+            order, Rungs(1, 3), w
+        ),
+    }
+    rows = []
+    for label, replay_one in replays.items():
+        for workers in (1, 4, 8):
+            shares, kept = [], 0
+            for seed in range(n):
+                order = list(curves)
+                random.Random(seed).shuffle(order)
+                r = replay_one(order, workers)
+                shares.append(r["epochs"] / total)
+                kept += r["best_value"] >= top - 1e-12
+            row = {"pruner": label, "workers": workers, "orders": n, "kept": kept,
+                   "share_min": round(min(shares), 3), "share_max": round(max(shares), 3),
+                   "share_mean": round(sum(shares) / n, 3)}  # fmt: skip
+            rows.append(row)
+            print(
+                f"  {n} shuffled orders, {workers} worker(s)  {label}: "
+                f"{min(shares):.0%}-{max(shares):.0%} of the epochs (mean "
+                f"{row['share_mean']:.0%}), the winner's value kept in {kept} of {n}"
+            )
+    return rows
 
 
 def shipped_full(study: Path) -> dict:

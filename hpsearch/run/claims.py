@@ -37,7 +37,7 @@ from hpsearch.storage.tables import (
     update_if,
 )
 from hpsearch.study.promotion import Rungs, promotable
-from hpsearch.trials.record import ERROR, INTERRUPTED
+from hpsearch.trials.record import ERROR, INTERRUPTED, PAUSED_AT
 
 #: Trial states that settle a slot as done.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -412,6 +412,9 @@ class SlotBoard:
         if not update_if(self.engine, slots_table, self._owned(row.slot, row.token), values):
             return False
         self._forget_heartbeat(row.trial_id)
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            last = self.storage.get_trial(row.trial_id).last_step
+            self.storage.set_trial_user_attr(row.trial_id, PAUSED_AT, last)
         return True
 
     def _slot_of_trial(self, trial_id: int) -> sa.Row[Any] | None:
@@ -480,8 +483,9 @@ class SlotBoard:
         return int(result.rowcount or 0)
 
     def counts(self) -> dict[str, int]:
-        """Slots by status, plus 'unclaimed'."""
-        counts = {status.value: 0 for status in SlotStatus}
+        """Slots by status, plus 'unclaimed' ('paused' only where the promotion pruner
+        has paused trials)."""
+        counts = {status.value: 0 for status in SlotStatus if status != SlotStatus.PAUSED}
         rows = self.rows()
         for row in rows:
             counts[row.status] = counts.get(row.status, 0) + 1

@@ -33,6 +33,7 @@ from hpsearch.trials.cost import COST, CostMeter, TrialCost, trial_cost
 from hpsearch.trials.record import (
     ERROR,
     INTERRUPTED,
+    PAUSED_AT,
     PRECISION_CHOICE,
     RESULT,
     START,
@@ -227,6 +228,7 @@ class TrialObjective:
             self.earlier_cost = trial_cost(earlier)
             if earlier.user_attrs.get(INTERRUPTED):
                 trial.set_user_attr(INTERRUPTED, False)  # a stop it was paused again after
+            trial.set_user_attr(PAUSED_AT, None)
         params = suggest(trial, self.kind.space)
         values = self.kind.train_values(slot, params)
         for name, value in self.kind.slot_values(slot)[1].items():
@@ -329,6 +331,7 @@ class TrialObjective:
         outcome = TrialOutcome.PRUNED if self.pruned else TrialOutcome.COMPLETE
         if report.paused_at is not None:
             outcome = TrialOutcome.PAUSED
+            trial.set_user_attr(PAUSED_AT, result.epochs_run)
         self._finish_tracker(outcome.value, attrs)
         if outcome is TrialOutcome.COMPLETE and result.best_checkpoint is not None:
             self._attach(trial, result.best_checkpoint)

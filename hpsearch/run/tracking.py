@@ -19,6 +19,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import shlex
 import sys
 import warnings
@@ -290,11 +291,24 @@ def runs_line(
     upload = f"upload them all: wandb sync {shown}/offline-run-*"
     if not run_ids:
         return f"wandb: {len(folders)} offline run(s) in {shown}/ ({where}); {upload}"
-    mine = sum(1 for name in folders if name.rsplit("-", 1)[-1] in run_ids)
-    others = len(folders) - mine - int(table)
-    what = f"{mine} trial run(s){' and its trials table' if table else ''}"
+    ids = [_folder_run_id(name) for name in folders]
+    mine = [run_id for run_id in ids if run_id in run_ids]
+    others = len(folders) - len(mine) - int(table)
+    what = f"{len(set(mine))} trial run(s){' and its trials table' if table else ''}"
+    if len(mine) > len(set(mine)):
+        # A promoted trial (the promotion pruner) goes on in its own run: offline, each of
+        # its runs is a folder of that run's id. wandb sync does not join such folders
+        # (wandb/wandb#3841): each one uploaded replaces the run's earlier history.
+        what += f" in {len(mine)} folders (promoted trials went on in their own run)"
     also = f"; {others} other run(s) there too" if others > 0 else ""
     return f"wandb: this study's {what} offline in {shown}/ ({where}){also}; {upload}"
+
+
+def _folder_run_id(name: str) -> str:
+    """The run id of an offline run's folder: ``offline-run-<date>_<time>-<id>``, where
+    wandb adds ``-N`` when a folder of that name exists already."""
+    found = re.fullmatch(r"offline-run-\d{8}_\d{6}-([^-]+)(?:-\d+)?", name)
+    return found[1] if found else name.rsplit("-", 1)[-1]
 
 
 def _relative(path: Path) -> str:

@@ -35,6 +35,8 @@ SEED = "seed"
 ENQUEUED = "enqueued"
 WANDB_RUN_ID = "wandb_run_id"
 PRECISION_CHOICE = "precision_choice"
+PAUSED_AT = "paused_at"
+"""The epoch a trial waits at for a promotion (the promotion pruner); None once it goes on."""
 
 
 def _from_result(key: str, doc: str) -> Any:

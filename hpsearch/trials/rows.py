@@ -14,13 +14,15 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.trials.record import TrialRecord
+from hpsearch.trials.record import PAUSED_AT, TrialRecord
 from hpsearch.trials.selection import trial_seconds
 
 #: The state a copied trial (``hpsearch run --from-study``) shows in every trials table.
 COPIED_STATE = "COPIED"
 #: The state a trial stopped by Ctrl-C or a scheduler shows (Optuna records it as FAIL).
 INTERRUPTED_STATE = "INTERRUPTED"
+PAUSED_STATE = "PAUSED"
+"""A trial that waits at a rung of the promotion pruner (running, to Optuna)."""
 
 #: The columns every row starts with; the trial's parameters follow, sorted by name.
 BASE_COLUMNS: tuple[str, ...] = (
@@ -90,10 +92,13 @@ def _row(
 def shown_state(t: FrozenTrial, record: TrialRecord | None = None) -> str:
     """The state a trial shows in every view: Optuna's state name, but ``COPIED`` for a
     trial copied in by ``--from-study`` and ``INTERRUPTED`` for a trial a stop signal
-    ended (Optuna records it as FAIL; it was not the trial's failure)."""
+    ended (Optuna records it as FAIL; it was not the trial's failure), ``PAUSED`` for one
+    that waits at a rung of the promotion pruner (running, to Optuna)."""
     record = record or TrialRecord.read(t)
     if record.copied_from is not None:
         return COPIED_STATE
     if t.state == TrialState.FAIL and record.interrupted:
         return INTERRUPTED_STATE
+    if t.state == TrialState.RUNNING and t.user_attrs.get(PAUSED_AT):
+        return PAUSED_STATE
     return t.state.name

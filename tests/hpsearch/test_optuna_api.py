@@ -21,6 +21,7 @@ from hpsearch.storage.connect import Heartbeat
 from hpsearch.storage.optuna_api import (
     contains,
     heartbeat_table,
+    heartbeat_thread,
     stale_trial_ids,
     study_id,
     study_storage,
@@ -85,6 +86,32 @@ def test_heartbeat_table_holds_a_row_per_beating_trial(
     with storage.engine.connect() as conn:
         rows = conn.execute(query).all()
     assert [r.trial_id for r in rows] == [trial_id(trial)] and rows[0].heartbeat is not None
+
+
+def test_heartbeat_thread_beats_while_its_block_runs(
+    storage: optuna.storages.RDBStorage,
+) -> None:
+    # optuna.storages._heartbeat.get_heartbeat_thread: a context manager that records the
+    # trial's heartbeat on entry and every interval; a trial without a row is never stale.
+    study = optuna.create_study(study_name="a", storage=storage)
+    trial = study.ask()
+    beats = heartbeat_table()
+    query = sa.select(beats.c.trial_id).where(beats.c.trial_id == trial_id(trial))
+    with storage.engine.connect() as conn:
+        assert conn.execute(query).first() is None
+    with heartbeat_thread(trial_id(trial), storage):
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with storage.engine.connect() as conn:
+                if conn.execute(query).first() is not None:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("no heartbeat recorded while the block ran")
+    with storage.engine.begin() as conn:
+        conn.execute(beats.delete().where(beats.c.trial_id == trial_id(trial)))
+    time.sleep(3.1)
+    assert stale_trial_ids(storage, study_id(study)) == []
 
 
 def test_trials_table_has_the_columns_used(storage: optuna.storages.RDBStorage) -> None:

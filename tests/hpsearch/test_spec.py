@@ -196,7 +196,12 @@ def test_a_scale_can_replace_pruner_settings(tmp_path: Path) -> None:
     ("table", "key"),
     [
         ("[scale.full.pruner]\nreduction_factor = 3\n", "scale.full.pruner.reduction_factor"),
-        ("[scale.full.pruner]\nkind = 'hyperband'\n", "scale.full.pruner"),
+        ("[scale.full.pruner]\nkind = 'nonesuch'\n", "scale.full.pruner.kind"),
+        # another kind at a scale takes that kind's settings only
+        (
+            "[scale.full.pruner]\nkind = 'hyperband'\nn_warmup_steps = 2\n",
+            "scale.full.pruner.n_warmup_steps",
+        ),
         ("[scale.full.pruner]\nn_warmup_steps = -1\n", "scale.full.pruner.n_warmup_steps"),
     ],
 )
