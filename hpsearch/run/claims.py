@@ -462,7 +462,10 @@ class SlotBoard:
             if row.status != SlotStatus.PAUSED or row.trial_id is None:
                 continue
             number = self.storage.get_trial(row.trial_id).number
-            self.study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
+            # Another worker may tell it between that read and this write: Optuna's row lock
+            # lets one of them through.
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                self.study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
             self._forget_heartbeat(row.trial_id)
             self._set_status(row.slot, row.token, SlotStatus.DONE)
             pruned.append(row.slot)

@@ -356,6 +356,12 @@ def _check_pruner(study: _StudyFileBase) -> None:
             raise rule(f"{where}.{unknown[0]}", why)
         if kind == PROMOTION and settings.get("min_resource") == "auto":
             raise rule(f"{where}.min_resource", "the promotion pruner needs a number of epochs")
+        if kind == PROMOTION and study.stop is not None:
+            why = (
+                f"[{where}] is the promotion pruner: its trials wait at rungs, and a stop "
+                "rule that starts nothing new would leave them waiting"
+            )
+            raise rule("stop", why)
 
 
 MONITOR_SET_BY_METRIC = "set by [study] metric: the metric and the epoch it selects are one"

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from hpsearch.run.claims import MAX_ATTEMPTS, ClaimResult, SlotBoard, SlotStatus
 from hpsearch.storage import open_storage
+from hpsearch.study.promotion import Rungs
 
 MakeBoard = Callable[..., SlotBoard]
 
@@ -361,3 +362,95 @@ def test_a_stop_before_the_bind_finds_the_trial_it_is_given(make_board: MakeBoar
     assert board.settle_interrupted(claim, trial._trial_id) == TrialState.FAIL
     assert board.storage.get_trial(trial._trial_id).user_attrs["interrupted"] is True
     assert board.rows()[0].status == SlotStatus.RELEASED
+
+
+# -- the promotion pruner: paused trials promoted exactly once ---------------------------
+PROMOTION_SLOTS, PROMOTION_EPOCHS = 27, 9
+PROMOTION_RUNGS = Rungs(1, 3)  # trials pause at epochs 1 and 3 of 9
+
+
+def _value(slot: int, epoch: int) -> float:
+    """A fixed ranking of the slots, the same at every epoch, in no slot order."""
+    return ((slot * 10) % PROMOTION_SLOTS) / PROMOTION_SLOTS + 0.001 * epoch
+
+
+def _promote_until_done(url: str, study_name: str, barrier, results) -> None:
+    """One worker process under the promotion pruner: claim, train to the next rung or the
+    end (reporting each epoch), pause or finish; report every claim's (slot, rung)."""
+    try:
+        storage = open_storage(url)
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        board = SlotBoard(study, storage, PROMOTION_SLOTS, promotion=PROMOTION_RUNGS)
+        stops = [*PROMOTION_RUNGS.epochs_of(PROMOTION_EPOCHS), PROMOTION_EPOCHS]
+        claimed = []
+        barrier.wait(timeout=300)
+        while True:
+            outcome, claim = board.claim()
+            if outcome is ClaimResult.ALL_DONE:
+                break
+            if outcome is ClaimResult.WAIT:
+                time.sleep(0.01)
+                continue
+            claimed.append((claim.slot, claim.promoted_from))
+            if claim.trial_id is None:
+                trial = study.ask()
+                assert board.bind_trial(claim, trial._trial_id)
+                start = 0
+            else:
+                trial = optuna.trial.Trial(study, claim.trial_id)
+                start = max(storage.get_trial(claim.trial_id).intermediate_values)
+            stop = next(s for s in stops if s > start)
+            for epoch in range(start + 1, stop + 1):
+                trial.report(_value(claim.slot, epoch), epoch)
+            if stop == PROMOTION_EPOCHS:
+                study.tell(trial, _value(claim.slot, stop))
+                board.finish(claim, SlotStatus.DONE)
+            else:
+                assert board.pause(claim, stops.index(stop), _value(claim.slot, stop))
+        storage.engine.dispose()
+        results.put(("ok", claimed))
+    except BaseException:
+        results.put(("error", traceback.format_exc()))
+
+
+@pytest.mark.slow
+def test_many_processes_promote_each_paused_trial_exactly_once(storage_url: str, study_name):
+    storage = open_storage(storage_url)
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
+    board = SlotBoard(study, storage, PROMOTION_SLOTS, promotion=PROMOTION_RUNGS)
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(N_PROCESSES), ctx.Queue()
+    procs = [
+        ctx.Process(target=_promote_until_done, args=(storage_url, study_name, barrier, results))
+        for _ in range(N_PROCESSES)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        reports = [results.get(timeout=300) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(timeout=60)
+            if proc.is_alive():
+                proc.kill()
+    errors = [text for kind, text in reports if kind == "error"]
+    assert not errors, errors[0]
+    claimed = [pair for _, pairs in reports for pair in pairs]
+    # Each slot started once, and each (slot, rung) promotion went to exactly one process.
+    assert len(claimed) == len(set(claimed))
+    assert sorted(s for s, rung in claimed if rung is None) == list(range(PROMOTION_SLOTS))
+    promoted = {rung: {s for s, r in claimed if r == rung} for rung in (0, 1)}
+    # Every slot reached rung 0; the final top third of each rung went on.
+    rung0 = sorted(range(PROMOTION_SLOTS), key=lambda s: -_value(s, 1))
+    assert set(rung0[: PROMOTION_SLOTS // 3]) <= promoted[0]
+    rung1 = sorted(promoted[0], key=lambda s: -_value(s, 3))
+    assert set(rung1[: len(promoted[0]) // 3]) <= promoted[1]
+    # One trial per slot, each finished: completed at the end or pruned where it waited.
+    trials = optuna.load_study(study_name=study_name, storage=storage).trials
+    assert len(trials) == PROMOTION_SLOTS
+    states = {t.state for t in trials}
+    assert states <= {TrialState.COMPLETE, TrialState.PRUNED}
+    complete = {t.number for t in trials if t.state == TrialState.COMPLETE}
+    assert len(complete) == len(promoted[1])
+    assert board.counts()["done"] == PROMOTION_SLOTS
+    storage.engine.dispose()

@@ -106,6 +106,17 @@ def test_bad_settings_are_refused(tmp_path: Path, pruner: str, where: str):
         load_study_file(_file(tmp_path, pruner))
 
 
+def test_a_stop_rule_is_refused_with_it(tmp_path: Path):
+    text = _file(tmp_path, 'kind = "promotion"').read_text()
+    text = text.replace('sampler = "grid"', 'sampler = "random"')
+    path = tmp_path / "r.toml"
+    path.write_text(text + "\n[budget]\nn_trials = 8\n\n[stop]\npatience = 3\n")
+    with pytest.raises(UserError, match=r"stop.*promotion pruner"):
+        load_study_file(path)
+    path.write_text(text + "\n[budget]\nn_trials = 8\n")
+    assert load_study_file(path).pruner.kind == "promotion"
+
+
 # -- whole runs -------------------------------------------------------------------------
 
 
