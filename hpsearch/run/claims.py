@@ -166,8 +166,13 @@ class SlotBoard:
                 continue
             if row.status == SlotStatus.PAUSED:
                 continue  # waits for a promotion, or for the end
-            if self._lost_promotion(row, state):
+            promotion = self._promotion_in_progress(row, state)
+            if promotion is not None:
                 pending = True
+                if promotion == "waits again":  # lost by a dead worker: promote it anew
+                    again = self._promote()
+                    if again is not None:
+                        return ClaimResult.CLAIMED, again
                 continue
             if self._reclaimable(row, state):
                 claim = self._take_over(row)
@@ -439,19 +444,19 @@ class SlotBoard:
             return True
         return False
 
-    def _lost_promotion(self, row: sa.Row[Any], state: TrialState | None) -> bool:
-        """A promotion claimed by a worker that died before its first heartbeat: after the
-        claim's grace period the trial waits at its rung again. True for a promotion in
-        progress (nothing to take over: it runs, or waits again)."""
+    def _promotion_in_progress(self, row: sa.Row[Any], state: TrialState | None) -> str | None:
+        """For a promoted trial's slot: 'runs', or 'waits again' when its worker died before
+        the first heartbeat and the claim's grace period is over (the trial is sent back to
+        its rung here). None for any other slot."""
         if row.status != SlotStatus.RUNNING or row.rung is None or state != TrialState.RUNNING:
-            return False
+            return None
         beats = heartbeat_table()
         query = sa.select(beats.c.trial_id).where(beats.c.trial_id == row.trial_id)
         with self.engine.connect() as conn:
             beating = conn.execute(query).first() is not None
         if not beating and time.time() - row.claimed_at > self.claim_grace_s:
-            self._repause(row)
-        return True
+            return "waits again" if self._repause(row) else "runs"
+        return "runs"
 
     def prune_paused(self) -> list[int]:
         """At the end (nothing runs, nothing can start or be promoted): prune each trial

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from hpsearch.run.claims import MAX_ATTEMPTS, ClaimResult, SlotBoard, SlotStatus
 from hpsearch.storage import open_storage
+from hpsearch.storage.optuna_api import heartbeat_table
 from hpsearch.study.promotion import Rungs
 
 MakeBoard = Callable[..., SlotBoard]
@@ -454,3 +455,65 @@ def test_many_processes_promote_each_paused_trial_exactly_once(storage_url: str,
     assert len(complete) == len(promoted[1])
     assert board.counts()["done"] == PROMOTION_SLOTS
     storage.engine.dispose()
+
+
+def _paused_study(make_board: MakeBoard, url: str, name: str, **kwargs):
+    """Three slots started and paused at rung 0 (values 0.1, 0.9, 0.5): slot 1 may go on."""
+    storage = open_storage(url)
+    optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    storage.engine.dispose()
+    board = make_board(3, promotion=Rungs(1, 3), **kwargs)
+    ids = []
+    for value in (0.1, 0.9, 0.5):
+        claim = _claim(board)
+        trial = _start_trial(board, claim)
+        trial.report(value, 1)
+        assert board.pause(claim, 0, value)
+        ids.append(trial._trial_id)
+    return board, ids
+
+
+def test_a_promotion_stopped_or_lost_waits_at_its_rung_again(
+    make_board: MakeBoard, storage_url: str, study_name: str
+):
+    """A stop during a promoted run, and a promotion whose worker died before its first
+    heartbeat: the trial waits at its rung again, keeps its number, and goes on later."""
+    board, ids = _paused_study(make_board, storage_url, study_name, claim_grace_s=0.0)
+    promoted = _claim(board)
+    assert (promoted.slot, promoted.trial_id, promoted.promoted_from) == (1, ids[1], 0)
+    # Nothing else may go on: 3 at rung 0, so only the top one.
+    other = make_board(3, promotion=Rungs(1, 3))
+    assert other.claim() == (ClaimResult.WAIT, None)
+    # A stop in the promoted run: the trial stays running to Optuna, the slot waits again.
+    assert board.settle_interrupted(promoted) == TrialState.RUNNING
+    assert board.storage.get_trial(ids[1]).state == TrialState.RUNNING
+    assert {r.slot: r.status for r in board.rows()}[1] == SlotStatus.PAUSED
+    again = _claim(other)
+    assert (again.slot, again.trial_id) == (1, ids[1])
+    # Its worker dies before the first heartbeat (the one written at the claim is lost):
+    # past the claim's grace another worker sends it back to its rung and promotes it.
+    beats = heartbeat_table()
+    with other.engine.begin() as conn:
+        conn.execute(beats.delete().where(beats.c.trial_id == ids[1]))
+    third = _claim(board)
+    assert (third.slot, third.trial_id, third.promoted_from) == (1, ids[1], 0)
+    assert third.token != again.token
+    # The lost claim can no longer pause or finish the slot.
+    assert not other.pause(again, 1, 0.95)
+
+
+def test_at_the_end_the_trials_still_paused_are_pruned(
+    make_board: MakeBoard, storage_url: str, study_name: str
+):
+    board, ids = _paused_study(make_board, storage_url, study_name)
+    promoted = _claim(board)
+    trial = optuna.trial.Trial(board.study, promoted.trial_id)
+    trial.report(0.95, 9)
+    board.study.tell(trial, 0.95)
+    board.finish(promoted, SlotStatus.DONE)
+    assert board.claim() == (ClaimResult.ALL_DONE, None)
+    states = [board.storage.get_trial(i).state for i in ids]
+    assert states == [TrialState.PRUNED, TrialState.COMPLETE, TrialState.PRUNED]
+    assert board.counts()["done"] == 3
+    # A pruned paused trial keeps the value of its rung.
+    assert board.storage.get_trial(ids[2]).value == 0.5

@@ -230,3 +230,45 @@ def test_a_worker_killed_during_a_promotion(tmp_path: Path, storage_url: str, st
     # Promoted from rung 0 (epoch 1), it stalled in epoch 2 before saving it; it went on
     # from epoch 1's checkpoint, under its own number, and trained epoch 2 once.
     assert epochs_of_slot.count("2") == 1 and "3" in epochs_of_slot
+
+
+@pytest.mark.slow
+def test_a_stop_during_a_promotion_leaves_the_trial_waiting(
+    tmp_path: Path, storage_url: str, study_name
+):
+    """SIGTERM (a scheduler's stop) in a promoted run: the trial waits at its rung again,
+    shown as PAUSED, and the next run promotes it under its own number."""
+    log = tmp_path / "epochs.log"
+    env = fake_env(tmp_path, FAKE_TRAINER_EPOCH_S="0.02", FAKE_TRAINER_STALL_PROMOTED_AT="2")
+    args = ["run", "--study", str(_study_file(tmp_path)), "--name", study_name]
+    args += ["--storage", storage_url, "--workdir", str(tmp_path / "w"), "--data", str(tmp_path)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.hpsearch.stand_in_cli", *args, "--wandb", "off"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    marker = Path(f"{log}.promoted")
+    deadline = time.time() + 180
+    while not marker.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert marker.exists(), "no promoted run reached its second epoch"
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    slot = int(marker.read_text().split()[1].split("-")[1])
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    (waiting,) = [t for t in study.trials if TrialRecord.read(t).slot == slot]
+    assert waiting.state == TrialState.RUNNING, output[-2000:]
+    status = run_cli(["status", "--study", study_name, "--storage", storage_url], env)
+    shown = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[2:]
+             if line.split() and line.split()[0].isdigit()}  # fmt: skip
+    assert shown[str(waiting.number)] == "paused", status.stdout
+    rows, _ = _slots(storage_url, study_name)
+    assert {r.slot: r.status for r in rows}[slot] == "paused"
+    again = run_cli([*args, "--wandb", "off"], env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    trials = _check_promotions(storage_url, study_name, log)
+    (done,) = [t for t in trials if t.number == waiting.number]
+    assert max(done.intermediate_values) >= 3
