@@ -4,10 +4,11 @@ Asynchronous successive halving (ASHA, Li et al., 2020) as a pruner that can res
 trial trains to its next *rung* (``min_resource`` x ``reduction_factor`` ** k epochs)
 and pauses there, its checkpoint on disk. A free worker first looks for a paused trial
 to *promote*: one that ranks in the top 1 / ``reduction_factor`` of every trial that
-reached its rung so far, the highest rung first; only when there is none does it start a
-new trial. A promoted trial resumes from its checkpoint, under its own trial number,
-and trains to the next rung, or to its last epoch. When no trial runs, none can start
-and none can be promoted, the trials still paused are pruned where they stand.
+reached its rung so far (the best of a rung always), the highest rung first; only when
+there is none does it start a new trial. A promoted trial resumes from its checkpoint,
+under its own trial number, and trains to the next rung, or to its last epoch. When no
+trial runs, none can start and none can be promoted, the trials still paused are pruned
+where they stand.
 
 This module is the rule alone, on plain numbers: the workers (``hpsearch.run.claims``)
 apply it to what the storage holds, and ``benchmarks/pruning.py replay`` to recorded
@@ -64,9 +65,10 @@ def promotable(
 
     ``rungs[k]`` maps every trial that reached rung k to its value there; ``paused`` maps
     each paused trial to the rung it waits at. A paused trial may go on when it ranks in
-    the top ``len(rungs[k]) // reduction_factor`` of its rung. Higher rungs come first,
-    and within a rung the better value (ties: the trial that reached the rung first, in
-    ``rungs[k]``'s order).
+    the top ``max(1, len(rungs[k]) // reduction_factor)`` of its rung: the best of a rung
+    always may, as in Optuna's successive halving, so that however few trials a study has,
+    at least one reaches its last epoch. Higher rungs come first, and within a rung the
+    better value (ties: the trial that reached the rung first, in ``rungs[k]``'s order).
     """
     out: list[K] = []
     for k in reversed(range(len(rungs))):
@@ -75,7 +77,7 @@ def promotable(
             range(len(members)),
             key=lambda i: (-members[i][1] if maximize else members[i][1], i),
         )
-        top = [members[i][0] for i in order[: len(members) // reduction_factor]]
+        top = [members[i][0] for i in order[: max(1, len(members) // reduction_factor)]]
         out.extend(key for key in top if paused.get(key) == k)
     return out
 

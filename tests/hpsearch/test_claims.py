@@ -445,7 +445,7 @@ def test_many_processes_promote_each_paused_trial_exactly_once(storage_url: str,
     rung0 = sorted(range(PROMOTION_SLOTS), key=lambda s: -_value(s, 1))
     assert set(rung0[: PROMOTION_SLOTS // 3]) <= promoted[0]
     rung1 = sorted(promoted[0], key=lambda s: -_value(s, 3))
-    assert set(rung1[: len(promoted[0]) // 3]) <= promoted[1]
+    assert set(rung1[: max(1, len(promoted[0]) // 3)]) <= promoted[1]
     # One trial per slot, each finished: completed at the end or pruned where it waited.
     trials = optuna.load_study(study_name=study_name, storage=storage).trials
     assert len(trials) == PROMOTION_SLOTS
@@ -463,14 +463,12 @@ def _paused_study(make_board: MakeBoard, url: str, name: str, **kwargs):
     optuna.create_study(study_name=name, storage=storage, direction="maximize")
     storage.engine.dispose()
     board = make_board(3, promotion=Rungs(1, 3), **kwargs)
-    ids = []
-    for value in (0.1, 0.9, 0.5):
-        claim = _claim(board)
-        trial = _start_trial(board, claim)
+    # All three run at once (a paused trial alone at its rung would be promoted first).
+    started = [(claim := _claim(board), _start_trial(board, claim)) for _ in range(3)]
+    for (claim, trial), value in zip(started, (0.1, 0.9, 0.5), strict=True):
         trial.report(value, 1)
         assert board.pause(claim, 0, value)
-        ids.append(trial._trial_id)
-    return board, ids
+    return board, [trial._trial_id for _, trial in started]
 
 
 def test_a_promotion_stopped_or_lost_waits_at_its_rung_again(
@@ -517,3 +515,31 @@ def test_at_the_end_the_trials_still_paused_are_pruned(
     assert board.counts()["done"] == 3
     # A pruned paused trial keeps the value of its rung.
     assert board.storage.get_trial(ids[2]).value == 0.5
+
+
+def test_a_study_smaller_than_the_factor_still_finishes_its_best(
+    make_board: MakeBoard, storage_url: str, study_name: str
+):
+    """Two trials and a factor of 3: the best of each rung goes on, so one trial reaches
+    its last epoch and the study has a best (a top third of two would be nobody)."""
+    storage = open_storage(storage_url)
+    optuna.create_study(study_name=study_name, storage=storage, direction="maximize")
+    storage.engine.dispose()
+    board = make_board(2, promotion=Rungs(1, 3))
+    started = [(claim := _claim(board), _start_trial(board, claim)) for _ in range(2)]
+    for (claim, trial), value in zip(started, (0.3, 0.6), strict=True):
+        trial.report(value, 1)
+        assert board.pause(claim, 0, value)
+    at_rung_1 = _claim(board)
+    assert (at_rung_1.slot, at_rung_1.promoted_from) == (1, 0)
+    trial = optuna.trial.Trial(board.study, at_rung_1.trial_id)
+    for epoch in (2, 3):
+        trial.report(0.7, epoch)
+    assert board.pause(at_rung_1, 1, 0.7)
+    to_the_end = _claim(board)  # alone at rung 1: the best of its rung
+    assert (to_the_end.slot, to_the_end.promoted_from) == (1, 1)
+    board.study.tell(optuna.trial.Trial(board.study, to_the_end.trial_id), 0.8)
+    board.finish(to_the_end, SlotStatus.DONE)
+    assert board.claim() == (ClaimResult.ALL_DONE, None)
+    states = sorted(t.state.name for t in board.study.trials)
+    assert states == ["COMPLETE", "PRUNED"]

@@ -50,8 +50,9 @@ def test_the_top_third_of_a_rung_goes_on_highest_rung_first():
     # rung 1: 3 members, top 1 is d (paused there); rung 0: 6 members, top 2 are d and b,
     # and only b waits at rung 0.
     assert promotable([rung0, rung1], paused, 3) == ["d", "b"]
-    # Fewer members than the factor: nobody goes on yet.
-    assert promotable([{"a": 1.0, "b": 2.0}], {"a": 0, "b": 0}, 3) == []
+    # Fewer members than the factor: the best goes on (so some trial always finishes).
+    assert promotable([{"a": 1.0, "b": 2.0}], {"a": 0, "b": 0}, 3) == ["b"]
+    assert promotable([{"a": 1.0, "b": 2.0}], {"a": 0}, 3) == []  # b went on already
     # Minimising, the lowest value is the best.
     assert promotable([{"a": 1.0, "b": 2.0, "c": 3.0}], {"a": 0, "c": 0}, 3, maximize=False) == [
         "a"
@@ -158,11 +159,12 @@ def _check_promotions(url: str, name: str, log: Path) -> list[optuna.trial.Froze
         else:  # pruned where it waited: at a rung
             assert len(steps) in Rungs(1, 3).epochs_of(EPOCHS)
     assert sum(reached.values()) == len(epochs)
-    # Each rung's final top third went on (nothing is pruned that the rule would promote).
+    # Each rung's final top third (at least its best) went on: nothing is pruned that the
+    # rule would promote.
     for k, at in enumerate(Rungs(1, 3).epochs_of(EPOCHS)):
         members = rungs[k]
         assert set(members) == {slot for slot, n in reached.items() if n >= at}
-        top = sorted(members, key=lambda slot: -members[slot])[: len(members) // 3]
+        top = sorted(members, key=lambda slot: -members[slot])[: max(1, len(members) // 3)]
         assert all(reached[slot] > at for slot in top), (k, top, reached)
     return trials
 
@@ -220,16 +222,17 @@ def test_a_worker_killed_during_a_promotion(tmp_path: Path, storage_url: str, st
     assert again.returncode == 0, output[-2000:] + again.stderr[-2000:]
     trials = _check_promotions(storage_url, study_name, log)
     slot_number = int(killed.split("-")[1])
+    # Not failed and run again as a new trial: the same trial waited at its rung again
+    # and then went on or was pruned there, as the rule (checked above) decided.
     (trial,) = [t for t in trials if TrialRecord.read(t).slot == slot_number]
-    assert max(trial.intermediate_values) >= 3  # it went on past the killed epoch
+    assert trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
     epochs_of_slot = [
         parts[-1]
         for parts in (line.split() for line in log.read_text().splitlines())
         if parts[1] == killed
     ]
-    # Promoted from rung 0 (epoch 1), it stalled in epoch 2 before saving it; it went on
-    # from epoch 1's checkpoint, under its own number, and trained epoch 2 once.
-    assert epochs_of_slot.count("2") == 1 and "3" in epochs_of_slot
+    # It stalled in epoch 2 before saving it: that epoch was trained at most once since.
+    assert epochs_of_slot.count("2") <= 1 and epochs_of_slot.count("1") == 1
 
 
 @pytest.mark.slow
@@ -271,4 +274,4 @@ def test_a_stop_during_a_promotion_leaves_the_trial_waiting(
     assert again.returncode == 0, again.stderr[-2000:]
     trials = _check_promotions(storage_url, study_name, log)
     (done,) = [t for t in trials if t.number == waiting.number]
-    assert max(done.intermediate_values) >= 3
+    assert done.state in (TrialState.COMPLETE, TrialState.PRUNED)  # the same trial, ended
