@@ -21,6 +21,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +122,8 @@ class SlotBoard:
         who = "worker" if worker is None else f"worker {worker}"
         self.who = f"{who} (pid {os.getpid()}) on host {socket.gethostname()}"
         ensure_table(self.engine, slots_table)
+        self._next_dead_check = 0.0
+        """When (``time.monotonic``) a claim next looks for dead trials."""
         self.promotion = promotion
         """The promotion pruner's rungs: trials pause at them and paused ones go on first."""
         if promotion is not None:
@@ -141,19 +144,20 @@ class SlotBoard:
     def claim(self) -> tuple[ClaimResult, Claim | None]:
         """Claim a slot: a paused trial to promote first (the promotion pruner), then a
         fresh slot, else one whose trial died or was interrupted."""
-        self.fail_dead_trials()
+        if time.monotonic() >= self._next_dead_check:
+            self.fail_dead_trials()
+            # Once a heartbeat interval is enough: a dead trial is one silent for the
+            # whole grace period, several intervals, and each check reads every running
+            # trial's heartbeat, which many workers would otherwise do at every claim.
+            interval = self.storage.get_heartbeat_interval() or 0
+            self._next_dead_check = time.monotonic() + interval
         if self.promotion is not None:
             promoted = self._promote()
             if promoted is not None:
                 return ClaimResult.CLAIMED, promoted
-        rows = self.rows()
-        taken = {r.slot for r in rows}
-        for slot in range(self.n_slots):
-            if slot in taken:
-                continue
-            claim = self._insert(slot)
-            if claim is not None:
-                return ClaimResult.CLAIMED, claim
+        fresh = self._claim_fresh()
+        if fresh is not None:
+            return ClaimResult.CLAIMED, fresh
         # Every slot has an owner row: look for work to take over, and repair rows
         # whose trial finished but whose owner died before marking the slot done.
         pending = False
@@ -184,6 +188,31 @@ class SlotBoard:
         if self.promotion is not None:
             self.prune_paused()
         return (ClaimResult.STUCK if self.exhausted() else ClaimResult.ALL_DONE), None
+
+    def _claim_fresh(self) -> Claim | None:
+        """The lowest slot nobody has claimed yet (None: every slot has an owner row).
+
+        A row is only ever added for the lowest slot its claimant saw free (an insert that
+        loses moves on to the next) and never deleted, so the claimed slots are 0..k-1
+        and the next free one is k, their count: one COUNT instead of reading every row,
+        which a study of 10,000 trials would pay at each claim. Rows that are not
+        contiguous (a table written otherwise) fall back to reading them all.
+        """
+        query = sa.select(sa.func.count(), sa.func.max(slots_table.c.slot)).where(
+            slots_table.c.study_id == self.study_id
+        )
+        with self.engine.connect() as conn:
+            count, top = conn.execute(query).one()
+        if top is None or int(count) == int(top) + 1:
+            free: Iterable[int] = range(int(count), self.n_slots)
+        else:
+            taken = {r.slot for r in self.rows()}
+            free = (slot for slot in range(self.n_slots) if slot not in taken)
+        for slot in free:
+            claim = self._insert(slot)
+            if claim is not None:
+                return claim
+        return None
 
     def fail_dead_trials(self) -> list[int]:
         """Fail the running trials whose heartbeat stopped, each with its reason.
@@ -341,12 +370,12 @@ class SlotBoard:
         assert self.promotion is not None
         # Slots first, then rungs: a trial is paused only after its rung value is written,
         # so every paused trial seen here has its value among the rungs read after.
-        rows = {r.slot: r for r in self.rows()}
-        paused = {
-            s: r.rung
-            for s, r in rows.items()
-            if r.status == SlotStatus.PAUSED and r.rung is not None
-        }
+        query = sa.select(slots_table).where(
+            slots_table.c.study_id == self.study_id, slots_table.c.status == SlotStatus.PAUSED
+        )
+        with self.engine.connect() as conn:
+            rows = {r.slot: r for r in conn.execute(query)}
+        paused = {s: r.rung for s, r in rows.items() if r.rung is not None}
         if not paused:
             return None
         maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE

@@ -61,8 +61,19 @@ def attach_file(study: Any, trial: Any, path: str | os.PathLike[str], artifact_s
     """
     import optuna
 
-    frozen = _frozen(study, trial)
     path = os.fspath(path)
+    if isinstance(trial, optuna.Trial) and study_id(trial.study) == study_id(study):
+        # A trial being run by this process (the objective's): running by construction,
+        # so no read of it first (two queries a trial, which a study of many trials feels).
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"cannot attach {path!r} to trial {trial.number}: no such file")
+        artifact_id = optuna.artifacts.upload_artifact(
+            artifact_store=artifact_store, file_path=path, study_or_trial=trial
+        )
+        key = ATTR_PREFIX + os.path.basename(path)
+        study_storage(study).set_trial_user_attr(trial_id(trial), key, artifact_id)
+        return artifact_id
+    frozen = _frozen(study, trial)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"cannot attach {path!r} to trial {frozen.number}: no such file")
     storage = study_storage(study)

@@ -75,17 +75,16 @@ def test_two_boards_claiming_alternately_get_every_slot_once(make_board: MakeBoa
 
 def test_losing_the_insert_race_moves_on_to_the_next_slot(make_board: MakeBoard):
     a, b = make_board(3), make_board(3)
-    read_rows = a.rows
+    insert = a._insert
     rival: list = []
 
-    def rows_then_rival_claims():
+    def rival_claims_then_insert(slot: int):
         # b claims between a's look at the table and a's INSERT: the race a worker can lose.
-        seen = read_rows()
         if not rival:
             rival.append(_claim(b))
-        return seen
+        return insert(slot)
 
-    a.rows = rows_then_rival_claims
+    a._insert = rival_claims_then_insert
     mine = _claim(a)
     # The rival won slot 0; a's INSERT of slot 0 failed and it took slot 1 instead.
     assert (rival[0].slot, mine.slot) == (0, 1)
