@@ -7,6 +7,7 @@ and a figure that cannot be drawn yet is skipped with the reason.
 from __future__ import annotations
 
 import math
+import random
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -33,6 +34,11 @@ IMPORTANCE_METHOD = "PED-ANOVA (Optuna's default evaluator, the one optuna-dashb
 LINE_COLORS: list[str] = plotly.colors.sequential.Blues[3:]
 #: At most this many ticks on an integer axis (epochs, trial numbers).
 MAX_INTEGER_TICKS = 12
+#: Figures with a line per trial (parallel coordinates, the metric per epoch) draw at
+#: most this many trials: the best :data:`BEST_LINES` and others drawn at random. Ten
+#: thousand lines are neither readable nor quick to build, write and render.
+MAX_LINES = 300
+BEST_LINES = 100
 
 
 @dataclass
@@ -61,6 +67,12 @@ class _Search:
     """Standard deviation over a confirmation's seeds of its leader, when there is one."""
     objectives: tuple[str, ...] = ()
     """A study of several objectives: their names (its figures are its Pareto front)."""
+    lines: optuna.Study | None = None
+    """For figures with a line per trial, when the study has more than :data:`MAX_LINES`
+    trials to draw: an in-memory study of the ones drawn (None: ``study`` itself)."""
+    lines_note: str | None = None
+    lines_numbers: tuple[int, ...] = ()
+    """The study's trial number of each trial of ``lines``, by its number there."""
 
     @property
     def fixed_note(self) -> str | None:
@@ -96,7 +108,11 @@ def _search(
     varying = sorted(name for name, seen in values.items() if len(seen) > 1)
     fixed = {name: complete[0].params.get(name) for name in values if name not in varying}
     info = study_info(study, settings)
+    lines, lines_note, lines_numbers = _line_sample(study, trials)
     return _Search(
+        lines=lines,
+        lines_note=lines_note,
+        lines_numbers=lines_numbers,
         study=study,
         target=f"{info['metric']} (validation)",
         n_complete=len(complete),
@@ -106,6 +122,34 @@ def _search(
         seed_sd=seed_sd,
         objectives=_objective_names(study, settings),
     )
+
+
+def _line_sample(
+    study: optuna.Study, trials: list[optuna.trial.FrozenTrial]
+) -> tuple[optuna.Study | None, str | None, tuple[int, ...]]:
+    """The trials the per-trial-line figures draw when there are too many: the best
+    :data:`BEST_LINES` complete ones and others drawn at random (seed 0), as an in-memory
+    study (which numbers them anew), the note that says so, and their numbers in
+    ``study``; (None, None, ()) when every trial can be drawn."""
+    if len(study.directions) > 1:
+        return None, None, ()
+    drawn = [t for t in trials if t.intermediate_values or t.state == TrialState.COMPLETE]
+    if len(drawn) <= MAX_LINES:
+        return None, None, ()
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    complete = [t for t in drawn if t.state == TrialState.COMPLETE and t.value is not None]
+    best = sorted(complete, key=lambda t: (sign * trial_value(t), t.number))[:BEST_LINES]
+    chosen = {t.number for t in best}
+    rest = [t for t in drawn if t.number not in chosen]
+    sample = random.Random(0).sample(rest, MAX_LINES - len(best))
+    kept = sorted([*best, *sample], key=lambda t: t.number)
+    view = optuna.create_study(study_name=study.study_name, directions=study.directions)
+    view.add_trials(kept)
+    note = (
+        f"{len(kept)} of the {len(drawn)} trials drawn: the best {len(best)} and "
+        f"{len(sample)} of the others at random (every trial is in trials.csv)."
+    )
+    return view, note, tuple(t.number for t in kept)
 
 
 def _objective_names(study: optuna.Study, settings: Mapping[str, Any] | None) -> tuple[str, ...]:
@@ -249,10 +293,12 @@ def importance_figure(search: _Search) -> go.Figure:
 def parallel_figure(search: _Search) -> go.Figure:
     """One line per complete trial across the parameters that vary; darker is better."""
     fig = optuna.visualization.plot_parallel_coordinate(
-        search.study, params=search.varying, target_name=search.target
+        search.lines or search.study, params=search.varying, target_name=search.target
     )
     _visible_lines(fig)
     note = f"Colour: {escape(search.target)}, darker is better."
+    if search.lines_note:
+        note = f"{note} {escape(search.lines_note)}"
     if search.fixed_note:
         note = f"{note} {search.fixed_note}"
     width = 300 + 170 * len(search.varying)
@@ -316,10 +362,10 @@ def _visible_lines(fig: go.Figure) -> None:
 
 def epoch_figure(search: _Search) -> go.Figure:
     """The validation metric per epoch of every trial that reported, one legend entry each."""
-    fig = optuna.visualization.plot_intermediate_values(search.study)
+    fig = optuna.visualization.plot_intermediate_values(search.lines or search.study)
     epochs = [x for trace in fig.data for x in (trace.x or ())]
     for trace in fig.data:
-        trace.name = _trial_label(trace.name or "", search.states)
+        trace.name = _trial_label(trace.name or "", search.states, search.lines_numbers)
     fig.update_layout(
         showlegend=True,
         legend_title_text="trial",
@@ -327,16 +373,19 @@ def epoch_figure(search: _Search) -> go.Figure:
         yaxis_title=search.target,
     )
     title = _title(search, "Validation metric per epoch (complete, pruned and running trials)")
-    return fit_figure(fig, title, width=1000, height=520)
+    note = escape(search.lines_note) if search.lines_note else None
+    return fit_figure(fig, title, width=1000, height=520, note=note)
 
 
-def _trial_label(name: str, states: Mapping[int, str]) -> str:
+def _trial_label(name: str, states: Mapping[int, str], numbers: tuple[int, ...] = ()) -> str:
     """Optuna's ``Trial7`` as optuna-dashboard says it, ``trial #7``, with its state unless
-    it completed."""
+    it completed (``numbers``: the study's number of each trial of a sample, by its own)."""
     found = re.fullmatch(r"Trial\s*(\d+)", name)
     if not found:
         return name
     number = int(found.group(1))
+    if numbers:
+        number = numbers[number]
     state = states.get(number, "")
     return f"trial #{number}" + ("" if state == "COMPLETE" else f" ({state.lower()})")
 

@@ -120,3 +120,43 @@ def test_no_varying_parameter_skips_parallel_and_slice(tmp_path) -> None:
     figs = study_figures(study)
     for key in ("parallel_coordinate", "slice"):
         assert figs.skipped[key] == "no parameter varies across the complete trials"
+
+
+def test_a_large_study_draws_its_best_and_a_sample_of_lines() -> None:
+    """Over MAX_LINES trials, the per-trial-line figures draw the best BEST_LINES and a
+    seeded sample of the others, and say so; the other figures keep every trial."""
+    from optuna.distributions import FloatDistribution
+
+    from reports.study_figures import BEST_LINES, MAX_LINES
+
+    study = optuna.create_study(direction="maximize")
+    n = MAX_LINES + 200
+    for k in range(n):
+        value = ((k * 37) % n) / n  # every value once, in no trial order
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": 0.001 + k * 1e-5, "momentum": (k % 7) / 10},
+                distributions={
+                    "lr": FloatDistribution(1e-4, 0.1, log=True),
+                    "momentum": FloatDistribution(0.0, 0.9),
+                },
+                value=value,
+                intermediate_values={1: value / 2, 2: value},
+            )
+        )
+    figs = study_figures(study, {"metric": "val_accuracy"})
+    parallel = figs.figures["parallel_coordinate"]
+    lines = [t for t in parallel.data if t.mode == "lines"]
+    assert len(lines) == MAX_LINES
+    curves = figs.figures["intermediate_values"]
+    assert len([t for t in curves.data if t.name and t.name.startswith("trial #")]) == MAX_LINES
+    best = sorted(study.trials, key=lambda t: -t.value)[:BEST_LINES]
+    drawn = {int(t.name.split("#")[1].split()[0]) for t in curves.data if t.name}
+    assert {t.number for t in best} <= drawn
+    from reports.sizing import title_lines
+
+    note = " ".join(text for text, _ in title_lines(parallel))
+    assert f"{MAX_LINES} of the {n} trials drawn: the best {BEST_LINES}" in note
+    # The history keeps every trial.
+    history = figs.figures["optimization_history"]
+    assert max(len(t.x) for t in history.data) == n
