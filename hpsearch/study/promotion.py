@@ -17,6 +17,7 @@ curves, so the replay measures the pruner that ships.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -73,13 +74,18 @@ def promotable(
     out: list[K] = []
     for k in reversed(range(len(rungs))):
         members = list(rungs[k].items())
-        order = sorted(
-            range(len(members)),
-            key=lambda i: (-members[i][1] if maximize else members[i][1], i),
-        )
+        order = sorted(range(len(members)), key=lambda i: _rank(members[i][1], i, maximize))
         top = [members[i][0] for i in order[: max(1, len(members) // reduction_factor)]]
-        out.extend(key for key in top if paused.get(key) == k)
+        # A value that is not a number (training diverged) never goes on.
+        out.extend(key for key in top if paused.get(key) == k and math.isfinite(rungs[k][key]))
     return out
+
+
+def _rank(value: float, arrival: int, maximize: bool) -> tuple[bool, float, int]:
+    """Sort key of a rung's member: numbers best first, then what is not a number."""
+    if not math.isfinite(value):
+        return (True, 0.0, arrival)
+    return (False, -value if maximize else value, arrival)
 
 
 class PromotionPruner(optuna.pruners.BasePruner):

@@ -57,6 +57,10 @@ def test_the_top_third_of_a_rung_goes_on_highest_rung_first():
     assert promotable([{"a": 1.0, "b": 2.0, "c": 3.0}], {"a": 0, "c": 0}, 3, maximize=False) == [
         "a"
     ]
+    # A diverged trial (NaN) ranks last and never goes on, even alone at its rung.
+    nan = float("nan")
+    assert promotable([{"a": nan, "b": 0.2, "c": 0.1}], {"a": 0, "b": 0, "c": 0}, 3) == ["b"]
+    assert promotable([{"a": nan}], {"a": 0}, 3) == []
     # Ties: the one that reached the rung first.
     assert promotable([{"late": 0.5, "early": 0.5, "z": 0.1}], {"early": 0, "late": 0}, 3) == [
         "late"
