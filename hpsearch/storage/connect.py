@@ -100,7 +100,8 @@ def open_storage(
     must_exist: bool = False,
     inspect_only: bool = False,
 ) -> Any:
-    """An Optuna ``RDBStorage`` on ``url``, tuned for many processes.
+    """An Optuna ``RDBStorage`` on ``url``, tuned for many processes (and reading a
+    study's trials in a few flat queries: :class:`~hpsearch.storage.optuna_api.BulkReadStorage`).
 
     With ``heartbeat`` the storage records heartbeats of running trials, and trials
     silent for longer than its grace period are failed by the next worker that looks.
@@ -112,6 +113,8 @@ def open_storage(
     fresh storage at once: creating the schema is serialised or retried.
     """
     import optuna
+
+    from hpsearch.storage.optuna_api import BulkReadStorage  # imports Optuna: only now
 
     url = normalize_url(url)
     is_sqlite = make_url(url).get_backend_name() == "sqlite"
@@ -126,7 +129,7 @@ def open_storage(
     def connect() -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), **kwargs)
+            return BulkReadStorage(url, engine_kwargs=engine_kwargs(url), **kwargs)
 
     try:
         with _schema_lock(url):

@@ -7,7 +7,9 @@ here, not in the middle of a search; ``setup.cfg`` pins the versions these tests
 
 from __future__ import annotations
 
+import math
 import time
+import uuid
 from pathlib import Path
 
 import optuna
@@ -19,9 +21,11 @@ from optuna.trial import TrialState
 from hpsearch.storage import open_storage
 from hpsearch.storage.connect import Heartbeat
 from hpsearch.storage.optuna_api import (
+    BulkReadStorage,
     contains,
     heartbeat_table,
     heartbeat_thread,
+    read_trials,
     stale_trial_ids,
     study_id,
     study_storage,
@@ -138,3 +142,91 @@ def test_contains_tells_a_value_inside_a_distribution(distribution, inside, outs
     # BaseDistribution._contains on the internal representation
     assert contains(distribution, inside) is True
     assert contains(distribution, outside) is False
+
+
+def _varied_study(storage: optuna.storages.RDBStorage, name: str) -> optuna.Study:
+    """Trials of every state, every kind of distribution and value a reader must keep:
+    infinite values, NaN and infinite epochs, nested attributes, constraints."""
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    for k in range(4):
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        trial.suggest_int("batch", 16, 128, step=16)
+        trial.suggest_categorical("optimizer", ["sgd", "adam", None])
+        trial.set_user_attr("start", {"slot": k, "config": {"epochs": 3, "tags": [1, "a"]}})
+        trial.storage.set_trial_system_attr(trial._trial_id, "constraints", [0.5 - k])
+        for step, value in enumerate((0.1, math.nan, math.inf, -math.inf)[: k + 1]):
+            trial.report(value, step)
+        if k == 0:
+            study.tell(trial, math.inf)
+        elif k == 1:
+            study.tell(trial, state=TrialState.PRUNED)
+        elif k == 2:
+            study.tell(trial, state=TrialState.FAIL)
+        trial.set_user_attr("start", {"slot": k, "updated": True}) if k == 3 else None
+    study.enqueue_trial({"lr": 0.01})
+    return study
+
+
+def _shown(trials: list[optuna.trial.FrozenTrial]) -> list[tuple[int, str]]:
+    """Each trial's id and every field as written out (NaN equals NaN there, and the
+    order of attributes counts)."""
+    return [(trial_id(t), repr(t)) for t in trials]
+
+
+def test_read_trials_builds_the_trials_optunas_reader_builds(storage_url: str) -> None:
+    # RDBStorage._get_trials (its selection: states, included ids, ids greater than), and
+    # Optuna's tables trials, trial_params, trial_values, trial_intermediate_values,
+    # trial_user_attributes, trial_system_attributes as _build_frozen_trial_from_trial_model
+    # reads them
+    url = storage_url
+    optunas = optuna.storages.RDBStorage(url)
+    name = f"reader-{uuid.uuid4().hex[:8]}"
+    study = _varied_study(optunas, name)
+    several = optuna.create_study(
+        study_name=f"{name}-2", storage=optunas, directions=["maximize", "minimize"]
+    )
+    several.optimize(lambda t: (t.suggest_float("x", 0, 1), -math.inf), n_trials=2)
+    ours = open_storage(url)
+    assert isinstance(ours, BulkReadStorage)
+    ids = [trial_id(t) for t in study.get_trials(deepcopy=False)]
+    for sid in (study_id(study), study_id(several)):
+        for states in (None, (TrialState.COMPLETE, TrialState.PRUNED), (TrialState.WAITING,)):
+            for included, greater in (((), -1), ({ids[0], ids[2], 10**9}, ids[1]), ((), ids[3])):
+                expected = optunas._get_trials(sid, states, set(included), greater)
+                got = read_trials(ours, sid, states, included, greater)
+                assert _shown(got) == _shown(expected)
+    assert read_trials(ours, study_id(study))[0].values == [math.inf]
+    with pytest.raises(KeyError):
+        read_trials(ours, 10**9)
+    # Through a study, as every command reads trials (Optuna's caching wrapper).
+    loaded = optuna.load_study(study_name=name, storage=ours)
+    assert _shown(loaded.get_trials(deepcopy=False)) == _shown(
+        optunas.get_all_trials(study_id(study))
+    )
+    optunas.engine.dispose()
+    ours.engine.dispose()
+
+
+def test_read_trials_falls_back_when_the_ids_overflow_an_in(
+    storage: optuna.storages.RDBStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What RDBStorage._get_trials does when SQLite refuses a long IN: read the study's
+    # trials, then keep the ones asked for
+    from hpsearch.storage import optuna_api
+
+    study = _varied_study(storage, "a")
+    ids = [trial_id(t) for t in study.get_trials(deepcopy=False)]
+    real = optuna_api._trial_rows
+    calls = []
+
+    def refuse_the_first(conn, where):
+        calls.append(len(where))
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("SELECT", {}, Exception("too many SQL variables"))
+        return real(conn, where)
+
+    monkeypatch.setattr(optuna_api, "_trial_rows", refuse_the_first)
+    got = read_trials(storage, study_id(study), None, {ids[0]}, ids[2])
+    assert [trial_id(t) for t in got] == [ids[0], *ids[3:]]
+    assert calls == [2, 1]
