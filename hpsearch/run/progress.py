@@ -52,11 +52,20 @@ def estimate_eta(
     finished ``durations``; what running trials have already spent (up to one mean
     each) is done; ``workers`` share the rest.
     """
-    if not durations or workers < 1:
+    if not durations:
+        return None
+    return _eta(sum(durations) / len(durations), remaining, running_elapsed, workers)
+
+
+def _eta(
+    mean: float, remaining: int, running_elapsed: Sequence[float], workers: int
+) -> float | None:
+    """:func:`estimate_eta` from the finished trials' mean (the live view keeps their
+    total and count, not every duration: its refresh costs the same at any study size)."""
+    if workers < 1:
         return None
     if remaining <= 0:
         return 0.0
-    mean = sum(durations) / len(durations)
     spent = sum(min(e, mean) for e in running_elapsed)
     return max(0.0, mean * remaining - spent) / workers
 
@@ -104,8 +113,10 @@ class Progress:
         self.best: float | None = best_before
         """The best value of the study so far, earlier runs' trials included."""
         self.workers: dict[int, dict[str, Any]] = {}
-        self.durations: list[float] = []
-        """Seconds each trial that finished in this run took (start to end event)."""
+        self.seconds_finished = 0.0
+        """Seconds the trials that finished in this run took together (start to end event)."""
+        self.timed_finished = 0
+        """How many trials finished in this run with a known start (so a time)."""
         self.stopped_by: set[str] = set()
         self._above: list[str] = []
         self.clock = clock
@@ -169,7 +180,8 @@ class Progress:
         if event.state in ("complete", "pruned"):
             self.finished += 1
             if took is not None:
-                self.durations.append(took)
+                self.seconds_finished += took
+                self.timed_finished += 1
         value = event.value
         if event.state == "complete" and isinstance(value, float) and self._better(value):
             self.best = value
@@ -223,7 +235,10 @@ class Progress:
             rows = list(self.workers.values())
             running = [now - r["started"] for r in rows if r.get("started") is not None]
             active = sum(not str(r.get("status")).startswith("stopped") for r in rows)
-            return estimate_eta(self.durations, self.total - self.finished, running, active)
+            if not self.timed_finished:
+                return None
+            mean = self.seconds_finished / self.timed_finished
+            return _eta(mean, self.total - self.finished, running, active)
 
     def title(self) -> str:
         """``2/6 trials done · best val_accuracy 0.9000 · elapsed 1m 05s · ETA 2m 10s``."""

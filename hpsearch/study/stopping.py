@@ -9,14 +9,17 @@ validation pass. Grid studies run every point and have no stop rule.
 
 from __future__ import annotations
 
+import bisect
 import math
+import weakref
 from collections.abc import Sequence
+from datetime import datetime
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.study.spec import StudySpec
-from hpsearch.trials import is_feasible, search_trials
+from hpsearch.trials import is_copied, is_feasible, search_trials
 
 #: Study user attribute holding the reason a study stopped early.
 STOP_ATTR = "hpsearch_stopped"
@@ -75,10 +78,51 @@ def stop_reason(
 def finished_values(study: optuna.Study) -> list[float | None]:
     """Values of the finished trials in the order they finished (pruned: None)."""
     finished = search_trials(study, (TrialState.COMPLETE, TrialState.PRUNED))
-    finished.sort(key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number))
-    return [
-        t.value if t.state == TrialState.COMPLETE and is_feasible(t) else None for t in finished
-    ]
+    finished.sort(key=_finish_order)
+    return [_stop_value(t) for t in finished]
+
+
+def _finish_order(t: FrozenTrial) -> tuple[bool, datetime | None, int]:
+    return (t.datetime_complete is None, t.datetime_complete, t.number)
+
+
+def _stop_value(t: FrozenTrial) -> float | None:
+    return t.value if t.state == TrialState.COMPLETE and is_feasible(t) else None
+
+
+class FinishedValues:
+    """:func:`finished_values` of one study, kept up to date at the cost of the trials
+    that finished since the last look.
+
+    A worker checks the stop rule before every trial it starts; sorting and judging
+    every finished trial each time costs tens of milliseconds a check in a study of
+    10,000 trials. A finished trial never changes (Optuna refuses to), so each is placed
+    once, by the time it finished, among those seen before.
+    """
+
+    def __init__(self) -> None:
+        self._order: list[tuple[bool, datetime | None, int]] = []
+        self._values: list[float | None] = []
+        self._seen: set[int] = set()
+
+    def read(self, study: optuna.Study) -> list[float | None]:
+        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if len(finished) != len(self._seen):
+            for t in finished:
+                if t.number in self._seen:
+                    continue
+                self._seen.add(t.number)
+                if is_copied(t):
+                    continue  # not the study's own trial: see search_trials
+                key = _finish_order(t)
+                at = bisect.bisect(self._order, key)
+                self._order.insert(at, key)
+                self._values.insert(at, _stop_value(t))
+        return list(self._values)
+
+
+#: Each study object's finished values, for as long as the study object lives.
+_FINISHED: weakref.WeakKeyDictionary[optuna.Study, FinishedValues] = weakref.WeakKeyDictionary()
 
 
 def check_stop(study: optuna.Study, spec: StudySpec, n_val: int) -> str | None:
@@ -89,7 +133,7 @@ def check_stop(study: optuna.Study, spec: StudySpec, n_val: int) -> str | None:
     if spec.stop is None:
         return None
     reason = stop_reason(
-        finished_values(study),
+        _FINISHED.setdefault(study, FinishedValues()).read(study),
         spec.direction,
         spec.stop.patience,
         spec.stop.min_delta,

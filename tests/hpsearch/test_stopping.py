@@ -8,7 +8,15 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hpsearch.study.stopping import STOP_ATTR, improvement, standard_error, stop_reason
+from hpsearch.storage import open_storage
+from hpsearch.study.stopping import (
+    STOP_ATTR,
+    FinishedValues,
+    finished_values,
+    improvement,
+    standard_error,
+    stop_reason,
+)
 from tests.hpsearch.conftest import fake_env, run_cli
 from tests.hpsearch.study_checks import run_args
 
@@ -91,3 +99,26 @@ def test_a_stopped_study_stays_stopped_until_asked(tmp_path: Path) -> None:
     more = run_cli([*args, "--n-trials", "2"], env)
     assert more.returncode == 0, more.stderr[-2000:]
     assert len(optuna.load_study(study_name="s", storage=url).trials) == 5
+
+
+def test_the_kept_values_follow_every_trial_as_a_fresh_read_does(tmp_path: Path) -> None:
+    """A worker's stop check places each newly finished trial once; what it reads is
+    always what reading every trial gives: trials that finish out of order, pruned ones,
+    ones that break a constraint, and copied-in ones (not the study's own)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"), direction="maximize"
+    )
+    kept = FinishedValues()
+    assert kept.read(study) == finished_values(study) == []
+    copied = optuna.trial.create_trial(value=0.99, user_attrs={"copied_from": {"trial": 3}})
+    study.add_trial(copied)
+    running = [study.ask() for _ in range(4)]
+    for k, trial in enumerate([running[2], running[0]]):
+        study.tell(trial, 0.5 + k / 10)
+        assert kept.read(study) == finished_values(study)
+    study.tell(running[3], state=optuna.trial.TrialState.PRUNED)
+    running[1].storage.set_trial_system_attr(running[1]._trial_id, "constraints", [1.0])
+    study.tell(running[1], 0.9)  # breaks its constraint: counts as no value
+    study.tell(study.ask(), 0.7)
+    assert kept.read(study) == finished_values(study) == [0.5, 0.6, None, None, 0.7]
