@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from scipy import stats
 
 from hpsearch.storage.optuna_api import study_storage
 from hpsearch.study.confirm import confirm_study_name
@@ -199,6 +198,8 @@ def paired_comparison(leader: ConfigSummary, other: ConfigSummary) -> PairedComp
     normal noise: an interval that excludes 0 with a large exact p rests on that
     assumption.
     """
+    from scipy import stats  # imported on use: status and best seldom need it
+
     mine, theirs = leader.by_seed(), other.by_seed()
     seeds = sorted(set(mine) & set(theirs))
     d = np.array([mine[s] - theirs[s] for s in seeds], dtype=float)
@@ -234,6 +235,8 @@ def paired_comparison(leader: ConfigSummary, other: ConfigSummary) -> PairedComp
 
 def _exact_test(d: np.ndarray) -> tuple[str | None, float | None]:
     """(name, two-sided p) of the exact test :func:`paired_comparison` describes."""
+    from scipy import stats
+
     nonzero = d[d != 0]
     if len(nonzero) == 0:
         return None, None
@@ -260,6 +263,8 @@ def mean_interval(
     the runs themselves are not used, so a run at exactly 0 or 1 is no problem. When the
     mean is 0 or 1 every run is, and the interval is that point.
     """
+    from scipy import stats
+
     n = len(values)
     mean = math.fsum(values) / n
     if n < 2:
