@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import optuna
 
     from hpsearch.storage import open_storage, resolve_storage_url
+    from hpsearch.storage.optuna_api import sharing_trials
     from hpsearch.study.ranking import confirmed_seed_sd
     from hpsearch.study.record import StudyRecord
     from hpsearch.study.stored import load_existing, resolve_study_name
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(resolve_storage_url(args.storage), must_exist=True)
-    study = load_existing(resolve_study_name(storage, args.study), storage)
+    # The report reads trials only: Optuna's figures get them without a deep copy each.
+    study = load_existing(resolve_study_name(storage, args.study), sharing_trials(storage))
     out = Path(args.out)
     record = StudyRecord.read(study)
     settings = record.to_dict() if record else {}

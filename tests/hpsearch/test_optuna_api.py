@@ -26,6 +26,7 @@ from hpsearch.storage.optuna_api import (
     heartbeat_table,
     heartbeat_thread,
     read_trials,
+    sharing_trials,
     stale_trial_ids,
     study_id,
     study_storage,
@@ -230,3 +231,18 @@ def test_read_trials_falls_back_when_the_ids_overflow_an_in(
     got = read_trials(storage, study_id(study), None, {ids[0]}, ids[2])
     assert [trial_id(t) for t in got] == [ids[0], *ids[3:]]
     assert calls == [2, 1]
+
+
+def test_sharing_trials_hands_out_the_cached_trials(storage: optuna.storages.RDBStorage) -> None:
+    # optuna.storages._cached_storage._CachedStorage (what load_study wraps an RDB storage
+    # in) and its get_all_trials(study_id, deepcopy, states)
+    _varied_study(storage, "a")
+    plain = optuna.load_study(study_name="a", storage=storage)
+    shared = optuna.load_study(study_name="a", storage=sharing_trials(storage))
+    assert _shown(shared.trials) == _shown(plain.trials)
+    assert shared.trials[0] is shared.get_trials(deepcopy=True)[0]
+    assert plain.trials[0] is not plain.trials[0]
+    done = (TrialState.COMPLETE,)
+    assert _shown(shared.get_trials(states=done)) == _shown(plain.get_trials(states=done))
+    shared.set_user_attr("report", "stored")  # it writes as any study does
+    assert plain.user_attrs["report"] == "stored"
