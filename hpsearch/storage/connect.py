@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ class Heartbeat:
 SQLITE_BUSY_TIMEOUT_S = 60
 #: Seconds a PostgreSQL connection attempt may take (``?connect_timeout=`` in the URL wins).
 PG_CONNECT_TIMEOUT_S = 10
+#: A pooled server connection idle for longer than this is pinged before it is used again.
+PING_AFTER_IDLE_S = 2.0
 
 
 #: Key of the PostgreSQL advisory lock under which Optuna's schema is created.
@@ -55,17 +58,20 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     """Engine settings per backend (SQLite's ``timeout`` is not a psycopg argument).
 
     A database server gets at most two connections per process: one for the trial's own
-    writes, one for the heartbeat thread that may write at the same moment; a second is
-    opened only then, and closed again. So ``processes x 2`` connections bound a search,
-    and 50 single-GPU machines fit PostgreSQL's default ``max_connections`` of 100.
+    writes, one for the heartbeat thread that may write at the same moment. The second is
+    kept once opened: Optuna's heartbeat thread writes as each trial starts, and a
+    connection opened and closed again for it cost a new server process per trial. So
+    ``processes x 2`` connections bound a search (plus, in the first process on a fresh
+    database, the one that holds the schema lock for a moment), and 48 single-GPU
+    machines fit PostgreSQL's default ``max_connections`` of 100. Pooled connections are
+    checked before use after they were idle (:func:`_ping_after_idle`).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     kwargs: dict[str, Any] = {
-        "pool_pre_ping": True,
-        "pool_size": 1,
-        "max_overflow": 1,
+        "pool_size": 2,
+        "max_overflow": 0,
         "pool_recycle": 600,
     }
     if parsed.get_backend_name() == "postgresql":
@@ -79,6 +85,41 @@ def engine_kwargs(url: str) -> dict[str, Any]:
             connect_args["application_name"] = name[:63]
         kwargs["connect_args"] = connect_args
     return kwargs
+
+
+def _ping_after_idle(engine: sqlalchemy.engine.Engine) -> None:
+    """Check a pooled server connection before use, where it has been idle for longer
+    than :data:`PING_AFTER_IDLE_S`.
+
+    A restarted server or a dropped network path leaves dead connections in the pool; a
+    ping finds them and the pool opens a new one in their place. SQLAlchemy's
+    ``pool_pre_ping`` pings before every use: one extra round trip per statement batch,
+    about 20 per trial, which doubled a short trial's transactions. A connection used a
+    moment ago is as good as the ping would say; a failure after that point is one a ping
+    could not have caught either, and the storage's retries deal with it.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_conn: Any, record: Any) -> None:
+        record.info["hpsearch_idle_since"] = time.monotonic()  # just made: alive
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info["hpsearch_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        # No stamp: a connection pooled before these listeners (while the storage was
+        # made); it is pinged once.
+        since = record.info.get("hpsearch_idle_since")
+        if since is not None and time.monotonic() - since < PING_AFTER_IDLE_S:
+            return  # in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as err:
+            # The pool discards this connection and checks out a fresh one.
+            raise sqlalchemy.exc.DisconnectionError(first_line(err)) from err
 
 
 def _tune_sqlite(engine: sqlalchemy.engine.Engine) -> None:
@@ -143,6 +184,8 @@ def open_storage(
         raise UserError(f"storage {redact(url)!r}: database driver missing ({err})") from None
     if is_sqlite and not inspect_only:
         _tune_sqlite(storage.engine)
+    elif not is_sqlite:
+        _ping_after_idle(storage.engine)
     return storage
 
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from hpsearch.storage import connect as st
 from hpsearch.storage import urls
+from tests.hpsearch.conftest import PG_URL, pg_available
 from trainer.errors import UserError
 
 #: Nothing listens on port 1: a connection is refused at once, without a timeout.
@@ -106,13 +107,13 @@ def test_engine_kwargs_sqlite_sets_busy_timeout_only():
 
 
 @pytest.mark.parametrize("url", ["postgresql+psycopg://u@h/db", "postgresql+psycopg2://u@h/db"])
-def test_engine_kwargs_servers_get_a_small_checked_pool(url):
+def test_engine_kwargs_servers_get_a_small_kept_pool(url):
     kwargs = st.engine_kwargs(url)
-    # A server gets a small pool whose connections are checked before use (a restarted
-    # server must not hand out dead connections) ...
-    assert kwargs["pool_pre_ping"] is True
-    # (at most two connections per process: see test_many_machines) ...
-    assert (kwargs["pool_size"], kwargs["max_overflow"]) == (1, 1)
+    # A server gets a pool of two connections, kept open (at most two per process: see
+    # test_many_machines; none opened and closed again per trial) ...
+    assert (kwargs["pool_size"], kwargs["max_overflow"]) == (2, 0)
+    # ... checked after idling, not before every use (test_idle_connection_is_pinged) ...
+    assert not kwargs.get("pool_pre_ping")
     # ... and no SQLite-only "timeout", which psycopg would reject.
     assert "timeout" not in kwargs.get("connect_args", {})
 
@@ -214,7 +215,55 @@ def test_open_storage_engine_settings_per_backend(storage_url: str, study_name: 
             # PostgreSQL: psycopg 3, and the small pre-pinged pool of engine_kwargs.
             assert storage.engine.dialect.driver == "psycopg"
             assert isinstance(pool, sa.pool.QueuePool)
-            assert pool.size() == 1 and pool._max_overflow == 1  # two connections at most
-            assert pool._pre_ping is True
+            assert pool.size() == 2 and pool._max_overflow == 0  # two connections at most
+    finally:
+        storage.engine.dispose()
+
+
+def _kill_pooled_connections(storage) -> list[int]:
+    """Terminate, from outside, the server processes of the storage's pooled connections
+    (found by the application name this process gives them)."""
+    name = st.engine_kwargs(PG_URL)["connect_args"]["application_name"]
+    killer = sa.create_engine(PG_URL, poolclass=sa.pool.NullPool)
+    with killer.connect() as conn:
+        pids = (
+            conn.execute(
+                sa.text(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = :n "
+                    "AND pid <> pg_backend_pid()"
+                ),
+                {"n": name},
+            )
+            .scalars()
+            .all()
+        )
+        for pid in pids:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid})
+    killer.dispose()
+    assert pids, "the storage holds no connection to kill"
+    return list(pids)
+
+
+@pytest.mark.parametrize("idle_s,survives", [(0.0, True), (3600.0, False)])
+def test_idle_connection_is_pinged_and_replaced(monkeypatch, idle_s, survives):
+    # A server restart (here: its process for our pooled connection terminated) leaves a
+    # dead connection in the pool. Once it has idled for PING_AFTER_IDLE_S, the checkout
+    # pings it and the pool opens a fresh one; without the ping the next read fails.
+    if not pg_available():
+        pytest.skip(f"PostgreSQL is not reachable at {PG_URL}")
+    storage = st.open_storage(PG_URL)
+    try:
+        for _ in range(2):  # each pooled connection used once, so both count as in use
+            optuna.get_all_study_names(storage)
+        monkeypatch.setattr(st, "PING_AFTER_IDLE_S", idle_s)
+        dead = _kill_pooled_connections(storage)
+        if survives:
+            optuna.get_all_study_names(storage)  # no error: the dead one was replaced
+            with storage.engine.connect() as conn:
+                assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() not in dead
+        else:
+            with pytest.raises(optuna.exceptions.StorageInternalError) as info:
+                optuna.get_all_study_names(storage)
+            assert "terminating connection" in str(info.value.__cause__)
     finally:
         storage.engine.dispose()
