@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from sklearn.metrics import roc_curve
 
 from reports.html import format_value
 from reports.jsonable import plain
@@ -204,6 +203,10 @@ def compute_metrics(frame: pd.DataFrame) -> dict[str, Any]:
 
 def roc_curves(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(FPR, TPR) per class (one-vs-rest), micro average and macro average (mean TPR)."""
+    # Imported here: scikit-learn takes most of a second to import, and the study
+    # report (``hpsearch report``) draws no ROC curve.
+    from sklearn.metrics import roc_curve
+
     y = frame["true_index"].to_numpy(dtype=np.int64)
     proba = frame.loc[:, list(PROBA_COLUMNS)].to_numpy(dtype=np.float64)
     onehot = np.eye(len(CLASS_NAMES), dtype=np.int64)[y]

@@ -6,6 +6,10 @@ Everything is scikit-learn's: balanced accuracy over the classes present in ``y_
 macro F1 over the classes present in ``y_true`` or the predictions, one-vs-rest
 ROC-AUC (ties count one half). A class's AUC is undefined (NaN) when the split has no
 image of it, or only images of it, and is left out of the macro mean.
+
+scikit-learn is imported where a number is computed, not with this module: it takes
+most of a second, which commands that only read a study (``status``, ``report``) need
+not pay.
 """
 
 from __future__ import annotations
@@ -14,13 +18,6 @@ import math
 import warnings
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    roc_auc_score,
-)
 
 from trainer.classes import CLASS_NAMES
 
@@ -35,6 +32,8 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 4) -> n
         raise ValueError(f"y_true has shape {y_true.shape} but y_pred has {y_pred.shape}")
     if y_true.size == 0:
         return np.zeros((num_classes, num_classes), dtype=np.int64)
+    from sklearn.metrics import confusion_matrix
+
     matrix: np.ndarray = confusion_matrix(y_true, y_pred, labels=list(range(num_classes)))
     return matrix.astype(np.int64)
 
@@ -43,6 +42,8 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Mean recall over the classes present in ``y_true``; NaN for no labels."""
     if len(y_true) == 0:
         return math.nan
+    from sklearn.metrics import balanced_accuracy_score
+
     with warnings.catch_warnings():
         # A prediction may name a class the split lacks: that class has no recall, as meant.
         warnings.simplefilter("ignore", UserWarning)
@@ -53,6 +54,8 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Mean F1 over the classes present in ``y_true`` or ``y_pred``; NaN for no labels."""
     if len(y_true) == 0:
         return math.nan
+    from sklearn.metrics import f1_score
+
     return float(f1_score(y_true, y_pred, average="macro"))
 
 
@@ -78,6 +81,8 @@ def roc_auc_per_class(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]
 
     Rows of ``proba`` with a NaN (a diverged model) count as uniform.
     """
+    from sklearn.metrics import roc_auc_score
+
     y_true, proba = _checked(y_true, proba)
     out: dict[str, float] = {}
     for k, name in enumerate(CLASS_NAMES):
@@ -98,6 +103,8 @@ def roc_auc_micro(y_true: np.ndarray, proba: np.ndarray) -> float:
     y_true, proba = _checked(y_true, proba)
     if np.unique(y_true).size < 2:  # no class has both positives and negatives
         return math.nan
+    from sklearn.metrics import roc_auc_score
+
     onehot = np.eye(len(CLASS_NAMES), dtype=np.int64)[y_true]
     return float(roc_auc_score(onehot.ravel(), proba.ravel()))
 
@@ -113,6 +120,8 @@ def classification_metrics(
     ``y_true`` gets NaN) and ``loss`` when given. Rows of ``proba`` with a NaN (a diverged
     model) count as uniform.
     """
+    from sklearn.metrics import accuracy_score
+
     y_true, proba = _checked(y_true, proba)
     y_pred = proba.argmax(axis=1)
     out: dict[str, float] = {

@@ -71,7 +71,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import optuna
 
-    from hpsearch.export import best_summary, export_best
+    from hpsearch.export import best_summary
     from hpsearch.paths import Workdir
     from hpsearch.storage import open_storage, resolve_storage_url
     from hpsearch.study.ranking import format_ranking
@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
             if ranking is not None:
                 print(format_ranking(ranking, summary["metric"] or "value"))
         return 0
+
+    from hpsearch.export.pipeline import export_best  # imports torch: only to export
 
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     if replaced:

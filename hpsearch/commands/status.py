@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.study:
         names = [args.study]
     else:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        names = optuna.get_all_study_names(storage)
         if not names:
             print("[]" if args.json else f"no studies in {redact(url)}")
             return 0

@@ -1,20 +1,4 @@
-"""From the best trial of a study to a finished model folder with its evidence.
-
-The folder gets ``model.pt``, ``model.onnx``, ``predictions.csv`` (the evaluated split,
-one row per image), ``metrics.json`` (computed from ``predictions.csv`` read back, with
-a 95 % interval on every number), ``report.html`` with PNG copies of its figures, and
-``MODEL_CARD.md``. The evaluated split is the held-out test split; a study without one is
-evaluated on its validation split, and everything says so.
-
-The winner is compared with the runner-up (the best complete trial of another
-configuration) on the same test images; the runner-up's predictions go to
-``predictions_runner_up.csv`` and the comparison into ``metrics.json``.
-
-:func:`export_best` runs the stages in order: choose the weights (the trial's checkpoint
-or a retrain) -> evaluate them (and the runner-up's checkpoint) -> write the model files
--> write the metrics -> render the report and the model card. What one stage hands the
-next is a frozen dataclass.
-"""
+"""The export pipeline: :func:`export_best` runs the stages of :mod:`hpsearch.export` in order."""
 
 from __future__ import annotations
 
@@ -27,7 +11,6 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from hpsearch.export.choose import (
-    best_summary,
     choose_winner_and_runner_up,
     data_config,
     selected_trial,
@@ -45,7 +28,7 @@ from hpsearch.trials.record import TrialRecord
 from trainer.config import DataConfig
 from trainer.data import Data
 
-__all__ = ["ExportResult", "best_summary", "data_config", "export_best"]
+__all__ = ["ExportResult", "export_best"]
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,7 @@ def resolve_study_name(storage: optuna.storages.BaseStorage, name: str | None) -
     """``name`` when given; else the storage's only study; else a UserError saying why."""
     if name:
         return name
-    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    names = sorted(optuna.get_all_study_names(storage))
     if len(names) == 1:
         return names[0]
     if not names:
@@ -248,7 +248,7 @@ def load_existing(name: str, storage: optuna.storages.BaseStorage) -> optuna.Stu
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        names = optuna.get_all_study_names(storage)
         raise UserError(
             f"no study named {name!r} in this storage (present: {', '.join(names) or 'none'})"
         ) from None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -40,6 +42,29 @@ def test_best_text(search: Search, capsys) -> None:
     assert f"best trial {search.study.best_trial.number}" in out
     assert "SYNTHETIC demo data" in out.splitlines()[0]
     assert str(search.checkpoint) in out
+
+
+#: Runs one command in a fresh interpreter and prints which heavy packages it imported.
+IMPORTS_OF = """
+import sys
+from hpsearch.cli import main
+code = main(sys.argv[1:])
+heavy = sorted(m for m in ("torch", "sklearn") if m in sys.modules)
+print("IMPORTED", ",".join(heavy), code)
+"""
+
+
+@pytest.mark.parametrize("command", [["best"], ["best", "--json"], ["status"]])
+def test_reading_commands_start_without_torch_and_sklearn(search: Search, command) -> None:
+    # best and status only read the study: torch (1-2 s to import) and scikit-learn
+    # (most of a second) are for training, exporting and the final report.
+    argv = [*command, *base(search)] if command[0] == "best" else [*command, *base(search)[:4]]
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORTS_OF, *argv], capture_output=True, text=True, timeout=300
+    )
+    line = [x for x in proc.stdout.splitlines() if x.startswith("IMPORTED")]
+    assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert line[-1] == "IMPORTED  0", line[-1]
 
 
 @pytest.mark.parametrize(

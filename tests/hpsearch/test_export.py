@@ -15,8 +15,9 @@ import torchvision
 from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
-from hpsearch.export import best_summary, export_best
+from hpsearch.export import best_summary
 from hpsearch.export.choose import choose_winner_and_runner_up
+from hpsearch.export.pipeline import export_best
 from hpsearch.export.render import relative_path
 from hpsearch.paths import Workdir
 from hpsearch.trials.record import TrialRecord
