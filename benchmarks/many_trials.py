@@ -182,6 +182,8 @@ class Watcher:
         self.peak_connections = 0
         self.peak_per_process = 0
         self.sessions: int | None = None
+        self.transactions: int | None = None
+        """Transactions the database committed or rolled back (its statistics)."""
         self._cpu: dict[int, float] = {}  # pid -> the last CPU seconds seen
         self._backends: set[int] = set()
         self._stop = threading.Event()
@@ -223,8 +225,15 @@ class Watcher:
                 self._stop.wait(self.period_s)
             # Connections opened to the database so far (PostgreSQL 14 and later).
             with contextlib.suppress(Exception):
-                query = "SELECT sessions FROM pg_stat_database WHERE datname = %s"
-                self.sessions = conn.execute(query, (self.database,)).fetchone()[0]
+                query = (
+                    "SELECT sessions, xact_commit + xact_rollback FROM pg_stat_database "
+                    "WHERE datname = %s"
+                )
+                # The statistics collector reports a backend's counts when it goes idle;
+                # a moment's wait lets the last ones in.
+                time.sleep(1.0)
+                conn.execute("SELECT pg_stat_clear_snapshot()")
+                self.sessions, self.transactions = conn.execute(query, (self.database,)).fetchone()
 
     def cpu_at(self, when: float) -> float:
         """CPU seconds so far at ``when``, interpolated between samples."""
@@ -325,6 +334,8 @@ def figures(trials: list[dict[str, Any]], workers: int, watcher: Watcher) -> dic
     out["peak_connections"] = watcher.peak_connections
     out["peak_connections_one_process"] = watcher.peak_per_process
     out["connections_opened"] = watcher.sessions
+    if watcher.transactions is not None:
+        out["transactions_per_trial"] = round(watcher.transactions / max(1, len(finished)), 1)
     return out
 
 
@@ -636,7 +647,7 @@ def _say(name: str, r: dict[str, Any]) -> None:
         f"{late.get('cpu_s_per_trial')} CPU-s (late/early wall {r.get('late_over_early_wall')},"
         f" CPU {r.get('late_over_early_cpu')}); peak connections {r['peak_connections']} "
         f"(one process {r['peak_connections_one_process']}), {r['connections_opened']} opened; "
-        f"CPU-s {r['cpu_s']}; "
+        f"{r.get('transactions_per_trial')} transactions per trial; CPU-s {r['cpu_s']}; "
         f"load {r['load_average_after_run']}"
         + (
             f"; duplicated slots {r['duplicated_slots']}, lost {r['lost_slots']}"
