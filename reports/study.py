@@ -17,6 +17,16 @@ from hpsearch.trials import best_search_trial, search_trials, trial_rows
 from hpsearch.trials.applicable import IGNORED_BY_OPTIMIZER, applies
 
 
+def study_metric(settings: Mapping[str, Any] | None) -> str:
+    """The metric ``hpsearch run`` recorded, or "objective" for a plain Optuna study."""
+    return str((settings or {}).get("metric", "objective"))
+
+
+def is_synthetic(settings: Mapping[str, Any] | None) -> bool:
+    """Whether ``hpsearch run`` recorded that the study ran on the synthetic demo data."""
+    return bool(((settings or {}).get("data") or {}).get("synthetic", False))
+
+
 def study_info(study: optuna.Study, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the report says about the study: ``settings`` (what ``hpsearch run`` recorded
     about it, as a mapping; none for a plain Optuna study), data, trial counts, best trial."""
@@ -25,13 +35,13 @@ def study_info(study: optuna.Study, settings: Mapping[str, Any] | None = None) -
     states = Counter(t.state.name for t in trials)
     info: dict[str, Any] = {
         "study": study.study_name,
-        "metric": attrs.get("metric", "objective"),
+        "metric": study_metric(attrs),
         "direction": ", ".join(d.name.lower() for d in study.directions),
         "sampler": attrs.get("sampler"),
         "pruner": attrs.get("pruner"),
         "spec_file": attrs.get("spec_file"),
         "data": attrs.get("data", {}) or {},
-        "synthetic": bool((attrs.get("data") or {}).get("synthetic", False)),
+        "synthetic": is_synthetic(attrs),
         "n_trials": len(trials),
         "states": dict(sorted(states.items())),
         "best_trial": None,

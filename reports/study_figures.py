@@ -23,7 +23,7 @@ from hpsearch.trials import search_trials, trial_value
 from hpsearch.trials.expected_best import expected_best
 from reports.html import escape
 from reports.sizing import PAGE_WIDTH_PX, fit_figure
-from reports.study import study_info
+from reports.study import study_metric
 
 #: PED-ANOVA, Optuna's default importance evaluator and optuna-dashboard's, compares
 #: the best 10 % of the complete trials with all of them; below 11 trials that best
@@ -107,14 +107,13 @@ def _search(
             values.setdefault(name, set()).add(repr(value))
     varying = sorted(name for name, seen in values.items() if len(seen) > 1)
     fixed = {name: complete[0].params.get(name) for name in values if name not in varying}
-    info = study_info(study, settings)
     lines, lines_note, lines_numbers = _line_sample(study, trials)
     return _Search(
         lines=lines,
         lines_note=lines_note,
         lines_numbers=lines_numbers,
         study=study,
-        target=f"{info['metric']} (validation)",
+        target=f"{study_metric(settings)} (validation)",
         n_complete=len(complete),
         varying=varying,
         fixed=fixed,

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from hpsearch.study.record import StudyRecord
     from hpsearch.study.stored import load_existing, resolve_study_name
     from reports.report import REPORT_FILE, report_title, study_sections, write_report
-    from reports.study import study_info, trials_table
+    from reports.study import is_synthetic, trials_table
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(resolve_storage_url(args.storage), must_exist=True)
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     record = StudyRecord.read(study)
     settings = record.to_dict() if record else {}
-    synthetic = study_info(study, settings)["synthetic"]
+    synthetic = is_synthetic(settings)
     sections, figures = study_sections(study, settings, confirmed_seed_sd(study))
     png = write_report(
         out,
