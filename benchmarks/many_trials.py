@@ -132,7 +132,10 @@ def fresh_database(server_url: str, prefix: str, keep: bool = False) -> Iterator
         yield name, _database_url(server_url, name)
     finally:
         if keep:
-            print(f"kept: {_database_url(server_url, name)} (DROP DATABASE {name} when done)")
+            from hpsearch.storage.urls import redact
+
+            kept = redact(_database_url(server_url, name))  # no password on the screen
+            print(f"kept: {kept} (DROP DATABASE {name} when done)")
         else:
             with _server_conn(server_url) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -582,12 +585,15 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    from hpsearch.storage.urls import redact_text
+
     server, n, workers = args.storage_url, args.trials, args.workers
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "machine": machine(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        # The record may be committed: a password in --storage-url must not reach it.
+        "command": redact_text(" ".join([Path(sys.executable).name, *sys.argv])),
         "trials": n,
         "workers": workers,
         "stop_rule": not args.no_stop_rule,
