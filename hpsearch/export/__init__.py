@@ -15,9 +15,9 @@ or a retrain) -> evaluate them (and the runner-up's checkpoint) -> write the mod
 -> write the metrics -> render the report and the model card. What one stage hands the
 next is a frozen dataclass.
 
-The stages live in :mod:`hpsearch.export.pipeline` (it imports torch); the package
-itself offers only what reads a study, so ``hpsearch best`` without ``--export`` starts
-without torch.
+:func:`~hpsearch.export.pipeline.export_best` lives in :mod:`hpsearch.export.pipeline`,
+as it imports torch through its stages; the package itself offers only what reads a
+study, so ``hpsearch best`` without ``--export`` starts without torch.
 """
 
 from hpsearch.export.choose import best_summary, data_config
